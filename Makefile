@@ -1,0 +1,36 @@
+# segnode — the two commands a fresh Debian machine needs:
+#   make demo   a synthetic DCE study in, through the node, result out
+#   make test   every test (unit, integration against DCMTK / Orthanc / dciodvfy / highdicom)
+# Both run `make setup` first (idempotent: apt packages, the torch venv, cargo config).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+VENV ?= $(HOME)/.cache/segnode/venv
+PYTHON := $(VENV)/bin/python
+MODELS_DIR ?= models
+export SEGNODE_VENV := $(VENV)
+
+.PHONY: setup build models test lint demo clean-data
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --bins
+
+models: setup
+	@if [ -f tools/build_models.py ]; then $(PYTHON) tools/build_models.py --out $(MODELS_DIR); fi
+
+test: setup models
+	@if [ -f tools/test_models.py ]; then $(PYTHON) tools/test_models.py; fi
+	$(CARGO) test --all-targets --no-fail-fast
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+demo: build models
+	@bash scripts/demo.sh
+
+clean-data:
+	rm -rf segnode-data demo-output

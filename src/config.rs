@@ -1,0 +1,277 @@
+//! Typed configuration (`conf/segnode.toml`), validated at load so that a mistake fails at
+//! start-up with the file, the key and the reason, never later in the middle of a study.
+//!
+//! The default config is embedded in the binary: `segnode serve` with no `--config` runs it.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ae::AeTitle;
+use crate::uids;
+
+/// The config shipped in `conf/segnode.toml`, compiled into the binary.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../conf/segnode.toml");
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("config {file}: key `{key}`: {reason}")]
+    Invalid { file: String, key: String, reason: String },
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who this node is and where it listens.
+    pub node: NodeConfig,
+    /// Bounds on the network layer.
+    #[serde(default)]
+    pub network: NetworkConfig,
+    /// Spool behaviour.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Which peers may associate.
+    #[serde(default)]
+    pub access: AccessConfig,
+}
+
+/// Identity and listening address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Our AE title; associations must call it when `access.check_called_ae` is on.
+    pub ae_title: AeTitle,
+    /// Address to bind the DICOM listener to.
+    #[serde(default = "default_bind")]
+    pub bind: IpAddr,
+    /// DICOM port (104 and 11112 are customary).
+    pub port: u16,
+    /// Where the spool (instances, index, outbox) lives. Relative paths resolve against
+    /// the config file's folder, or the working directory for the embedded default.
+    pub data_dir: PathBuf,
+}
+
+/// Bounds on associations and I/O.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Associations served at once; further ones wait for a slot.
+    pub max_associations: usize,
+    /// Largest PDU we accept and announce (bytes).
+    pub max_pdu_length: u32,
+    /// A peer silent for longer than this during an association is aborted.
+    pub read_timeout_seconds: u64,
+    /// A write to a peer that does not drain within this is aborted.
+    pub write_timeout_seconds: u64,
+    /// Time to establish an outgoing association.
+    pub connect_timeout_seconds: u64,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            max_associations: 16,
+            max_pdu_length: 131_072,
+            read_timeout_seconds: 60,
+            write_timeout_seconds: 60,
+            connect_timeout_seconds: 10,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// Read timeout as a duration.
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout_seconds)
+    }
+    /// Write timeout as a duration.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs(self.write_timeout_seconds)
+    }
+    /// Connect timeout as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_seconds)
+    }
+}
+
+/// Spool settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Refuse C-STOREs (status A700) while the data folder's file system has less free space.
+    pub min_free_disk_mb: u64,
+    /// SOP classes accepted for storage, by keyword ("MR") or UID. Empty: the default list
+    /// in `uids::STORAGE_CLASSES`.
+    pub accepted_sop_classes: Vec<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { min_free_disk_mb: 1024, accepted_sop_classes: Vec::new() }
+    }
+}
+
+/// Association access control.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Reject associations whose called AE title is not ours.
+    pub check_called_ae: bool,
+    /// Calling AEs allowed to associate. Empty: any calling AE (logged as a warning).
+    pub allow: Vec<AllowedPeer>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self { check_called_ae: true, allow: Vec::new() }
+    }
+}
+
+/// One entry of the calling-AE allow-list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedPeer {
+    /// The calling AE title the peer uses.
+    pub ae_title: AeTitle,
+    /// If set, the peer must also connect from this address.
+    #[serde(default)]
+    pub host: Option<IpAddr>,
+}
+
+fn default_bind() -> IpAddr {
+    IpAddr::from([0, 0, 0, 0])
+}
+
+impl Config {
+    /// The embedded default config; relative paths resolve against the working directory.
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::from_toml(EMBEDDED_DEFAULT, "<embedded conf/segnode.toml>", None)
+    }
+
+    /// Load and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml(&text, &path.display().to_string(), path.parent())
+    }
+
+    /// Parse and validate config text. `base` is the folder relative paths resolve against.
+    pub fn from_toml(text: &str, file: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut cfg: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { file: file.to_string(), message: e.to_string() })?;
+        if let Some(base) = base {
+            if cfg.node.data_dir.is_relative() {
+                cfg.node.data_dir = base.join(&cfg.node.data_dir);
+            }
+        }
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    /// Checks that serde cannot express.
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key: key.to_string(),
+            reason,
+        };
+        if self.network.max_associations == 0 {
+            return Err(invalid("network.max_associations", "must be at least 1".into()));
+        }
+        if !(4096..=16 * 1024 * 1024).contains(&self.network.max_pdu_length) {
+            return Err(invalid(
+                "network.max_pdu_length",
+                format!("{} is outside 4096..=16777216 bytes", self.network.max_pdu_length),
+            ));
+        }
+        for (key, secs) in [
+            ("network.read_timeout_seconds", self.network.read_timeout_seconds),
+            ("network.write_timeout_seconds", self.network.write_timeout_seconds),
+            ("network.connect_timeout_seconds", self.network.connect_timeout_seconds),
+        ] {
+            if secs == 0 || secs > 3600 {
+                return Err(invalid(key, format!("{secs} s is outside 1..=3600")));
+            }
+        }
+        for (i, entry) in self.storage.accepted_sop_classes.iter().enumerate() {
+            if uids::storage_class_uid(entry).is_none() {
+                return Err(invalid(
+                    &format!("storage.accepted_sop_classes[{i}]"),
+                    format!("{entry:?} is neither a known keyword nor a valid UID"),
+                ));
+            }
+        }
+        if self.node.data_dir.as_os_str().is_empty() {
+            return Err(invalid("node.data_dir", "must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// SOP Class UIDs accepted for storage.
+    pub fn accepted_sop_classes(&self) -> Vec<String> {
+        if self.storage.accepted_sop_classes.is_empty() {
+            uids::STORAGE_CLASSES.iter().map(|c| c.uid.to_string()).collect()
+        } else {
+            self.storage.accepted_sop_classes.iter().filter_map(|e| uids::storage_class_uid(e)).collect()
+        }
+    }
+
+    /// Apply command-line overrides (they win over the file).
+    pub fn override_with(&mut self, port: Option<u16>, ae_title: Option<AeTitle>, data_dir: Option<PathBuf>) {
+        if let Some(port) = port {
+            self.node.port = port;
+        }
+        if let Some(ae) = ae_title {
+            self.node.ae_title = ae;
+        }
+        if let Some(dir) = data_dir {
+            self.node.data_dir = dir;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let cfg = Config::embedded_default().unwrap();
+        assert_eq!(cfg.node.ae_title.as_str(), "SEGNODE");
+        assert!(cfg.accepted_sop_classes().contains(&uids::MR_IMAGE_STORAGE.to_string()));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let text = "[node]\nae_title='A'\nport=1\ndata_dir='d'\n[network]\nmax_associations=0\n";
+        let err = Config::from_toml(text, "x.toml", None).unwrap_err().to_string();
+        assert!(err.contains("x.toml") && err.contains("network.max_associations"), "{err}");
+
+        let text = "[node]\nae_title='WAY_TOO_LONG_AE_TITLE'\nport=1\ndata_dir='d'\n";
+        let err = Config::from_toml(text, "x.toml", None).unwrap_err().to_string();
+        assert!(err.contains("ae_title") && err.contains("longer than 16"), "{err}");
+
+        let text = "[node]\nae_title='A'\nport=1\ndata_dir='d'\nprot=2\n";
+        let err = Config::from_toml(text, "x.toml", None).unwrap_err().to_string();
+        assert!(err.contains("prot"), "{err}");
+
+        let text = "[node]\nae_title='A'\nport=1\ndata_dir='d'\n[storage]\naccepted_sop_classes=['MRI']\n";
+        let err = Config::from_toml(text, "x.toml", None).unwrap_err().to_string();
+        assert!(err.contains("accepted_sop_classes[0]"), "{err}");
+    }
+
+    #[test]
+    fn relative_data_dir_resolves_against_the_file() {
+        let text = "[node]\nae_title='A'\nport=1\ndata_dir='spool'\n";
+        let cfg = Config::from_toml(text, "x.toml", Some(Path::new("/etc/segnode"))).unwrap();
+        assert_eq!(cfg.node.data_dir, PathBuf::from("/etc/segnode/spool"));
+    }
+}

@@ -1,0 +1,145 @@
+//! The `segnode` command line: parses arguments, loads config, sets up logging and hands
+//! over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use segnode::ae::{AeTitle, Peer};
+use segnode::config::Config;
+
+#[derive(Parser)]
+#[command(name = "segnode", version, about = "DICOM node that segments studies and returns DICOM SEG")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node: receive by C-STORE, spool durably (and later segment and send back).
+    Serve {
+        /// Config file (TOML). Default: the embedded conf/segnode.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override node.port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Override node.ae_title.
+        #[arg(long)]
+        ae_title: Option<AeTitle>,
+        /// Override node.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Validate a config file and print the effective settings.
+    CheckConfig {
+        /// Config file (TOML). Default: the embedded conf/segnode.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// C-ECHO a DICOM node: segnode echo AE@HOST:PORT.
+    Echo {
+        /// The peer, as AE@HOST:PORT.
+        peer: Peer,
+        #[command(flatten)]
+        scu: ScuArgs,
+    },
+    /// C-STORE files or folders (recursive) to a DICOM node: segnode send AE@HOST:PORT PATH...
+    Send {
+        /// The peer, as AE@HOST:PORT.
+        peer: Peer,
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        scu: ScuArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ScuArgs {
+    /// Our calling AE title.
+    #[arg(long, default_value = "SEGNODE")]
+    calling_ae: AeTitle,
+    /// Seconds to wait for connection, association and each response.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+impl ScuArgs {
+    fn options(&self) -> segnode::scu::ScuOptions {
+        let t = Duration::from_secs(self.timeout.max(1));
+        segnode::scu::ScuOptions {
+            calling_ae: self.calling_ae.clone(),
+            max_pdu_length: 131_072,
+            connect_timeout: t,
+            read_timeout: t,
+            write_timeout: t,
+        }
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Ok(match path {
+        Some(p) => Config::load(p)?,
+        None => Config::embedded_default()?,
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    segnode::telemetry::init("info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config, port, ae_title, data_dir } => {
+            let mut cfg = load_config(config.as_ref())?;
+            cfg.override_with(port, ae_title, data_dir);
+            segnode::serve::run(cfg, segnode::serve::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            let cfg = load_config(config.as_ref())?;
+            println!("{cfg:#?}");
+            println!("config OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Echo { peer, scu } => {
+            let status = segnode::scu::echo(&peer, &scu.options())
+                .await
+                .with_context(|| format!("C-ECHO to {peer} failed"))?;
+            println!("C-ECHO {peer}: {status}");
+            Ok(if status.is_success_or_warning() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Send { peer, paths, scu } => {
+            let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let report = segnode::scu::send_paths(&peer, &scu.options(), &paths, show_progress)
+                .await
+                .with_context(|| format!("C-STORE to {peer} failed"))?;
+            println!("sent {} failed {} ({} bytes in {:.2?})", report.sent, report.failed, report.bytes, report.elapsed);
+            for (path, reason) in &report.failures {
+                eprintln!("failed: {}: {reason}", path.display());
+            }
+            Ok(if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! `segnode serve`: open the spool, bind the DICOM port and run the SCP until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::scp::{self, ScpContext, ScpSummary};
+use crate::spool::{Spool, SpoolError};
+
+/// Why the node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open the spool in {dir}: {source}")]
+    Spool { dir: String, source: SpoolError },
+    #[error("cannot listen on {addr}: {source} (is another DICOM node on that port? choose one with --port)")]
+    Bind { addr: String, source: std::io::Error },
+    #[error(transparent)]
+    Scp(#[from] scp::ScpError),
+}
+
+/// Bind the configured address and serve until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<ScpSummary, ServeError> {
+    let addr = std::net::SocketAddr::new(config.node.bind, config.node.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr: addr.to_string(), source })?;
+    run_on(listener, config, shutdown).await
+}
+
+/// Serve on an already bound listener (tests bind port 0 and pass it in).
+pub async fn run_on(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<ScpSummary, ServeError> {
+    let data_dir = config.node.data_dir.clone();
+    let spool = {
+        let dir = data_dir.clone();
+        let floor = config.storage.min_free_disk_mb;
+        tokio::task::spawn_blocking(move || Spool::open(&dir, floor))
+            .await
+            .expect("spool open task panicked")
+            .map_err(|source| ServeError::Spool { dir: data_dir.display().to_string(), source })?
+    };
+    let counts = spool.counts().map_err(|source| ServeError::Spool { dir: data_dir.display().to_string(), source })?;
+    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    info!(
+        ae_title = %config.node.ae_title,
+        listen = %local,
+        data_dir = %data_dir.display(),
+        studies = counts.studies,
+        instances = counts.instances,
+        sop_classes = config.accepted_sop_classes().len(),
+        "segnode listening"
+    );
+    if config.access.allow.is_empty() {
+        warn!("access.allow is empty: any calling AE may store here; list your PACS in [[access.allow]]");
+    }
+    let ctx = ScpContext { config: Arc::new(config), spool: Arc::new(spool), events: None };
+    let summary = scp::run(listener, ctx, shutdown).await?;
+    info!(associations = summary.associations, instances = summary.instances_stored, "segnode stopped");
+    Ok(summary)
+}
+
+/// Resolves on SIGINT (ctrl-c) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => info!("SIGINT received: finishing in-flight associations"),
+        _ = term => info!("SIGTERM received: finishing in-flight associations"),
+    }
+}

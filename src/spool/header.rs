@@ -1,0 +1,130 @@
+//! The identifying attributes of a received instance, read from its data set.
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+
+use super::SpoolError;
+use crate::uids::trim_uid;
+
+/// What the spool indexes about one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstanceHeader {
+    /// SOP Class UID (0008,0016).
+    pub sop_class_uid: String,
+    /// SOP Instance UID (0008,0018).
+    pub sop_instance_uid: String,
+    /// Study Instance UID (0020,000D).
+    pub study_uid: String,
+    /// Series Instance UID (0020,000E).
+    pub series_uid: String,
+    /// Patient ID, for logs and listings.
+    pub patient_id: String,
+    /// Patient's name as stored.
+    pub patient_name: String,
+    /// Study date (DA).
+    pub study_date: String,
+    /// Accession number.
+    pub accession_number: String,
+    /// Modality of the series.
+    pub modality: String,
+    /// Series number, when present and numeric.
+    pub series_number: Option<i32>,
+    /// Series description.
+    pub series_description: String,
+    /// Instance number, when present and numeric.
+    pub instance_number: Option<i32>,
+}
+
+impl InstanceHeader {
+    /// Parse a data set received in `transfer_syntax_uid` and read its identity.
+    pub fn parse(dataset: &[u8], transfer_syntax_uid: &str) -> Result<Self, SpoolError> {
+        let unparseable = |reason: String| SpoolError::Unparseable {
+            transfer_syntax: transfer_syntax_uid.to_string(),
+            reason,
+        };
+        let ts = TransferSyntaxRegistry
+            .get(transfer_syntax_uid)
+            .ok_or_else(|| unparseable("unknown transfer syntax".into()))?;
+        let obj = InMemDicomObject::read_dataset_with_ts(dataset, ts).map_err(|e| unparseable(e.to_string()))?;
+        Self::from_object(&obj)
+    }
+
+    /// Read the identity from a parsed data set.
+    pub fn from_object(obj: &InMemDicomObject) -> Result<Self, SpoolError> {
+        let uid = |tag: Tag, attribute: &'static str| -> Result<String, SpoolError> {
+            let value = text(obj, tag);
+            if value.is_empty() {
+                return Err(SpoolError::MissingAttribute(attribute));
+            }
+            if !is_path_safe_uid(&value) {
+                return Err(SpoolError::InvalidUid { attribute, value });
+            }
+            Ok(value)
+        };
+        Ok(InstanceHeader {
+            sop_class_uid: uid(tags::SOP_CLASS_UID, "SOPClassUID")?,
+            sop_instance_uid: uid(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
+            study_uid: uid(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?,
+            series_uid: uid(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
+            patient_id: text(obj, tags::PATIENT_ID),
+            patient_name: text(obj, tags::PATIENT_NAME),
+            study_date: text(obj, tags::STUDY_DATE),
+            accession_number: text(obj, tags::ACCESSION_NUMBER),
+            modality: text(obj, tags::MODALITY),
+            series_number: text(obj, tags::SERIES_NUMBER).parse().ok(),
+            series_description: text(obj, tags::SERIES_DESCRIPTION),
+            instance_number: text(obj, tags::INSTANCE_NUMBER).parse().ok(),
+        })
+    }
+
+    /// The C-STORE command and its data set must name the same SOP class and instance.
+    pub fn check_against_command(&self, sop_class_uid: &str, sop_instance_uid: &str) -> Result<(), SpoolError> {
+        if trim_uid(sop_class_uid) != self.sop_class_uid {
+            return Err(SpoolError::CommandMismatch {
+                attribute: "SOPClassUID",
+                in_command: sop_class_uid.to_string(),
+                in_dataset: self.sop_class_uid.clone(),
+            });
+        }
+        if trim_uid(sop_instance_uid) != self.sop_instance_uid {
+            return Err(SpoolError::CommandMismatch {
+                attribute: "SOPInstanceUID",
+                in_command: sop_instance_uid.to_string(),
+                in_dataset: self.sop_instance_uid.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A trimmed string value, empty when absent or not text.
+fn text(obj: &InMemDicomObject, tag: Tag) -> String {
+    obj.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).trim_start().to_string())
+        .unwrap_or_default()
+}
+
+/// UIDs become path components, so only digits and dots are allowed (which every valid UID
+/// satisfies); real-world UIDs with leading zeros in a component are tolerated.
+fn is_path_safe_uid(uid: &str) -> bool {
+    uid.len() <= 64
+        && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && uid.split('.').all(|c| !c.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_safety() {
+        assert!(is_path_safe_uid("1.2.840.113619.2.55"));
+        assert!(!is_path_safe_uid("../../etc"));
+        assert!(!is_path_safe_uid("1..2"));
+        assert!(!is_path_safe_uid("1.2/3"));
+    }
+}

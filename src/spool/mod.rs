@@ -1,0 +1,192 @@
+//! The durable instance store: every acknowledged instance is a Part 10 file on disk,
+//! fsynced and atomically renamed into place, and a row in the SQLite index, before the
+//! SCP answers success.
+//!
+//! Layout under the data folder:
+//! ```text
+//! index.sqlite                     studies, series, instances (WAL, synchronous=FULL)
+//! instances/<study>/<series>/<sop>.dcm
+//! tmp/                             partial writes; cleared at open
+//! ```
+//! The interface is deliberately narrow (store, look up, count) so the backend can become
+//! an object store and a real database without touching the SCP or the pipeline.
+
+mod disk;
+mod files;
+mod header;
+mod index;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::dimse::Status;
+
+pub use header::InstanceHeader;
+pub use index::{InstanceRecord, SeriesRecord, SpoolCounts, StudyRecord};
+
+/// Why an instance could not be stored (or the spool opened).
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error(
+        "refusing to store: {free_mb} MB free under {dir}, below the configured floor of {floor_mb} MB \
+         (free disk space or lower storage.min_free_disk_mb)"
+    )]
+    OutOfSpace { dir: PathBuf, free_mb: u64, floor_mb: u64 },
+    #[error("data set cannot be parsed in transfer syntax {transfer_syntax}: {reason}")]
+    Unparseable { transfer_syntax: String, reason: String },
+    #[error("data set lacks {0}")]
+    MissingAttribute(&'static str),
+    #[error("{attribute} {value:?} is not a valid UID")]
+    InvalidUid { attribute: &'static str, value: String },
+    #[error("data set {attribute} {in_dataset} differs from the C-STORE command's {in_command}")]
+    CommandMismatch { attribute: &'static str, in_command: String, in_dataset: String },
+    #[error("spool I/O on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("spool index: {0}")]
+    Index(#[from] rusqlite::Error),
+}
+
+impl SpoolError {
+    /// The C-STORE status this failure is answered with (PS3.4 B.2.3).
+    pub fn dimse_status(&self) -> Status {
+        match self {
+            SpoolError::OutOfSpace { .. } | SpoolError::Io { .. } | SpoolError::Index(_) => {
+                Status::OUT_OF_RESOURCES
+            }
+            SpoolError::CommandMismatch { attribute: "SOPClassUID", .. } => Status::DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            SpoolError::Unparseable { .. }
+            | SpoolError::MissingAttribute(_)
+            | SpoolError::InvalidUid { .. }
+            | SpoolError::CommandMismatch { .. } => Status::CANNOT_UNDERSTAND,
+        }
+    }
+}
+
+/// One instance as it arrived in a C-STORE, before it is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct IncomingInstance<'a> {
+    /// Affected SOP Class UID of the C-STORE command.
+    pub sop_class_uid: &'a str,
+    /// Affected SOP Instance UID of the C-STORE command.
+    pub sop_instance_uid: &'a str,
+    /// Transfer syntax of the presentation context the data set came on.
+    pub transfer_syntax_uid: &'a str,
+    /// The data set, byte for byte as received (it is stored unchanged).
+    pub dataset: &'a [u8],
+    /// Calling AE title of the association, recorded in the index and the file meta.
+    pub calling_ae: &'a str,
+}
+
+/// What storing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredInstance {
+    /// The identifying attributes read from the data set.
+    pub header: InstanceHeader,
+    /// Where the file lives.
+    pub path: PathBuf,
+    /// File size in bytes (meta + data set).
+    pub size_bytes: u64,
+    /// True when an instance with this SOP Instance UID was already stored and has been replaced.
+    pub replaced: bool,
+}
+
+/// The durable store. Cheap to share (`Arc<Spool>`); `store` is blocking (disk I/O and
+/// fsync) and belongs in `spawn_blocking`.
+pub struct Spool {
+    root: PathBuf,
+    min_free_bytes: u64,
+    index: Mutex<index::Index>,
+}
+
+impl Spool {
+    /// Open (or create) the spool under `root`. Partial writes left by a crash are removed.
+    pub fn open(root: &Path, min_free_disk_mb: u64) -> Result<Spool, SpoolError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SpoolError::Io { path, source }
+        };
+        std::fs::create_dir_all(root.join("instances")).map_err(io(root))?;
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let index = index::Index::open(&root.join("index.sqlite"))?;
+        Ok(Spool { root: root.to_path_buf(), min_free_bytes: min_free_disk_mb * 1024 * 1024, index: Mutex::new(index) })
+    }
+
+    /// The data folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Parse, check, write durably and index one instance. Returns only once the file and
+    /// its index row are on stable storage, so the caller may then answer success.
+    pub fn store(&self, incoming: IncomingInstance<'_>) -> Result<StoredInstance, SpoolError> {
+        disk::ensure_free_space(&self.root, self.min_free_bytes)?;
+        let header = InstanceHeader::parse(incoming.dataset, incoming.transfer_syntax_uid)?;
+        header.check_against_command(incoming.sop_class_uid, incoming.sop_instance_uid)?;
+
+        let relative = files::instance_path(&header);
+        let final_path = self.root.join(&relative);
+        let size_bytes = files::write_part10_durably(
+            &self.root.join("tmp"),
+            &final_path,
+            &header,
+            incoming.transfer_syntax_uid,
+            incoming.calling_ae,
+            incoming.dataset,
+        )?;
+
+        let received_at_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let previous_path = {
+            let mut index = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            index.upsert_instance(&header, &relative, size_bytes, incoming.transfer_syntax_uid, incoming.calling_ae, received_at_ms)?
+        };
+        let replaced = previous_path.is_some();
+        if let Some(old) = previous_path.filter(|old| *old != relative) {
+            // Same SOP Instance UID re-sent under another study/series: the new copy wins.
+            let _ = std::fs::remove_file(self.root.join(old));
+        }
+        Ok(StoredInstance { header, path: final_path, size_bytes, replaced })
+    }
+
+    /// Studies, series and instances in the index.
+    pub fn counts(&self) -> Result<SpoolCounts, SpoolError> {
+        Ok(self.lock_index().counts()?)
+    }
+
+    /// All studies, most recently received first.
+    pub fn studies(&self) -> Result<Vec<StudyRecord>, SpoolError> {
+        Ok(self.lock_index().studies()?)
+    }
+
+    /// The series of one study.
+    pub fn series_of_study(&self, study_uid: &str) -> Result<Vec<SeriesRecord>, SpoolError> {
+        Ok(self.lock_index().series_of_study(study_uid)?)
+    }
+
+    /// The instances of one series, with absolute paths.
+    pub fn instances_of_series(&self, series_uid: &str) -> Result<Vec<InstanceRecord>, SpoolError> {
+        let mut rows = self.lock_index().instances_of_series(series_uid)?;
+        for r in &mut rows {
+            r.path = self.root.join(&r.path);
+        }
+        Ok(rows)
+    }
+
+    /// The stored file of one instance, if any.
+    pub fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, SpoolError> {
+        let mut row = self.lock_index().instance(sop_instance_uid)?;
+        if let Some(r) = &mut row {
+            r.path = self.root.join(&r.path);
+        }
+        Ok(row)
+    }
+
+    fn lock_index(&self) -> std::sync::MutexGuard<'_, index::Index> {
+        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
