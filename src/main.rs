@@ -12,7 +12,11 @@ use segnode::ae::{AeTitle, Peer};
 use segnode::config::Config;
 
 #[derive(Parser)]
-#[command(name = "segnode", version, about = "DICOM node that segments studies and returns DICOM SEG")]
+#[command(
+    name = "segnode",
+    version,
+    about = "DICOM node that segments studies and returns DICOM SEG"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +44,38 @@ enum Command {
         /// Config file (TOML). Default: the embedded conf/segnode.toml.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// List what the spool holds: studies, series, instance counts.
+    Status {
+        /// Config file whose node.data_dir to read. Default: the embedded config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Read this data folder instead.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write a synthetic 4-phase DCE-MRI breast study with its ground truth (truth.toml).
+    Synth {
+        /// Output folder (created).
+        outdir: PathBuf,
+        /// Slice orientation.
+        #[arg(long, default_value = "axial")]
+        orientation: segnode::synth::Orientation,
+        /// Number InstanceNumber against the slice order (a reader sorting by it gets it backwards).
+        #[arg(long)]
+        reverse: bool,
+        /// Slices per phase.
+        #[arg(long, default_value_t = 128)]
+        slices: usize,
+        /// Rows and columns.
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// Random seed (lesion position, noise).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Do not write the 3-plane localizer series.
+        #[arg(long)]
+        no_localizer: bool,
     },
     /// C-ECHO a DICOM node: segnode echo AE@HOST:PORT.
     Echo {
@@ -93,7 +129,10 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     segnode::telemetry::init("info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -111,7 +150,12 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { config, port, ae_title, data_dir } => {
+        Command::Serve {
+            config,
+            port,
+            ae_title,
+            data_dir,
+        } => {
             let mut cfg = load_config(config.as_ref())?;
             cfg.override_with(port, ae_title, data_dir);
             segnode::serve::run(cfg, segnode::serve::shutdown_signal()).await?;
@@ -123,23 +167,71 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("config OK");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { config, data_dir } => {
+            let mut cfg = load_config(config.as_ref())?;
+            cfg.override_with(None, None, data_dir);
+            print!("{}", segnode::spool::status_report(&cfg.node.data_dir)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth {
+            outdir,
+            orientation,
+            reverse,
+            slices,
+            size,
+            seed,
+            no_localizer,
+        } => {
+            let params = segnode::synth::DceParams {
+                orientation,
+                reverse,
+                slices,
+                size,
+                seed,
+                with_localizer: !no_localizer,
+                ..Default::default()
+            };
+            let study = segnode::synth::write_dce_study(&outdir, &params)?;
+            println!("study {} (patient {})", study.study_uid, study.patient_id);
+            for s in &study.series {
+                println!(
+                    "  series {:>3}  {:<28} {:>4} files",
+                    s.series_number,
+                    s.description,
+                    s.files.len()
+                );
+            }
+            println!("truth: {}", study.truth_path.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Echo { peer, scu } => {
             let status = segnode::scu::echo(&peer, &scu.options())
                 .await
                 .with_context(|| format!("C-ECHO to {peer} failed"))?;
             println!("C-ECHO {peer}: {status}");
-            Ok(if status.is_success_or_warning() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if status.is_success_or_warning() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Send { peer, paths, scu } => {
             let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
             let report = segnode::scu::send_paths(&peer, &scu.options(), &paths, show_progress)
                 .await
                 .with_context(|| format!("C-STORE to {peer} failed"))?;
-            println!("sent {} failed {} ({} bytes in {:.2?})", report.sent, report.failed, report.bytes, report.elapsed);
+            println!(
+                "sent {} failed {} ({} bytes in {:.2?})",
+                report.sent, report.failed, report.bytes, report.elapsed
+            );
             for (path, reason) in &report.failures {
                 eprintln!("failed: {}: {reason}", path.display());
             }
-            Ok(if report.failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }

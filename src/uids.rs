@@ -78,36 +78,114 @@ pub struct StorageClass {
 
 /// Storage SOP classes a radiology node meets; the default accept list.
 pub const STORAGE_CLASSES: &[StorageClass] = &[
-    StorageClass { keyword: "MR", uid: MR_IMAGE_STORAGE },
-    StorageClass { keyword: "EnhancedMR", uid: ENHANCED_MR_IMAGE_STORAGE },
-    StorageClass { keyword: "EnhancedMRColor", uid: "1.2.840.10008.5.1.4.1.1.4.3" },
-    StorageClass { keyword: "CT", uid: CT_IMAGE_STORAGE },
-    StorageClass { keyword: "EnhancedCT", uid: "1.2.840.10008.5.1.4.1.1.2.1" },
-    StorageClass { keyword: "US", uid: US_IMAGE_STORAGE },
-    StorageClass { keyword: "USMultiframe", uid: US_MULTIFRAME_IMAGE_STORAGE },
-    StorageClass { keyword: "SecondaryCapture", uid: SECONDARY_CAPTURE_IMAGE_STORAGE },
-    StorageClass { keyword: "MultiframeGrayscaleByteSC", uid: "1.2.840.10008.5.1.4.1.1.7.2" },
-    StorageClass { keyword: "MultiframeGrayscaleWordSC", uid: "1.2.840.10008.5.1.4.1.1.7.3" },
-    StorageClass { keyword: "MultiframeTrueColorSC", uid: "1.2.840.10008.5.1.4.1.1.7.4" },
-    StorageClass { keyword: "Segmentation", uid: SEGMENTATION_STORAGE },
-    StorageClass { keyword: "LabelMapSegmentation", uid: "1.2.840.10008.5.1.4.1.1.66.7" },
-    StorageClass { keyword: "CR", uid: "1.2.840.10008.5.1.4.1.1.1" },
-    StorageClass { keyword: "DX", uid: "1.2.840.10008.5.1.4.1.1.1.1" },
-    StorageClass { keyword: "MG", uid: "1.2.840.10008.5.1.4.1.1.1.2" },
-    StorageClass { keyword: "PT", uid: "1.2.840.10008.5.1.4.1.1.128" },
-    StorageClass { keyword: "NM", uid: "1.2.840.10008.5.1.4.1.1.20" },
-    StorageClass { keyword: "XA", uid: "1.2.840.10008.5.1.4.1.1.12.1" },
-    StorageClass { keyword: "GrayscalePresentationState", uid: "1.2.840.10008.5.1.4.1.1.11.1" },
-    StorageClass { keyword: "BasicTextSR", uid: "1.2.840.10008.5.1.4.1.1.88.11" },
-    StorageClass { keyword: "EnhancedSR", uid: "1.2.840.10008.5.1.4.1.1.88.22" },
-    StorageClass { keyword: "ComprehensiveSR", uid: "1.2.840.10008.5.1.4.1.1.88.33" },
-    StorageClass { keyword: "KeyObjectSelection", uid: "1.2.840.10008.5.1.4.1.1.88.59" },
-    StorageClass { keyword: "EncapsulatedPDF", uid: "1.2.840.10008.5.1.4.1.1.104.1" },
+    StorageClass {
+        keyword: "MR",
+        uid: MR_IMAGE_STORAGE,
+    },
+    StorageClass {
+        keyword: "EnhancedMR",
+        uid: ENHANCED_MR_IMAGE_STORAGE,
+    },
+    StorageClass {
+        keyword: "EnhancedMRColor",
+        uid: "1.2.840.10008.5.1.4.1.1.4.3",
+    },
+    StorageClass {
+        keyword: "CT",
+        uid: CT_IMAGE_STORAGE,
+    },
+    StorageClass {
+        keyword: "EnhancedCT",
+        uid: "1.2.840.10008.5.1.4.1.1.2.1",
+    },
+    StorageClass {
+        keyword: "US",
+        uid: US_IMAGE_STORAGE,
+    },
+    StorageClass {
+        keyword: "USMultiframe",
+        uid: US_MULTIFRAME_IMAGE_STORAGE,
+    },
+    StorageClass {
+        keyword: "SecondaryCapture",
+        uid: SECONDARY_CAPTURE_IMAGE_STORAGE,
+    },
+    StorageClass {
+        keyword: "MultiframeGrayscaleByteSC",
+        uid: "1.2.840.10008.5.1.4.1.1.7.2",
+    },
+    StorageClass {
+        keyword: "MultiframeGrayscaleWordSC",
+        uid: "1.2.840.10008.5.1.4.1.1.7.3",
+    },
+    StorageClass {
+        keyword: "MultiframeTrueColorSC",
+        uid: "1.2.840.10008.5.1.4.1.1.7.4",
+    },
+    StorageClass {
+        keyword: "Segmentation",
+        uid: SEGMENTATION_STORAGE,
+    },
+    StorageClass {
+        keyword: "LabelMapSegmentation",
+        uid: "1.2.840.10008.5.1.4.1.1.66.7",
+    },
+    StorageClass {
+        keyword: "CR",
+        uid: "1.2.840.10008.5.1.4.1.1.1",
+    },
+    StorageClass {
+        keyword: "DX",
+        uid: "1.2.840.10008.5.1.4.1.1.1.1",
+    },
+    StorageClass {
+        keyword: "MG",
+        uid: "1.2.840.10008.5.1.4.1.1.1.2",
+    },
+    StorageClass {
+        keyword: "PT",
+        uid: "1.2.840.10008.5.1.4.1.1.128",
+    },
+    StorageClass {
+        keyword: "NM",
+        uid: "1.2.840.10008.5.1.4.1.1.20",
+    },
+    StorageClass {
+        keyword: "XA",
+        uid: "1.2.840.10008.5.1.4.1.1.12.1",
+    },
+    StorageClass {
+        keyword: "GrayscalePresentationState",
+        uid: "1.2.840.10008.5.1.4.1.1.11.1",
+    },
+    StorageClass {
+        keyword: "BasicTextSR",
+        uid: "1.2.840.10008.5.1.4.1.1.88.11",
+    },
+    StorageClass {
+        keyword: "EnhancedSR",
+        uid: "1.2.840.10008.5.1.4.1.1.88.22",
+    },
+    StorageClass {
+        keyword: "ComprehensiveSR",
+        uid: "1.2.840.10008.5.1.4.1.1.88.33",
+    },
+    StorageClass {
+        keyword: "KeyObjectSelection",
+        uid: "1.2.840.10008.5.1.4.1.1.88.59",
+    },
+    StorageClass {
+        keyword: "EncapsulatedPDF",
+        uid: "1.2.840.10008.5.1.4.1.1.104.1",
+    },
 ];
 
 /// Resolve a config entry (keyword or dotted UID) to a SOP Class UID.
 pub fn storage_class_uid(keyword_or_uid: &str) -> Option<String> {
-    if let Some(c) = STORAGE_CLASSES.iter().find(|c| c.keyword.eq_ignore_ascii_case(keyword_or_uid)) {
+    if let Some(c) = STORAGE_CLASSES
+        .iter()
+        .find(|c| c.keyword.eq_ignore_ascii_case(keyword_or_uid))
+    {
         return Some(c.uid.to_string());
     }
     is_valid_uid(keyword_or_uid).then(|| keyword_or_uid.to_string())
@@ -119,7 +197,9 @@ pub fn is_valid_uid(uid: &str) -> bool {
     !uid.is_empty()
         && uid.len() <= 64
         && uid.split('.').all(|c| {
-            !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()) && (c == "0" || !c.starts_with('0'))
+            !c.is_empty()
+                && c.bytes().all(|b| b.is_ascii_digit())
+                && (c == "0" || !c.starts_with('0'))
         })
 }
 
@@ -131,8 +211,13 @@ pub fn trim_uid(raw: &str) -> &str {
 /// Root for UIDs segnode generates ("2.25." + a 128-bit random integer, PS3.5 B.2).
 pub fn new_uid() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let mut x = nanos ^ (u128::from(std::process::id()) << 64) ^ COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u128;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut x = nanos
+        ^ (u128::from(std::process::id()) << 64)
+        ^ COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) as u128;
     // SplitMix-style mixing so consecutive UIDs differ in every digit.
     x ^= x >> 67;
     x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
@@ -141,6 +226,12 @@ pub fn new_uid() -> String {
 }
 
 static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Implementation Class UID written in the file meta of every file segnode writes and in
+/// association requests ("2.25." form: no registered root needed).
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.177316412834596232101386373520151738921";
+/// Implementation Version Name (at most 16 characters).
+pub const IMPLEMENTATION_VERSION_NAME: &str = "SEGNODE_0.1";
 
 #[cfg(test)]
 mod tests {
@@ -164,9 +255,3 @@ mod tests {
         assert_eq!(storage_class_uid("NotAClass"), None);
     }
 }
-
-/// Implementation Class UID written in the file meta of every file segnode writes and in
-/// association requests ("2.25." form: no registered root needed).
-pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.177316412834596232101386373520151738921";
-/// Implementation Version Name (at most 16 characters).
-pub const IMPLEMENTATION_VERSION_NAME: &str = "SEGNODE_0.1";

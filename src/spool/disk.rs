@@ -24,7 +24,10 @@ pub fn ensure_free_space(dir: &Path, floor: u64) -> Result<(), SpoolError> {
     if floor == 0 {
         return Ok(());
     }
-    let free = free_bytes(dir).map_err(|source| SpoolError::Io { path: dir.to_path_buf(), source })?;
+    let free = free_bytes(dir).map_err(|source| SpoolError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     if free < floor {
         return Err(SpoolError::OutOfSpace {
             dir: dir.to_path_buf(),

@@ -65,7 +65,10 @@ pub fn write_part10_durably(
             source: std::io::Error::other(e.to_string()),
         })?;
         out.write_all(dataset).map_err(io(&tmp_path))?;
-        let file = out.into_inner().map_err(|e| SpoolError::Io { path: tmp_path.clone(), source: e.into_error() })?;
+        let file = out.into_inner().map_err(|e| SpoolError::Io {
+            path: tmp_path.clone(),
+            source: e.into_error(),
+        })?;
         file.sync_all().map_err(io(&tmp_path))?;
         let size = file.metadata().map_err(io(&tmp_path))?.len();
 
@@ -101,7 +104,10 @@ fn create_dirs_durably(dir: &Path) -> Result<Vec<PathBuf>, SpoolError> {
     if missing.is_empty() {
         return Ok(missing);
     }
-    fs::create_dir_all(dir).map_err(|source| SpoolError::Io { path: dir.to_path_buf(), source })?;
+    fs::create_dir_all(dir).map_err(|source| SpoolError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     missing.reverse();
     Ok(missing)
 }
@@ -109,5 +115,8 @@ fn create_dirs_durably(dir: &Path) -> Result<Vec<PathBuf>, SpoolError> {
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| SpoolError::Io { path: dir.to_path_buf(), source })
+        .map_err(|source| SpoolError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
 }

@@ -2,9 +2,9 @@
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
+use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
-use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 
 use super::SpoolError;
 use crate::uids::trim_uid;
@@ -48,7 +48,8 @@ impl InstanceHeader {
         let ts = TransferSyntaxRegistry
             .get(transfer_syntax_uid)
             .ok_or_else(|| unparseable("unknown transfer syntax".into()))?;
-        let obj = InMemDicomObject::read_dataset_with_ts(dataset, ts).map_err(|e| unparseable(e.to_string()))?;
+        let obj = InMemDicomObject::read_dataset_with_ts(dataset, ts)
+            .map_err(|e| unparseable(e.to_string()))?;
         Self::from_object(&obj)
     }
 
@@ -81,7 +82,11 @@ impl InstanceHeader {
     }
 
     /// The C-STORE command and its data set must name the same SOP class and instance.
-    pub fn check_against_command(&self, sop_class_uid: &str, sop_instance_uid: &str) -> Result<(), SpoolError> {
+    pub fn check_against_command(
+        &self,
+        sop_class_uid: &str,
+        sop_instance_uid: &str,
+    ) -> Result<(), SpoolError> {
         if trim_uid(sop_class_uid) != self.sop_class_uid {
             return Err(SpoolError::CommandMismatch {
                 attribute: "SOPClassUID",

@@ -239,7 +239,9 @@ impl Index {
 
     /// Instances of one series, by instance number (arrival order is meaningless).
     pub fn instances_of_series(&self, series_uid: &str) -> rusqlite::Result<Vec<InstanceRecord>> {
-        let mut stmt = self.conn.prepare(&format!("{SELECT_INSTANCE} WHERE series_uid = ?1 ORDER BY instance_number, sop_instance_uid"))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "{SELECT_INSTANCE} WHERE series_uid = ?1 ORDER BY instance_number, sop_instance_uid"
+        ))?;
         let rows = stmt.query_map(params![series_uid], instance_row)?;
         rows.collect()
     }
@@ -247,12 +249,17 @@ impl Index {
     /// One instance.
     pub fn instance(&self, sop_instance_uid: &str) -> rusqlite::Result<Option<InstanceRecord>> {
         self.conn
-            .query_row(&format!("{SELECT_INSTANCE} WHERE sop_instance_uid = ?1"), params![sop_instance_uid], instance_row)
+            .query_row(
+                &format!("{SELECT_INSTANCE} WHERE sop_instance_uid = ?1"),
+                params![sop_instance_uid],
+                instance_row,
+            )
             .optional()
     }
 }
 
-const SELECT_INSTANCE: &str = "SELECT sop_instance_uid, sop_class_uid, series_uid, transfer_syntax_uid, path,
+const SELECT_INSTANCE: &str =
+    "SELECT sop_instance_uid, sop_class_uid, series_uid, transfer_syntax_uid, path,
         size_bytes, calling_ae, times_received FROM instances";
 
 fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {

@@ -15,6 +15,7 @@ mod disk;
 mod files;
 mod header;
 mod index;
+mod report;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,6 +25,7 @@ use crate::dimse::Status;
 
 pub use header::InstanceHeader;
 pub use index::{InstanceRecord, SeriesRecord, SpoolCounts, StudyRecord};
+pub use report::status_report;
 
 /// Why an instance could not be stored (or the spool opened).
 #[derive(Debug, thiserror::Error)]
@@ -32,29 +34,52 @@ pub enum SpoolError {
         "refusing to store: {free_mb} MB free under {dir}, below the configured floor of {floor_mb} MB \
          (free disk space or lower storage.min_free_disk_mb)"
     )]
-    OutOfSpace { dir: PathBuf, free_mb: u64, floor_mb: u64 },
+    OutOfSpace {
+        dir: PathBuf,
+        free_mb: u64,
+        floor_mb: u64,
+    },
     #[error("data set cannot be parsed in transfer syntax {transfer_syntax}: {reason}")]
-    Unparseable { transfer_syntax: String, reason: String },
+    Unparseable {
+        transfer_syntax: String,
+        reason: String,
+    },
     #[error("data set lacks {0}")]
     MissingAttribute(&'static str),
     #[error("{attribute} {value:?} is not a valid UID")]
-    InvalidUid { attribute: &'static str, value: String },
+    InvalidUid {
+        attribute: &'static str,
+        value: String,
+    },
     #[error("data set {attribute} {in_dataset} differs from the C-STORE command's {in_command}")]
-    CommandMismatch { attribute: &'static str, in_command: String, in_dataset: String },
+    CommandMismatch {
+        attribute: &'static str,
+        in_command: String,
+        in_dataset: String,
+    },
     #[error("spool I/O on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("spool index: {0}")]
     Index(#[from] rusqlite::Error),
+    #[error("this spool was opened read-only (for inspection); only `segnode serve` stores")]
+    ReadOnly,
 }
 
 impl SpoolError {
     /// The C-STORE status this failure is answered with (PS3.4 B.2.3).
     pub fn dimse_status(&self) -> Status {
         match self {
-            SpoolError::OutOfSpace { .. } | SpoolError::Io { .. } | SpoolError::Index(_) => {
-                Status::OUT_OF_RESOURCES
-            }
-            SpoolError::CommandMismatch { attribute: "SOPClassUID", .. } => Status::DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            SpoolError::OutOfSpace { .. }
+            | SpoolError::Io { .. }
+            | SpoolError::Index(_)
+            | SpoolError::ReadOnly => Status::OUT_OF_RESOURCES,
+            SpoolError::CommandMismatch {
+                attribute: "SOPClassUID",
+                ..
+            } => Status::DATASET_DOES_NOT_MATCH_SOP_CLASS,
             SpoolError::Unparseable { .. }
             | SpoolError::MissingAttribute(_)
             | SpoolError::InvalidUid { .. }
@@ -96,6 +121,7 @@ pub struct StoredInstance {
 pub struct Spool {
     root: PathBuf,
     min_free_bytes: u64,
+    read_only: bool,
     index: Mutex<index::Index>,
 }
 
@@ -113,7 +139,34 @@ impl Spool {
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         let index = index::Index::open(&root.join("index.sqlite"))?;
-        Ok(Spool { root: root.to_path_buf(), min_free_bytes: min_free_disk_mb * 1024 * 1024, index: Mutex::new(index) })
+        Ok(Spool {
+            root: root.to_path_buf(),
+            min_free_bytes: min_free_disk_mb.saturating_mul(1024 * 1024),
+            read_only: false,
+            index: Mutex::new(index),
+        })
+    }
+
+    /// Open an existing spool to look at it (for `segnode status` beside a running node):
+    /// nothing on disk is created or cleaned, and storing through it is refused.
+    pub fn open_existing(root: &Path) -> Result<Spool, SpoolError> {
+        let index_path = root.join("index.sqlite");
+        if !index_path.is_file() {
+            return Err(SpoolError::Io {
+                path: index_path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no spool index here (wrong --data-dir?)",
+                ),
+            });
+        }
+        let index = index::Index::open(&index_path)?;
+        Ok(Spool {
+            root: root.to_path_buf(),
+            min_free_bytes: 0,
+            read_only: true,
+            index: Mutex::new(index),
+        })
     }
 
     /// The data folder.
@@ -124,6 +177,9 @@ impl Spool {
     /// Parse, check, write durably and index one instance. Returns only once the file and
     /// its index row are on stable storage, so the caller may then answer success.
     pub fn store(&self, incoming: IncomingInstance<'_>) -> Result<StoredInstance, SpoolError> {
+        if self.read_only {
+            return Err(SpoolError::ReadOnly);
+        }
         disk::ensure_free_space(&self.root, self.min_free_bytes)?;
         let header = InstanceHeader::parse(incoming.dataset, incoming.transfer_syntax_uid)?;
         header.check_against_command(incoming.sop_class_uid, incoming.sop_instance_uid)?;
@@ -139,18 +195,35 @@ impl Spool {
             incoming.dataset,
         )?;
 
-        let received_at_ms =
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let received_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         let previous_path = {
-            let mut index = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            index.upsert_instance(&header, &relative, size_bytes, incoming.transfer_syntax_uid, incoming.calling_ae, received_at_ms)?
+            let mut index = self
+                .index
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            index.upsert_instance(
+                &header,
+                &relative,
+                size_bytes,
+                incoming.transfer_syntax_uid,
+                incoming.calling_ae,
+                received_at_ms,
+            )?
         };
         let replaced = previous_path.is_some();
         if let Some(old) = previous_path.filter(|old| *old != relative) {
             // Same SOP Instance UID re-sent under another study/series: the new copy wins.
             let _ = std::fs::remove_file(self.root.join(old));
         }
-        Ok(StoredInstance { header, path: final_path, size_bytes, replaced })
+        Ok(StoredInstance {
+            header,
+            path: final_path,
+            size_bytes,
+            replaced,
+        })
     }
 
     /// Studies, series and instances in the index.
@@ -187,6 +260,11 @@ impl Spool {
     }
 
     fn lock_index(&self) -> std::sync::MutexGuard<'_, index::Index> {
-        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.index
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,40 @@
+//! A plain-text listing of what the spool holds, for `segnode status`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::{Spool, SpoolError};
+
+/// Studies with their series and instance counts, as an aligned table.
+pub fn status_report(data_dir: &Path) -> Result<String, SpoolError> {
+    let spool = Spool::open_existing(data_dir)?;
+    let counts = spool.counts()?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "spool {}: {} studies, {} series, {} instances",
+        data_dir.display(),
+        counts.studies,
+        counts.series,
+        counts.instances
+    );
+    for study in spool.studies()? {
+        let _ = writeln!(
+            out,
+            "study {}  patient {}  {} instances",
+            study.study_uid, study.patient_id, study.instances
+        );
+        for s in spool.series_of_study(&study.study_uid)? {
+            let number = s
+                .series_number
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                out,
+                "  {:>4}  {:<4} {:<32} {:>5}  {}",
+                number, s.modality, s.series_description, s.instances, s.series_uid
+            );
+        }
+    }
+    Ok(out)
+}
