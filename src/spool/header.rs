@@ -36,6 +36,12 @@ pub struct InstanceHeader {
     pub series_description: String,
     /// Instance number, when present and numeric.
     pub instance_number: Option<i32>,
+    /// Series time (TM), for ordering series of a study.
+    pub series_time: String,
+    /// Acquisition time (TM), for ordering dynamic phases.
+    pub acquisition_time: String,
+    /// Temporal Position Identifier (0020,0100): the phase of a dynamic series.
+    pub temporal_position: Option<u32>,
 }
 
 impl InstanceHeader {
@@ -78,6 +84,9 @@ impl InstanceHeader {
             series_number: text(obj, tags::SERIES_NUMBER).parse().ok(),
             series_description: text(obj, tags::SERIES_DESCRIPTION),
             instance_number: text(obj, tags::INSTANCE_NUMBER).parse().ok(),
+            series_time: text(obj, tags::SERIES_TIME),
+            acquisition_time: text(obj, tags::ACQUISITION_TIME),
+            temporal_position: text(obj, tags::TEMPORAL_POSITION_IDENTIFIER).parse().ok(),
         })
     }
 

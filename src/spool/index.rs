@@ -25,6 +25,7 @@ CREATE TABLE series (
     modality           TEXT NOT NULL,
     series_number      INTEGER,
     series_description TEXT NOT NULL,
+    series_time        TEXT NOT NULL,
     last_received_ms   INTEGER NOT NULL
 );
 CREATE INDEX series_by_study ON series(study_uid);
@@ -34,6 +35,8 @@ CREATE TABLE instances (
     study_uid           TEXT NOT NULL,
     series_uid          TEXT NOT NULL REFERENCES series(series_uid),
     instance_number     INTEGER,
+    acquisition_time    TEXT NOT NULL,
+    temporal_position   INTEGER,
     transfer_syntax_uid TEXT NOT NULL,
     path                TEXT NOT NULL,
     size_bytes          INTEGER NOT NULL,
@@ -150,10 +153,19 @@ impl Index {
             params![h.study_uid, h.patient_id, h.patient_name, h.study_date, h.accession_number, received_ms],
         )?;
         tx.execute(
-            "INSERT INTO series (series_uid, study_uid, modality, series_number, series_description, last_received_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+            "INSERT INTO series (series_uid, study_uid, modality, series_number, series_description, series_time,
+                                 last_received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(series_uid) DO UPDATE SET last_received_ms = excluded.last_received_ms",
-            params![h.series_uid, h.study_uid, h.modality, h.series_number, h.series_description, received_ms],
+            params![
+                h.series_uid,
+                h.study_uid,
+                h.modality,
+                h.series_number,
+                h.series_description,
+                h.series_time,
+                received_ms
+            ],
         )?;
         let previous: Option<String> = tx
             .query_row(
@@ -165,11 +177,13 @@ impl Index {
         let path = relative_path.to_string_lossy();
         tx.execute(
             "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, instance_number,
-                                    transfer_syntax_uid, path, size_bytes, calling_ae, received_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                    transfer_syntax_uid, path, size_bytes, calling_ae, received_ms,
+                                    acquisition_time, temporal_position)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT(sop_instance_uid) DO UPDATE SET
                 sop_class_uid = excluded.sop_class_uid, study_uid = excluded.study_uid,
                 series_uid = excluded.series_uid, instance_number = excluded.instance_number,
+                acquisition_time = excluded.acquisition_time, temporal_position = excluded.temporal_position,
                 transfer_syntax_uid = excluded.transfer_syntax_uid, path = excluded.path,
                 size_bytes = excluded.size_bytes, calling_ae = excluded.calling_ae,
                 received_ms = excluded.received_ms, times_received = times_received + 1",
@@ -183,7 +197,9 @@ impl Index {
                 path,
                 size_bytes as i64,
                 calling_ae,
-                received_ms
+                received_ms,
+                h.acquisition_time,
+                h.temporal_position
             ],
         )?;
         tx.commit()?;

@@ -1,0 +1,280 @@
+//! Assembler rules with explicit instants: no sleeps, no clock.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::pipeline::definition::{EMBEDDED_DCE_BREAST, PipelineDefinition};
+use crate::uids;
+
+const STUDY: &str = "1.2.826.0.1.1";
+
+fn pipeline(min_slices: usize, force_policy: &str) -> Assembler {
+    let text = EMBEDDED_DCE_BREAST
+        .replace("min_slices = 96", &format!("min_slices = {min_slices}"))
+        .replace(
+            "force_policy = \"drop\"",
+            &format!("force_policy = \"{force_policy}\""),
+        );
+    Assembler::new(&[PipelineDefinition::from_toml(&text, "test").unwrap()])
+}
+
+/// An instance of series `series` (SeriesNumber = series, AcquisitionTime ordered by it).
+fn instance(study: &str, series: i32, sop: usize, association: u64) -> InstanceSeen {
+    InstanceSeen {
+        header: InstanceHeader {
+            sop_class_uid: uids::MR_IMAGE_STORAGE.into(),
+            sop_instance_uid: format!("{study}.{series}.{sop}"),
+            study_uid: study.into(),
+            series_uid: format!("{study}.{series}"),
+            modality: "MR".into(),
+            series_number: Some(series),
+            series_description: format!("Ax DCE phase {series}"),
+            acquisition_time: format!("1200{:02}", series),
+            series_time: format!("1200{:02}", series),
+            ..Default::default()
+        },
+        called_ae: "SEGNODE".into(),
+        association_id: association,
+    }
+}
+
+fn send_series(
+    a: &mut Assembler,
+    study: &str,
+    series: i32,
+    slices: usize,
+    association: u64,
+    now: Instant,
+) -> Vec<Decision> {
+    (0..slices)
+        .flat_map(|i| a.on_instance(&instance(study, series, i, association), now))
+        .collect()
+}
+
+fn ready(decisions: &[Decision]) -> Vec<&JobSpec> {
+    decisions
+        .iter()
+        .filter_map(|d| {
+            if let Decision::Ready(j) = d {
+                Some(j)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn waits_for_a_missing_channel_then_runs_once_stable() {
+    let mut a = pipeline(4, "drop");
+    let t0 = Instant::now();
+    for s in 5..8 {
+        assert!(send_series(&mut a, STUDY, s, 4, 1, t0).is_empty());
+    }
+    // Three of four channels: nothing, however long we wait short of the force timeout.
+    assert!(a.on_tick(t0 + Duration::from_secs(300)).is_empty());
+    let t1 = t0 + Duration::from_secs(301);
+    assert!(
+        send_series(&mut a, STUDY, 8, 4, 1, t1).is_empty(),
+        "complete, but not stable yet"
+    );
+    assert!(a.on_tick(t1 + Duration::from_secs(29)).is_empty());
+    assert_eq!(a.next_deadline(), Some(t1 + Duration::from_secs(30)));
+    let d = a.on_tick(t1 + Duration::from_secs(30));
+    let jobs = ready(&d);
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].trigger, Trigger::Stable);
+    let names: Vec<_> = jobs[0].channels.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["pre", "post1", "post2", "post3"]);
+    assert_eq!(jobs[0].channels[0].series_uid, format!("{STUDY}.5"));
+    assert_eq!(jobs[0].channels[3].series_uid, format!("{STUDY}.8"));
+    assert!(
+        a.on_tick(t1 + Duration::from_secs(3600)).is_empty(),
+        "decided once"
+    );
+}
+
+#[test]
+fn fewer_than_min_slices_waits() {
+    let mut a = pipeline(4, "drop");
+    let t0 = Instant::now();
+    for s in 5..9 {
+        send_series(&mut a, STUDY, s, if s == 7 { 3 } else { 4 }, 1, t0);
+    }
+    assert!(a.on_tick(t0 + Duration::from_secs(60)).is_empty());
+    send_series(&mut a, STUDY, 7, 4, 1, t0 + Duration::from_secs(61));
+    assert_eq!(ready(&a.on_tick(t0 + Duration::from_secs(91))).len(), 1);
+}
+
+#[test]
+fn resent_instances_do_not_double_count() {
+    let mut a = pipeline(4, "drop");
+    let t0 = Instant::now();
+    for s in 5..9 {
+        send_series(&mut a, STUDY, s, 3, 1, t0);
+        send_series(&mut a, STUDY, s, 3, 1, t0); // the same 3 again
+    }
+    assert!(
+        a.on_tick(t0 + Duration::from_secs(60)).is_empty(),
+        "3 distinct slices < 4, despite 6 arrivals"
+    );
+}
+
+#[test]
+fn extra_series_are_ignored() {
+    let mut a = pipeline(4, "drop");
+    let t0 = Instant::now();
+    let mut loc = instance(STUDY, 1, 0, 1);
+    loc.header.series_description = "3-plane loc".into();
+    loc.header.acquisition_time = "110000".into();
+    a.on_instance(&loc, t0);
+    let mut sub = instance(STUDY, 20, 0, 1);
+    sub.header.series_description = "Ax DCE SUB post1-pre".into();
+    sub.header.acquisition_time = "110500".into();
+    for i in 0..4 {
+        sub.header.sop_instance_uid = format!("{STUDY}.20.{i}");
+        a.on_instance(&sub, t0);
+    }
+    let mut ct = instance(STUDY, 30, 0, 1);
+    ct.header.modality = "CT".into();
+    a.on_instance(&ct, t0);
+    for s in 5..9 {
+        send_series(&mut a, STUDY, s, 4, 1, t0);
+    }
+    let d = a.on_tick(t0 + Duration::from_secs(30));
+    let job = ready(&d)[0];
+    let series: Vec<_> = job.channels.iter().map(|c| c.series_uid.clone()).collect();
+    assert_eq!(
+        series,
+        (5..9).map(|s| format!("{STUDY}.{s}")).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_fifth_dynamic_series_is_ignored_with_a_note() {
+    let mut a = pipeline(4, "drop");
+    let t0 = Instant::now();
+    for s in 5..10 {
+        send_series(&mut a, STUDY, s, 4, 1, t0);
+    }
+    let d = a.on_tick(t0 + Duration::from_secs(30));
+    let job = ready(&d)[0];
+    assert_eq!(job.channels[3].series_uid, format!("{STUDY}.8"));
+    assert!(
+        job.notes.iter().any(|n| n.contains("ignored series 9")),
+        "{:?}",
+        job.notes
+    );
+}
+
+#[test]
+fn force_timeout_policies() {
+    let t0 = Instant::now();
+    // drop: gives up with a reason naming what is missing.
+    let mut a = pipeline(4, "drop");
+    for s in 5..8 {
+        send_series(&mut a, STUDY, s, 4, 1, t0);
+    }
+    let d = a.on_tick(t0 + Duration::from_secs(900));
+    match &d[..] {
+        [Decision::GiveUp { reason, .. }] => assert!(reason.contains("post3"), "{reason}"),
+        other => panic!("expected a give-up, got {other:?}"),
+    }
+    // run: runs with fewer slices when every channel is matched ...
+    let mut a = pipeline(4, "run");
+    for s in 5..9 {
+        send_series(&mut a, STUDY, s, 2, 1, t0);
+    }
+    let d = a.on_tick(t0 + Duration::from_secs(900));
+    assert_eq!(ready(&d)[0].trigger, Trigger::Forced);
+    // ... and gives up when a channel is missing.
+    let mut a = pipeline(4, "run");
+    send_series(&mut a, STUDY, 5, 4, 1, t0);
+    assert!(matches!(
+        a.on_tick(t0 + Duration::from_secs(900))[..],
+        [Decision::GiveUp { .. }]
+    ));
+}
+
+#[test]
+fn association_release_starts_at_once() {
+    let mut a = pipeline(4, "drop");
+    let t0 = Instant::now();
+    for s in 5..9 {
+        send_series(&mut a, STUDY, s, 4, 42, t0);
+    }
+    assert!(
+        a.on_association_released(7, t0).is_empty(),
+        "another association"
+    );
+    let d = a.on_association_released(42, t0 + Duration::from_millis(5));
+    assert_eq!(ready(&d)[0].trigger, Trigger::AssociationReleased);
+}
+
+#[test]
+fn interleaved_studies_on_one_association_are_kept_apart() {
+    let mut a = pipeline(4, "drop");
+    let t0 = Instant::now();
+    let other = "1.2.826.0.1.2";
+    for i in 0..4 {
+        for s in 5..9 {
+            a.on_instance(&instance(STUDY, s, i, 1), t0);
+            a.on_instance(&instance(other, s, i, 1), t0);
+        }
+    }
+    let d = a.on_association_released(1, t0);
+    let jobs = ready(&d);
+    assert_eq!(jobs.len(), 2);
+    for job in jobs {
+        assert!(
+            job.channels
+                .iter()
+                .all(|c| c.series_uid.starts_with(&job.study_uid))
+        );
+        assert!(job.channels.iter().all(|c| c.instances.len() == 4));
+    }
+}
+
+#[test]
+fn one_series_with_four_temporal_positions_is_split() {
+    let mut a = pipeline(3, "drop");
+    let t0 = Instant::now();
+    for tp in 1..=4u32 {
+        for i in 0..3 {
+            let mut seen = instance(STUDY, 5, (tp as usize) * 100 + i, 1);
+            seen.header.temporal_position = Some(tp);
+            seen.header.acquisition_time = format!("12{:02}00", tp);
+            a.on_instance(&seen, t0);
+        }
+    }
+    let d = a.on_tick(t0 + Duration::from_secs(30));
+    let job = ready(&d)[0];
+    let tps: Vec<_> = job.channels.iter().map(|c| c.temporal_position).collect();
+    assert_eq!(tps, [Some(1), Some(2), Some(3), Some(4)]);
+    assert!(
+        job.channels
+            .iter()
+            .all(|c| c.series_uid == format!("{STUDY}.5") && c.instances.len() == 3)
+    );
+}
+
+#[test]
+fn the_same_study_sent_again_gives_no_second_job_but_changed_inputs_do() {
+    let mut a = pipeline(4, "drop");
+    let t0 = Instant::now();
+    for s in 5..9 {
+        send_series(&mut a, STUDY, s, 4, 1, t0);
+    }
+    assert_eq!(ready(&a.on_tick(t0 + Duration::from_secs(30))).len(), 1);
+    let t1 = t0 + Duration::from_secs(100);
+    for s in 5..9 {
+        send_series(&mut a, STUDY, s, 4, 2, t1);
+    }
+    let d = a.on_tick(t1 + Duration::from_secs(30));
+    assert!(ready(&d).is_empty());
+    assert!(matches!(&d[..], [Decision::GiveUp { reason, .. }] if reason.contains("unchanged")));
+    let t2 = t1 + Duration::from_secs(100);
+    send_series(&mut a, STUDY, 8, 5, 3, t2); // one more slice in post3
+    let d = a.on_tick(t2 + Duration::from_secs(30));
+    assert_eq!(ready(&d).len(), 1, "changed inputs: a new job");
+}

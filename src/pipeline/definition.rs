@@ -1,0 +1,518 @@
+//! A pipeline, in data rather than code (`conf/pipelines/*.toml`): which studies it takes,
+//! how series become model channels, when a study is complete, how the model runs, what
+//! post-processing and output it has. Loaded and validated at start-up; every error names
+//! the file, the key and the reason.
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::pipeline::infer::{Blending, DeviceChoice};
+use crate::pipeline::post::PostStep;
+use crate::pipeline::preprocess::{Normalisation, TargetGrid};
+use crate::pipeline::seg::{Code, SegmentSpec};
+use crate::uids;
+
+/// The DCE breast pipeline shipped in `conf/pipelines/dce_breast.toml`, compiled in.
+pub const EMBEDDED_DCE_BREAST: &str = include_str!("../../conf/pipelines/dce_breast.toml");
+
+/// One pipeline definition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineDefinition {
+    /// Short name, used in logs, job records and `--pipeline`.
+    pub name: String,
+    /// What it does, for operators.
+    #[serde(default)]
+    pub description: String,
+    /// Which studies it applies to.
+    pub applies_to: AppliesTo,
+    /// How series of a study become the model's channels.
+    pub inputs: Inputs,
+    /// When a study counts as complete.
+    pub completion: Completion,
+    /// Grid and intensity preparation.
+    pub preprocess: Preprocess,
+    /// The TorchScript model and how it runs.
+    pub model: ModelSection,
+    /// Threshold and mask clean-up.
+    pub postprocess: Postprocess,
+    /// The SEG written.
+    pub output: Output,
+}
+
+/// Study filter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppliesTo {
+    /// Modalities of the series considered (e.g. `["MR"]`).
+    pub modalities: Vec<String>,
+    /// SOP classes (keywords or UIDs) considered; empty means any.
+    #[serde(default)]
+    pub sop_classes: Vec<String>,
+    /// Only instances sent to these called AE titles; empty means any.
+    #[serde(default)]
+    pub called_ae_titles: Vec<String>,
+}
+
+/// How the model's channels are chosen among a study's series.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inputs {
+    /// Minimum slices per channel (96 for the DCE model).
+    pub min_slices: usize,
+    /// Series whose description matches this regex are never channels (localizers,
+    /// subtractions, MIPs, calibration scans).
+    #[serde(default)]
+    pub exclude_description: Option<String>,
+    /// How candidates are assigned to channels.
+    pub assign_by: AssignBy,
+    /// The channels, in model input order.
+    pub channels: Vec<ChannelRule>,
+}
+
+/// Channel assignment strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignBy {
+    /// Each channel has its own SeriesDescription regex.
+    Description,
+    /// Candidates ordered by AcquisitionTime (then SeriesTime, SeriesNumber): channel i is
+    /// the i-th. A single series holding several temporal positions is split by
+    /// TemporalPositionIdentifier first.
+    AcquisitionTime,
+    /// Candidates ordered by SeriesNumber.
+    SeriesNumber,
+    /// Candidates ordered by TemporalPositionIdentifier.
+    TemporalPosition,
+}
+
+/// One channel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRule {
+    /// Channel name for logs and job records (e.g. `pre`, `post1`).
+    pub name: String,
+    /// SeriesDescription regex; required with `assign_by = "description"`, otherwise an
+    /// optional extra condition on the candidate at this position.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Completion rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Completion {
+    /// Complete once every channel is matched and no instance arrived for this long.
+    pub stable_seconds: u64,
+    /// Also complete at once when the association that brought the inputs is released.
+    #[serde(default = "yes")]
+    pub on_association_release: bool,
+    /// After this long since the first instance, apply `force_policy`.
+    pub force_after_seconds: u64,
+    /// What to do when forced.
+    pub force_policy: ForcePolicy,
+}
+
+/// What happens to a study that never completes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForcePolicy {
+    /// Run with what is there when every channel is matched (slices may be < min); else drop.
+    Run,
+    /// Give up, with a logged reason.
+    Drop,
+}
+
+/// Preprocessing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocess {
+    /// The grid the model runs on.
+    pub target: TargetGrid,
+    /// Intensity normalisation, per channel.
+    pub normalisation: Normalisation,
+    /// Tolerance (mm) for channels to count as sharing a grid; beyond it they are resampled.
+    #[serde(default = "default_grid_tolerance")]
+    pub grid_tolerance_mm: f64,
+}
+
+/// Model and sliding-window settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// TorchScript file; relative paths resolve against the node's models folder.
+    pub file: PathBuf,
+    /// Channels the model takes.
+    pub in_channels: usize,
+    /// Window size `[D, H, W]`.
+    pub roi: [usize; 3],
+    /// Window overlap, `[0, 1)`.
+    #[serde(default = "default_overlap")]
+    pub overlap: f64,
+    /// Windows per forward pass.
+    #[serde(default = "one")]
+    pub sw_batch_size: usize,
+    /// Window blending.
+    #[serde(default)]
+    pub blending: Blending,
+    /// `auto`, `cpu` or `cuda:N`.
+    #[serde(default)]
+    pub device: DeviceChoice,
+    /// `fp32`, or `bf16` (autocast, CUDA only).
+    #[serde(default = "default_precision")]
+    pub precision: String,
+    /// How logits become probabilities: `sigmoid` (independent classes), `softmax`
+    /// (exclusive classes, background first) or `none` (the model outputs probabilities).
+    #[serde(default = "default_activation")]
+    pub activation: String,
+}
+
+/// Post-processing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postprocess {
+    /// Probability threshold (0.7 for the DCE model).
+    pub threshold: f32,
+    /// Clean-up steps, in order.
+    #[serde(default)]
+    pub steps: Vec<PostStep>,
+}
+
+/// The SEG and where it goes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Output {
+    /// SeriesDescription of the SEG.
+    pub series_description: String,
+    /// SeriesNumber of the SEG.
+    pub series_number: i32,
+    /// Algorithm name written in every segment.
+    pub algorithm_name: String,
+    /// Algorithm version.
+    pub algorithm_version: String,
+    /// Omit frames with no segmented pixel (smaller, but some viewers misplace the volume).
+    #[serde(default)]
+    pub omit_empty_frames: bool,
+    /// Named destinations from the node config; empty: the node's default destination.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// One per model output channel, in order.
+    pub segments: Vec<SegmentConfig>,
+}
+
+/// A segment as configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentConfig {
+    /// SegmentLabel.
+    pub label: String,
+    /// SegmentedPropertyCategoryCodeSequence.
+    pub category: CodeConfig,
+    /// SegmentedPropertyTypeCodeSequence.
+    #[serde(rename = "type")]
+    pub property_type: CodeConfig,
+    /// RecommendedDisplayCIELabValue (DICOM-scaled 0–65535).
+    #[serde(default)]
+    pub cielab: Option<[u16; 3]>,
+}
+
+/// A coded concept as configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeConfig {
+    /// Code value.
+    pub value: String,
+    /// Coding scheme designator (`SCT`, `DCM`).
+    pub scheme: String,
+    /// Code meaning.
+    pub meaning: String,
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> usize {
+    1
+}
+fn default_overlap() -> f64 {
+    0.5
+}
+fn default_grid_tolerance() -> f64 {
+    0.01
+}
+fn default_precision() -> String {
+    "fp32".into()
+}
+fn default_activation() -> String {
+    "sigmoid".into()
+}
+
+impl PipelineDefinition {
+    /// The embedded DCE breast pipeline.
+    pub fn embedded_dce_breast() -> Result<Self, ConfigError> {
+        Self::from_toml(
+            EMBEDDED_DCE_BREAST,
+            "<embedded conf/pipelines/dce_breast.toml>",
+        )
+    }
+
+    /// Load and validate one pipeline file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parse and validate pipeline text.
+    pub fn from_toml(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let def: PipelineDefinition = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        def.validate(file)?;
+        Ok(def)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key: key.to_string(),
+            reason,
+        };
+        if self.name.trim().is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                "name",
+                format!("{:?}: use letters, digits, '_' or '-'", self.name),
+            ));
+        }
+        if self.applies_to.modalities.is_empty() {
+            return Err(invalid(
+                "applies_to.modalities",
+                "list at least one modality".into(),
+            ));
+        }
+        for (i, c) in self.applies_to.sop_classes.iter().enumerate() {
+            if uids::storage_class_uid(c).is_none() {
+                return Err(invalid(
+                    &format!("applies_to.sop_classes[{i}]"),
+                    format!("{c:?} is no known keyword or UID"),
+                ));
+            }
+        }
+        if self.inputs.channels.is_empty() {
+            return Err(invalid(
+                "inputs.channels",
+                "list at least one channel".into(),
+            ));
+        }
+        if self.inputs.min_slices == 0 {
+            return Err(invalid("inputs.min_slices", "must be at least 1".into()));
+        }
+        if let Some(re) = &self.inputs.exclude_description {
+            Regex::new(re).map_err(|e| invalid("inputs.exclude_description", e.to_string()))?;
+        }
+        for (i, ch) in self.inputs.channels.iter().enumerate() {
+            let key = format!("inputs.channels[{i}].description");
+            match &ch.description {
+                Some(re) => {
+                    Regex::new(re).map_err(|e| invalid(&key, e.to_string()))?;
+                }
+                None if self.inputs.assign_by == AssignBy::Description => {
+                    return Err(invalid(
+                        &key,
+                        "required when inputs.assign_by = \"description\"".into(),
+                    ));
+                }
+                None => {}
+            }
+        }
+        if self.model.in_channels != self.inputs.channels.len() {
+            return Err(invalid(
+                "model.in_channels",
+                format!(
+                    "{} but inputs.channels lists {}",
+                    self.model.in_channels,
+                    self.inputs.channels.len()
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.model.overlap) {
+            return Err(invalid(
+                "model.overlap",
+                format!("{} is outside [0, 1)", self.model.overlap),
+            ));
+        }
+        if self.model.roi.contains(&0) || self.model.sw_batch_size == 0 {
+            return Err(invalid(
+                "model.roi",
+                "roi sizes and sw_batch_size must be positive".into(),
+            ));
+        }
+        if !matches!(self.model.precision.as_str(), "fp32" | "bf16") {
+            return Err(invalid(
+                "model.precision",
+                format!("{:?}: use \"fp32\" or \"bf16\"", self.model.precision),
+            ));
+        }
+        if !matches!(
+            self.model.activation.as_str(),
+            "sigmoid" | "softmax" | "none"
+        ) {
+            return Err(invalid(
+                "model.activation",
+                format!(
+                    "{:?}: use \"sigmoid\", \"softmax\" or \"none\"",
+                    self.model.activation
+                ),
+            ));
+        }
+        self.preprocess
+            .target
+            .validate()
+            .map_err(|r| invalid("preprocess.target", r))?;
+        self.preprocess
+            .normalisation
+            .validate()
+            .map_err(|r| invalid("preprocess.normalisation", r))?;
+        if !(0.0..=1.0).contains(&self.postprocess.threshold) {
+            return Err(invalid(
+                "postprocess.threshold",
+                format!("{} is outside [0, 1]", self.postprocess.threshold),
+            ));
+        }
+        if self.completion.force_after_seconds < self.completion.stable_seconds {
+            return Err(invalid(
+                "completion.force_after_seconds",
+                "must not be shorter than stable_seconds".into(),
+            ));
+        }
+        if self.output.segments.is_empty() {
+            return Err(invalid(
+                "output.segments",
+                "list at least one segment".into(),
+            ));
+        }
+        for (i, spec) in self.segment_specs().iter().enumerate() {
+            spec.validate(i)
+                .map_err(|e| invalid(&format!("output.segments[{i}]"), e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// The segments as the SEG encoder takes them.
+    pub fn segment_specs(&self) -> Vec<SegmentSpec> {
+        let code = |c: &CodeConfig| Code {
+            value: c.value.clone(),
+            scheme: c.scheme.clone(),
+            meaning: c.meaning.clone(),
+        };
+        self.output
+            .segments
+            .iter()
+            .map(|s| SegmentSpec {
+                label: s.label.clone(),
+                category: code(&s.category),
+                property_type: code(&s.property_type),
+                algorithm_name: self.output.algorithm_name.clone(),
+                algorithm_version: self.output.algorithm_version.clone(),
+                recommended_cielab: s.cielab,
+            })
+            .collect()
+    }
+
+    /// Compiled channel-selection regexes (validated at load, so compiling cannot fail).
+    pub fn selection_rules(&self) -> SelectionRules {
+        let compile = |re: &str| Regex::new(re).expect("validated at load");
+        SelectionRules {
+            exclude: self.inputs.exclude_description.as_deref().map(compile),
+            channels: self
+                .inputs
+                .channels
+                .iter()
+                .map(|c| c.description.as_deref().map(compile))
+                .collect(),
+            modalities: self
+                .applies_to
+                .modalities
+                .iter()
+                .map(|m| m.to_ascii_uppercase())
+                .collect(),
+            sop_classes: self
+                .applies_to
+                .sop_classes
+                .iter()
+                .filter_map(|c| uids::storage_class_uid(c))
+                .collect(),
+            called_ae_titles: self.applies_to.called_ae_titles.clone(),
+        }
+    }
+}
+
+/// The compiled filters of a pipeline, used by the assembler.
+#[derive(Debug, Clone)]
+pub struct SelectionRules {
+    /// Never-a-channel description filter.
+    pub exclude: Option<Regex>,
+    /// Per channel, its description regex if any.
+    pub channels: Vec<Option<Regex>>,
+    /// Accepted modalities (upper case).
+    pub modalities: Vec<String>,
+    /// Accepted SOP Class UIDs; empty = any.
+    pub sop_classes: Vec<String>,
+    /// Accepted called AE titles; empty = any.
+    pub called_ae_titles: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_dce_pipeline_is_valid() {
+        let def = PipelineDefinition::embedded_dce_breast().unwrap();
+        assert_eq!(def.name, "dce_breast");
+        assert_eq!(def.inputs.channels.len(), 4);
+        assert_eq!(def.inputs.min_slices, 96);
+        assert_eq!(def.postprocess.threshold, 0.7);
+        let specs = def.segment_specs();
+        assert_eq!(specs[0].property_type.value, "108369006");
+        assert_eq!(specs[0].category.value, "49755003");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let broken = EMBEDDED_DCE_BREAST.replace("in_channels = 4", "in_channels = 3");
+        let err = PipelineDefinition::from_toml(&broken, "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p.toml") && err.contains("model.in_channels"),
+            "{err}"
+        );
+
+        let broken = EMBEDDED_DCE_BREAST.replace("threshold = 0.7", "threshold = 7.0");
+        let err = PipelineDefinition::from_toml(&broken, "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("postprocess.threshold"), "{err}");
+
+        let broken = EMBEDDED_DCE_BREAST.replace(
+            "assign_by = \"acquisition_time\"",
+            "assign_by = \"description\"",
+        );
+        let err = PipelineDefinition::from_toml(&broken, "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inputs.channels[0].description"), "{err}");
+    }
+}
