@@ -19,7 +19,7 @@ build: setup
 	$(CARGO) build --bins
 
 models: setup
-	@if [ -f tools/build_models.py ]; then $(PYTHON) tools/build_models.py --out $(MODELS_DIR); fi
+	@if [ -f tools/build_models.py ]; then $(PYTHON) tools/build_models.py --out-dir $(MODELS_DIR); fi
 
 test: setup models
 	@if [ -f tools/test_models.py ]; then $(PYTHON) tools/test_models.py; fi
