@@ -1,0 +1,38 @@
+//! DICOM Segmentation (SEG) output: a BINARY multi-frame Segmentation Storage instance
+//! (PS3.3 A.51) that overlays exactly on the source images, and an independent reader.
+//!
+//! The encoder follows `SEG.md`: one frame per source slice per segment (by segment, then
+//! along the slice normal), per-frame ImagePositionPatient and source-image references,
+//! ImageOrientationPatient copied verbatim, references to every source series, pixel
+//! data as one continuous LSB-first bit stream. Submodules, one idea each:
+//!
+//! - [`geometry`] holds the source grid ([`SourceGeometry`]) and its checks (the private
+//!   `extract` builds one from source headers);
+//! - [`segments`] and [`codes`] say what each segment is, in SNOMED CT / DCM codes;
+//! - [`options`] holds the series-level settings ([`SegOptions`]);
+//! - [`encode`] (with the private `header` and `frames`) assembles the instance;
+//! - [`bits`] packs and unpacks 1-bit pixels;
+//! - [`reader`] reads a SEG back ([`read_seg`]), for tests and to check what was sent;
+//! - [`error`] defines [`SegError`].
+
+pub mod bits;
+pub mod codes;
+mod elements;
+pub mod encode;
+pub mod error;
+mod extract;
+mod frames;
+pub mod geometry;
+mod header;
+pub mod options;
+pub mod reader;
+pub mod segments;
+
+pub use codes::{Code, KnownCode};
+pub use encode::encode_seg;
+pub use error::SegError;
+pub use geometry::{SourceGeometry, SourceSlice};
+pub use header::MANUFACTURER;
+pub use options::SegOptions;
+pub use reader::{ReferencedSeries, SegContents, SegFrame, SegmentInfo, read_seg};
+pub use segments::SegmentSpec;

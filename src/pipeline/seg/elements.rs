@@ -1,0 +1,102 @@
+//! Small constructors and accessors for DICOM elements, so that the SEG modules read as
+//! lists of attributes rather than as dicom-rs plumbing.
+
+use dicom_core::value::{DataSetSequence, PrimitiveValue};
+use dicom_core::{DataElement, Length, Tag, VR};
+use dicom_object::InMemDicomObject;
+use dicom_object::mem::InMemElement;
+
+/// A single-valued text element (CS, LO, SH, UI, DA, TM, PN, DS, IS, ...).
+pub(crate) fn text(tag: Tag, vr: VR, value: &str) -> InMemElement {
+    DataElement::new(tag, vr, PrimitiveValue::from(value))
+}
+
+/// A multi-valued text element; the values are written as given, separated by `\`.
+pub(crate) fn texts<S: AsRef<str>>(tag: Tag, vr: VR, values: &[S]) -> InMemElement {
+    let values = values.iter().map(|v| v.as_ref().to_string()).collect();
+    DataElement::new(tag, vr, PrimitiveValue::Strs(values))
+}
+
+/// A zero-length element (a Type 2 attribute whose value is unknown).
+pub(crate) fn empty(tag: Tag, vr: VR) -> InMemElement {
+    DataElement::new(tag, vr, PrimitiveValue::Empty)
+}
+
+/// An US element with one or more values.
+pub(crate) fn us(tag: Tag, values: &[u16]) -> InMemElement {
+    DataElement::new(
+        tag,
+        VR::US,
+        PrimitiveValue::U16(values.iter().copied().collect()),
+    )
+}
+
+/// An UL element with one or more values.
+pub(crate) fn ul(tag: Tag, values: &[u32]) -> InMemElement {
+    DataElement::new(
+        tag,
+        VR::UL,
+        PrimitiveValue::U32(values.iter().copied().collect()),
+    )
+}
+
+/// An AT element (attribute tags) with one or more values.
+pub(crate) fn at(tag: Tag, values: &[Tag]) -> InMemElement {
+    DataElement::new(
+        tag,
+        VR::AT,
+        PrimitiveValue::Tags(values.iter().copied().collect()),
+    )
+}
+
+/// A sequence element with the given items, of undefined length.
+pub(crate) fn seq(tag: Tag, items: Vec<InMemDicomObject>) -> InMemElement {
+    DataElement::new(tag, VR::SQ, DataSetSequence::new(items, Length::UNDEFINED))
+}
+
+/// A data set (sequence item) made of the given elements.
+pub(crate) fn obj(elements: impl IntoIterator<Item = InMemElement>) -> InMemDicomObject {
+    InMemDicomObject::from_element_iter(elements)
+}
+
+/// The value of a text element, trimmed of padding; `None` when absent or empty.
+pub(crate) fn get_str(ds: &InMemDicomObject, tag: Tag) -> Option<String> {
+    let v = ds.get(tag)?.to_str().ok()?;
+    let v = v.trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// The values of a multi-valued text element, each trimmed; empty when absent.
+pub(crate) fn get_strs(ds: &InMemDicomObject, tag: Tag) -> Vec<String> {
+    ds.get(tag)
+        .and_then(|e| e.to_multi_str().ok())
+        .map(|vs| {
+            vs.iter()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The items of a sequence element; empty when absent or not a sequence.
+pub(crate) fn get_items(ds: &InMemDicomObject, tag: Tag) -> &[InMemDicomObject] {
+    ds.get(tag).and_then(|e| e.items()).unwrap_or(&[])
+}
+
+/// The first item of a sequence element.
+pub(crate) fn first_item(ds: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
+    get_items(ds, tag).first()
+}
+
+/// An integer element's first value as `u32` (US, UL, IS ...).
+pub(crate) fn get_u32(ds: &InMemDicomObject, tag: Tag) -> Option<u32> {
+    ds.get(tag)?.to_int::<u32>().ok()
+}
+
+/// All values of an integer element as `u32`; empty when absent.
+pub(crate) fn get_u32s(ds: &InMemDicomObject, tag: Tag) -> Vec<u32> {
+    ds.get(tag)
+        .and_then(|e| e.to_multi_int::<u32>().ok())
+        .unwrap_or_default()
+}

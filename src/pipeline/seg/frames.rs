@@ -1,0 +1,273 @@
+//! Which frames the SEG holds and how each is described: the frame plan (by segment, then
+//! by position along the slice normal), the Shared and Per-frame Functional Groups, the
+//! Multi-frame Dimension module and the Common Instance Reference module.
+
+use dicom_core::VR;
+use dicom_dictionary_std::tags;
+use dicom_object::InMemDicomObject;
+use dicom_object::mem::InMemElement;
+use ndarray::{Array3, Axis};
+
+use super::codes::{DERIVATION_SEGMENTATION, SOURCE_IMAGE_FOR_PROCESSING};
+use super::elements::{at, obj, seq, text, texts, ul, us};
+use super::geometry::{CheckedGeometry, SourceGeometry, format_ds};
+
+/// One frame of the SEG: the segment it belongs to and the source slice it lies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PlannedFrame {
+    /// Segment number, 1-based.
+    pub(crate) segment: u16,
+    /// Index into `SourceGeometry::slices` (and the masks' first axis).
+    pub(crate) slice: usize,
+}
+
+/// The frames to encode: for each segment, each source slice in order along the normal;
+/// with `omit_empty`, slices where the segment has no pixel are left out. An object needs
+/// at least one frame, so if every frame would be left out the first one is kept.
+pub(crate) fn plan_frames(
+    masks: &[Array3<bool>],
+    checked: &CheckedGeometry,
+    omit_empty: bool,
+) -> Vec<PlannedFrame> {
+    let mut plan = Vec::with_capacity(masks.len() * checked.order.len());
+    for (s, mask) in masks.iter().enumerate() {
+        for &slice in &checked.order {
+            if !omit_empty || mask.index_axis(Axis(0), slice).iter().any(|&on| on) {
+                plan.push(PlannedFrame {
+                    segment: s as u16 + 1,
+                    slice,
+                });
+            }
+        }
+    }
+    if plan.is_empty() {
+        tracing::warn!(
+            "every segment is empty; keeping one empty frame so that the SEG stays valid"
+        );
+        plan.push(PlannedFrame {
+            segment: 1,
+            slice: checked.order[0],
+        });
+    }
+    plan
+}
+
+/// The single Shared Functional Groups item: pixel measures and plane orientation.
+///
+/// SliceThickness is required by the Pixel Measures macro for 3D frames; when the source
+/// has none, its SpacingBetweenSlices (or else the spacing computed from the positions)
+/// stands in. SpacingBetweenSlices is copied, or computed when the slices are even.
+pub(crate) fn shared_item(
+    geometry: &SourceGeometry,
+    checked: &CheckedGeometry,
+) -> InMemDicomObject {
+    let mut item = InMemDicomObject::new_empty();
+    let mut measures = InMemDicomObject::new_empty();
+    if geometry.pixel_spacing.len() == 2 {
+        measures.put(texts(tags::PIXEL_SPACING, VR::DS, &geometry.pixel_spacing));
+    }
+    let computed = checked.spacing.map(format_ds);
+    let thickness = geometry
+        .slice_thickness
+        .clone()
+        .or_else(|| geometry.spacing_between_slices.clone())
+        .or_else(|| computed.clone());
+    if let Some(t) = thickness {
+        measures.put(text(tags::SLICE_THICKNESS, VR::DS, &t));
+    }
+    if let Some(s) = geometry.spacing_between_slices.clone().or(computed) {
+        measures.put(text(tags::SPACING_BETWEEN_SLICES, VR::DS, &s));
+    }
+    if measures.iter().next().is_some() {
+        item.put(seq(tags::PIXEL_MEASURES_SEQUENCE, vec![measures]));
+    }
+    if checked.patient {
+        item.put(seq(
+            tags::PLANE_ORIENTATION_SEQUENCE,
+            vec![obj([texts(
+                tags::IMAGE_ORIENTATION_PATIENT,
+                VR::DS,
+                &geometry.image_orientation,
+            )])],
+        ));
+    }
+    item
+}
+
+/// The Per-frame Functional Groups item of `frame`.
+pub(crate) fn per_frame_item(
+    frame: PlannedFrame,
+    geometry: &SourceGeometry,
+    checked: &CheckedGeometry,
+) -> InMemDicomObject {
+    let source = &geometry.slices[frame.slice];
+    let source_image = obj([
+        text(
+            tags::REFERENCED_SOP_CLASS_UID,
+            VR::UI,
+            &source.sop_class_uid,
+        ),
+        text(
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            &source.sop_instance_uid,
+        ),
+        seq(
+            tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+            vec![SOURCE_IMAGE_FOR_PROCESSING.code().to_item()],
+        ),
+        text(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
+    ]);
+    let derivation = obj([
+        seq(
+            tags::DERIVATION_CODE_SEQUENCE,
+            vec![DERIVATION_SEGMENTATION.code().to_item()],
+        ),
+        seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_image]),
+    ]);
+    let index_values: Vec<u32> = if checked.patient {
+        vec![
+            u32::from(frame.segment),
+            checked.position_index[frame.slice],
+        ]
+    } else {
+        vec![u32::from(frame.segment)]
+    };
+    let mut item = obj([
+        seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]),
+        seq(
+            tags::FRAME_CONTENT_SEQUENCE,
+            vec![obj([ul(tags::DIMENSION_INDEX_VALUES, &index_values)])],
+        ),
+        seq(
+            tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+            vec![obj([us(tags::REFERENCED_SEGMENT_NUMBER, &[frame.segment])])],
+        ),
+    ]);
+    if checked.patient {
+        item.put(seq(
+            tags::PLANE_POSITION_SEQUENCE,
+            vec![obj([texts(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                &source.image_position,
+            )])],
+        ));
+    }
+    item
+}
+
+/// Multi-frame Dimension module: frames are indexed by segment number and, with patient
+/// geometry, by ImagePositionPatient.
+pub(crate) fn put_dimensions(out: &mut InMemDicomObject, patient: bool) {
+    let organization = crate::uids::new_uid();
+    let index = |pointer, group, label: &str| {
+        obj([
+            text(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &organization),
+            at(tags::DIMENSION_INDEX_POINTER, &[pointer]),
+            at(tags::FUNCTIONAL_GROUP_POINTER, &[group]),
+            text(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label),
+        ])
+    };
+    let mut indices = vec![index(
+        tags::REFERENCED_SEGMENT_NUMBER,
+        tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+        "Segment Number",
+    )];
+    if patient {
+        indices.push(index(
+            tags::IMAGE_POSITION_PATIENT,
+            tags::PLANE_POSITION_SEQUENCE,
+            "Image Position Patient",
+        ));
+        out.put(text(tags::DIMENSION_ORGANIZATION_TYPE, VR::CS, "3D"));
+    }
+    out.put(seq(
+        tags::DIMENSION_ORGANIZATION_SEQUENCE,
+        vec![obj([text(
+            tags::DIMENSION_ORGANIZATION_UID,
+            VR::UI,
+            &organization,
+        )])],
+    ));
+    out.put(seq(tags::DIMENSION_INDEX_SEQUENCE, indices));
+}
+
+/// ReferencedSeriesSequence: every series that frames reference, each with the instances
+/// the frames reference (in frame order, without repeats).
+pub(crate) fn referenced_series(plan: &[PlannedFrame], geometry: &SourceGeometry) -> InMemElement {
+    let mut series: Vec<(&str, Vec<usize>)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for frame in plan {
+        if !seen.insert(frame.slice) {
+            continue;
+        }
+        let uid = geometry.slices[frame.slice].series_instance_uid.as_str();
+        match series.iter_mut().find(|(s, _)| *s == uid) {
+            Some((_, slices)) => slices.push(frame.slice),
+            None => series.push((uid, vec![frame.slice])),
+        }
+    }
+    let items = series
+        .into_iter()
+        .map(|(uid, slices)| {
+            let instances = slices
+                .into_iter()
+                .map(|i| {
+                    let s = &geometry.slices[i];
+                    obj([
+                        text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &s.sop_class_uid),
+                        text(
+                            tags::REFERENCED_SOP_INSTANCE_UID,
+                            VR::UI,
+                            &s.sop_instance_uid,
+                        ),
+                    ])
+                })
+                .collect();
+            obj([
+                text(tags::SERIES_INSTANCE_UID, VR::UI, uid),
+                seq(tags::REFERENCED_INSTANCE_SEQUENCE, instances),
+            ])
+        })
+        .collect();
+    seq(tags::REFERENCED_SERIES_SEQUENCE, items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_is_by_segment_then_position_and_omits_only_on_request() {
+        let checked = CheckedGeometry {
+            order: vec![2, 0, 1],
+            position_index: vec![2, 3, 1],
+            spacing: None,
+            patient: true,
+        };
+        let mut a = Array3::from_elem((3, 2, 2), false);
+        a[[0, 1, 1]] = true;
+        let b = Array3::from_elem((3, 2, 2), false);
+        let masks = [a, b];
+        let all = plan_frames(&masks, &checked, false);
+        let order: Vec<(u16, usize)> = all.iter().map(|f| (f.segment, f.slice)).collect();
+        assert_eq!(order, vec![(1, 2), (1, 0), (1, 1), (2, 2), (2, 0), (2, 1)]);
+        let kept = plan_frames(&masks, &checked, true);
+        assert_eq!(
+            kept,
+            vec![PlannedFrame {
+                segment: 1,
+                slice: 0
+            }]
+        );
+        let none = plan_frames(&masks[1..], &checked, true);
+        assert_eq!(
+            none,
+            vec![PlannedFrame {
+                segment: 1,
+                slice: 2
+            }]
+        );
+    }
+}

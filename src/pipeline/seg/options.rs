@@ -1,0 +1,112 @@
+//! Per-pipeline settings of the SEG series (numbering, descriptive text, equipment identity,
+//! empty-frame policy), validated so that a bad value fails when the pipeline is loaded.
+
+use super::error::SegError;
+use super::header::person_name;
+use super::segments::lo;
+
+/// How the SEG series describes itself and which frames it keeps.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SegOptions {
+    /// SeriesNumber of the new SEG series.
+    pub series_number: i32,
+    /// SeriesDescription shown in the archive's series list (LO; may be empty).
+    pub series_description: String,
+    /// ContentLabel (CS: at most 16 of `A-Z`, `0-9`, `_`, space), e.g. `TUMOUR_SEG`.
+    pub content_label: String,
+    /// ContentDescription (LO; may be empty).
+    pub content_description: String,
+    /// ContentCreatorName; a bare name is written as `Name^` (current PN form).
+    pub content_creator: String,
+    /// Leave out frames with no set pixel. Smaller, but several viewers crop or misplace
+    /// volumes with missing frames, so the default is `false`.
+    pub omit_empty_frames: bool,
+    /// ManufacturerModelName of the equipment modules (LO, required).
+    pub manufacturer_model: String,
+    /// SoftwareVersions of the equipment modules (LO, required).
+    pub software_version: String,
+    /// DeviceSerialNumber of the equipment modules (LO, required), e.g. the node's AE title.
+    pub device_serial: String,
+    /// Whether segments may overlap (SegmentsOverlap `YES`). With `false` the encoder still
+    /// checks the masks and writes `YES` (with a warning) if they do overlap.
+    pub segments_overlap: bool,
+}
+
+impl SegOptions {
+    /// Check that every value can be written as valid DICOM.
+    pub fn validate(&self) -> Result<(), SegError> {
+        let label = &self.content_label;
+        if label.trim().is_empty() || label.len() > 16 {
+            return Err(SegError::setting(
+                "content_label",
+                format!("{label:?} must be 1 to 16 characters"),
+            ));
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b' ')
+        {
+            return Err(SegError::setting(
+                "content_label",
+                format!(
+                    "{label:?} may only hold upper-case letters, digits, '_' and spaces (DICOM CS)"
+                ),
+            ));
+        }
+        lo("series_description", &self.series_description, false)?;
+        lo("content_description", &self.content_description, false)?;
+        lo("manufacturer_model", &self.manufacturer_model, true)?;
+        lo("software_version", &self.software_version, true)?;
+        lo("device_serial", &self.device_serial, true)?;
+        let creator = person_name(&self.content_creator);
+        if creator.split('=').any(|group| group.chars().count() > 64) || creator.contains('\\') {
+            return Err(SegError::setting(
+                "content_creator",
+                format!("{creator:?} is not a person name of at most 64 characters"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for SegOptions {
+    fn default() -> Self {
+        SegOptions {
+            series_number: 300,
+            series_description: "segnode segmentation".into(),
+            content_label: "SEGMENTATION".into(),
+            content_description: String::new(),
+            content_creator: "segnode".into(),
+            omit_empty_frames: false,
+            manufacturer_model: "segnode".into(),
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            device_serial: "segnode".into(),
+            segments_overlap: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_labels_are_named() {
+        SegOptions::default().validate().unwrap();
+        let o = SegOptions {
+            content_label: "tumour-seg".into(),
+            ..SegOptions::default()
+        };
+        assert!(
+            o.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("content_label")
+        );
+        let o = SegOptions {
+            software_version: String::new(),
+            ..SegOptions::default()
+        };
+        assert!(o.validate().is_err());
+    }
+}
