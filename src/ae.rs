@@ -36,7 +36,10 @@ impl AeTitle {
         if trimmed.chars().count() > 16 {
             return Err(AeError::TooLong(raw.to_string()));
         }
-        if trimmed.chars().any(|c| c == '\\' || c.is_control() || !c.is_ascii()) {
+        if trimmed
+            .chars()
+            .any(|c| c == '\\' || c.is_control() || !c.is_ascii())
+        {
             return Err(AeError::BadCharacter(raw.to_string()));
         }
         Ok(Self(trimmed.to_string()))
@@ -94,8 +97,12 @@ impl FromStr for Peer {
     type Err = AeError;
     /// Parses `AE@HOST:PORT` (the form dicom-rs and this CLI use).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ae, addr) = s.split_once('@').ok_or_else(|| AeError::BadPeer(s.to_string()))?;
-        let (host, port) = addr.rsplit_once(':').ok_or_else(|| AeError::BadPeer(s.to_string()))?;
+        let (ae, addr) = s
+            .split_once('@')
+            .ok_or_else(|| AeError::BadPeer(s.to_string()))?;
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| AeError::BadPeer(s.to_string()))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             return Err(AeError::BadPeer(s.to_string()));
@@ -104,7 +111,11 @@ impl FromStr for Peer {
         if port == 0 {
             return Err(AeError::BadPort(s.to_string()));
         }
-        Ok(Peer { ae_title: AeTitle::parse(ae)?, host: host.to_string(), port })
+        Ok(Peer {
+            ae_title: AeTitle::parse(ae)?,
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -123,8 +134,14 @@ mod tests {
         assert_eq!(AeTitle::parse("  SEGNODE ").unwrap().as_str(), "SEGNODE");
         assert_eq!(AeTitle::parse(""), Err(AeError::Empty));
         assert_eq!(AeTitle::parse("    "), Err(AeError::Empty));
-        assert!(matches!(AeTitle::parse("ABCDEFGHIJKLMNOPQ"), Err(AeError::TooLong(_))));
-        assert!(matches!(AeTitle::parse("A\\B"), Err(AeError::BadCharacter(_))));
+        assert!(matches!(
+            AeTitle::parse("ABCDEFGHIJKLMNOPQ"),
+            Err(AeError::TooLong(_))
+        ));
+        assert!(matches!(
+            AeTitle::parse("A\\B"),
+            Err(AeError::BadCharacter(_))
+        ));
     }
 
     #[test]

@@ -19,11 +19,18 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../conf/segnode.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {file}: {message}")]
     Parse { file: String, message: String },
     #[error("config {file}: key `{key}`: {reason}")]
-    Invalid { file: String, key: String, reason: String },
+    Invalid {
+        file: String,
+        key: String,
+        reason: String,
+    },
 }
 
 /// The whole node configuration.
@@ -115,7 +122,10 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { min_free_disk_mb: 1024, accepted_sop_classes: Vec::new() }
+        Self {
+            min_free_disk_mb: 1024,
+            accepted_sop_classes: Vec::new(),
+        }
     }
 }
 
@@ -131,7 +141,10 @@ pub struct AccessConfig {
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        Self { check_called_ae: true, allow: Vec::new() }
+        Self {
+            check_called_ae: true,
+            allow: Vec::new(),
+        }
     }
 }
 
@@ -158,19 +171,23 @@ impl Config {
 
     /// Load and validate a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_toml(&text, &path.display().to_string(), path.parent())
     }
 
     /// Parse and validate config text. `base` is the folder relative paths resolve against.
     pub fn from_toml(text: &str, file: &str, base: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { file: file.to_string(), message: e.to_string() })?;
-        if let Some(base) = base {
-            if cfg.node.data_dir.is_relative() {
-                cfg.node.data_dir = base.join(&cfg.node.data_dir);
-            }
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        if let Some(base) = base
+            && cfg.node.data_dir.is_relative()
+        {
+            cfg.node.data_dir = base.join(&cfg.node.data_dir);
         }
         cfg.validate(file)?;
         Ok(cfg)
@@ -184,18 +201,33 @@ impl Config {
             reason,
         };
         if self.network.max_associations == 0 {
-            return Err(invalid("network.max_associations", "must be at least 1".into()));
+            return Err(invalid(
+                "network.max_associations",
+                "must be at least 1".into(),
+            ));
         }
         if !(4096..=16 * 1024 * 1024).contains(&self.network.max_pdu_length) {
             return Err(invalid(
                 "network.max_pdu_length",
-                format!("{} is outside 4096..=16777216 bytes", self.network.max_pdu_length),
+                format!(
+                    "{} is outside 4096..=16777216 bytes",
+                    self.network.max_pdu_length
+                ),
             ));
         }
         for (key, secs) in [
-            ("network.read_timeout_seconds", self.network.read_timeout_seconds),
-            ("network.write_timeout_seconds", self.network.write_timeout_seconds),
-            ("network.connect_timeout_seconds", self.network.connect_timeout_seconds),
+            (
+                "network.read_timeout_seconds",
+                self.network.read_timeout_seconds,
+            ),
+            (
+                "network.write_timeout_seconds",
+                self.network.write_timeout_seconds,
+            ),
+            (
+                "network.connect_timeout_seconds",
+                self.network.connect_timeout_seconds,
+            ),
         ] {
             if secs == 0 || secs > 3600 {
                 return Err(invalid(key, format!("{secs} s is outside 1..=3600")));
@@ -218,14 +250,26 @@ impl Config {
     /// SOP Class UIDs accepted for storage.
     pub fn accepted_sop_classes(&self) -> Vec<String> {
         if self.storage.accepted_sop_classes.is_empty() {
-            uids::STORAGE_CLASSES.iter().map(|c| c.uid.to_string()).collect()
+            uids::STORAGE_CLASSES
+                .iter()
+                .map(|c| c.uid.to_string())
+                .collect()
         } else {
-            self.storage.accepted_sop_classes.iter().filter_map(|e| uids::storage_class_uid(e)).collect()
+            self.storage
+                .accepted_sop_classes
+                .iter()
+                .filter_map(|e| uids::storage_class_uid(e))
+                .collect()
         }
     }
 
     /// Apply command-line overrides (they win over the file).
-    pub fn override_with(&mut self, port: Option<u16>, ae_title: Option<AeTitle>, data_dir: Option<PathBuf>) {
+    pub fn override_with(
+        &mut self,
+        port: Option<u16>,
+        ae_title: Option<AeTitle>,
+        data_dir: Option<PathBuf>,
+    ) {
         if let Some(port) = port {
             self.node.port = port;
         }
@@ -246,25 +290,43 @@ mod tests {
     fn embedded_default_is_valid() {
         let cfg = Config::embedded_default().unwrap();
         assert_eq!(cfg.node.ae_title.as_str(), "SEGNODE");
-        assert!(cfg.accepted_sop_classes().contains(&uids::MR_IMAGE_STORAGE.to_string()));
+        assert!(
+            cfg.accepted_sop_classes()
+                .contains(&uids::MR_IMAGE_STORAGE.to_string())
+        );
     }
 
     #[test]
     fn errors_name_the_key() {
         let text = "[node]\nae_title='A'\nport=1\ndata_dir='d'\n[network]\nmax_associations=0\n";
-        let err = Config::from_toml(text, "x.toml", None).unwrap_err().to_string();
-        assert!(err.contains("x.toml") && err.contains("network.max_associations"), "{err}");
+        let err = Config::from_toml(text, "x.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x.toml") && err.contains("network.max_associations"),
+            "{err}"
+        );
 
         let text = "[node]\nae_title='WAY_TOO_LONG_AE_TITLE'\nport=1\ndata_dir='d'\n";
-        let err = Config::from_toml(text, "x.toml", None).unwrap_err().to_string();
-        assert!(err.contains("ae_title") && err.contains("longer than 16"), "{err}");
+        let err = Config::from_toml(text, "x.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ae_title") && err.contains("longer than 16"),
+            "{err}"
+        );
 
         let text = "[node]\nae_title='A'\nport=1\ndata_dir='d'\nprot=2\n";
-        let err = Config::from_toml(text, "x.toml", None).unwrap_err().to_string();
+        let err = Config::from_toml(text, "x.toml", None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("prot"), "{err}");
 
-        let text = "[node]\nae_title='A'\nport=1\ndata_dir='d'\n[storage]\naccepted_sop_classes=['MRI']\n";
-        let err = Config::from_toml(text, "x.toml", None).unwrap_err().to_string();
+        let text =
+            "[node]\nae_title='A'\nport=1\ndata_dir='d'\n[storage]\naccepted_sop_classes=['MRI']\n";
+        let err = Config::from_toml(text, "x.toml", None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("accepted_sop_classes[0]"), "{err}");
     }
 

@@ -6,6 +6,7 @@
 pub mod ae;
 pub mod config;
 pub mod dimse;
+pub mod eval;
 pub mod pipeline;
 pub mod scp;
 pub mod scu;

@@ -77,6 +77,19 @@ enum Command {
         #[arg(long)]
         no_localizer: bool,
     },
+    /// Score a SEG against a synthetic study's truth: Dice and IoU in patient coordinates.
+    Eval {
+        /// The SEG file.
+        seg: PathBuf,
+        /// truth.toml, or the synthetic study folder holding it.
+        truth: PathBuf,
+        /// Segment number to score.
+        #[arg(long, default_value_t = 1)]
+        segment: u16,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// C-ECHO a DICOM node: segnode echo AE@HOST:PORT.
     Echo {
         /// The peer, as AE@HOST:PORT.
@@ -204,6 +217,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("truth: {}", study.truth_path.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Eval { seg, truth, segment, json } => {
+            let score = segnode::eval::evaluate_file(&seg, &truth, segment)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&[&score])?);
+            } else {
+                print!("{}", segnode::eval::table(std::slice::from_ref(&score)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Echo { peer, scu } => {
             let status = segnode::scu::echo(&peer, &scu.options())
                 .await
@@ -220,10 +242,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = segnode::scu::send_paths(&peer, &scu.options(), &paths, show_progress)
                 .await
                 .with_context(|| format!("C-STORE to {peer} failed"))?;
-            println!(
-                "sent {} failed {} ({} bytes in {:.2?})",
-                report.sent, report.failed, report.bytes, report.elapsed
-            );
+            print!("{}", report.summary_table());
+            for (path, reason) in &report.skipped {
+                eprintln!("skipped: {}: {reason}", path.display());
+            }
             for (path, reason) in &report.failures {
                 eprintln!("failed: {}: {reason}", path.display());
             }

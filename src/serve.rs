@@ -14,18 +14,29 @@ use crate::spool::{Spool, SpoolError};
 pub enum ServeError {
     #[error("cannot open the spool in {dir}: {source}")]
     Spool { dir: String, source: SpoolError },
-    #[error("cannot listen on {addr}: {source} (is another DICOM node on that port? choose one with --port)")]
-    Bind { addr: String, source: std::io::Error },
+    #[error(
+        "cannot listen on {addr}: {source} (is another DICOM node on that port? choose one with --port)"
+    )]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Scp(#[from] scp::ScpError),
 }
 
 /// Bind the configured address and serve until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<ScpSummary, ServeError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<ScpSummary, ServeError> {
     let addr = std::net::SocketAddr::new(config.node.bind, config.node.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| ServeError::Bind { addr: addr.to_string(), source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
     run_on(listener, config, shutdown).await
 }
 
@@ -42,10 +53,19 @@ pub async fn run_on(
         tokio::task::spawn_blocking(move || Spool::open(&dir, floor))
             .await
             .expect("spool open task panicked")
-            .map_err(|source| ServeError::Spool { dir: data_dir.display().to_string(), source })?
+            .map_err(|source| ServeError::Spool {
+                dir: data_dir.display().to_string(),
+                source,
+            })?
     };
-    let counts = spool.counts().map_err(|source| ServeError::Spool { dir: data_dir.display().to_string(), source })?;
-    let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let counts = spool.counts().map_err(|source| ServeError::Spool {
+        dir: data_dir.display().to_string(),
+        source,
+    })?;
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     info!(
         ae_title = %config.node.ae_title,
         listen = %local,
@@ -56,11 +76,21 @@ pub async fn run_on(
         "segnode listening"
     );
     if config.access.allow.is_empty() {
-        warn!("access.allow is empty: any calling AE may store here; list your PACS in [[access.allow]]");
+        warn!(
+            "access.allow is empty: any calling AE may store here; list your PACS in [[access.allow]]"
+        );
     }
-    let ctx = ScpContext { config: Arc::new(config), spool: Arc::new(spool), events: None };
+    let ctx = ScpContext {
+        config: Arc::new(config),
+        spool: Arc::new(spool),
+        events: None,
+    };
     let summary = scp::run(listener, ctx, shutdown).await?;
-    info!(associations = summary.associations, instances = summary.instances_stored, "segnode stopped");
+    info!(
+        associations = summary.associations,
+        instances = summary.instances_stored,
+        "segnode stopped"
+    );
     Ok(summary)
 }
 

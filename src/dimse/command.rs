@@ -87,7 +87,12 @@ pub enum Command {
         error_comment: Option<String>,
     },
     /// A command segnode does not implement. `has_dataset` tells the reader to skip one.
-    Unsupported { field: u16, message_id: Option<u16>, sop_class_uid: Option<String>, has_dataset: bool },
+    Unsupported {
+        field: u16,
+        message_id: Option<u16>,
+        sop_class_uid: Option<String>,
+        has_dataset: bool,
+    },
 }
 
 impl Command {
@@ -113,10 +118,13 @@ impl Command {
 
     /// Decode a complete command set (all Command PDV fragments concatenated).
     pub fn decode(bytes: &[u8]) -> Result<Command, DimseError> {
-        let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
-            .map_err(|e| DimseError::Malformed(e.to_string()))?;
-        let field = read_u16(&obj, tags::COMMAND_FIELD).ok_or(DimseError::Missing("CommandField (0000,0100)"))?;
-        let has_dataset = read_u16(&obj, tags::COMMAND_DATA_SET_TYPE).is_some_and(|v| v != NO_DATASET);
+        let obj =
+            InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+                .map_err(|e| DimseError::Malformed(e.to_string()))?;
+        let field = read_u16(&obj, tags::COMMAND_FIELD)
+            .ok_or(DimseError::Missing("CommandField (0000,0100)"))?;
+        let has_dataset =
+            read_u16(&obj, tags::COMMAND_DATA_SET_TYPE).is_some_and(|v| v != NO_DATASET);
         let message_id = read_u16(&obj, tags::MESSAGE_ID);
         let responding_to = read_u16(&obj, tags::MESSAGE_ID_BEING_RESPONDED_TO);
         let status = read_u16(&obj, tags::STATUS).map(Status);
@@ -125,20 +133,29 @@ impl Command {
 
         let missing_message_id = DimseError::Missing("MessageID (0000,0110)");
         Ok(match CommandField::from_u16(field) {
-            CommandField::CEchoRq => Command::EchoRq { message_id: message_id.ok_or(missing_message_id)? },
+            CommandField::CEchoRq => Command::EchoRq {
+                message_id: message_id.ok_or(missing_message_id)?,
+            },
             CommandField::CEchoRsp => Command::EchoRsp {
-                responding_to: responding_to.ok_or(DimseError::Missing("MessageIDBeingRespondedTo"))?,
+                responding_to: responding_to
+                    .ok_or(DimseError::Missing("MessageIDBeingRespondedTo"))?,
                 status: status.ok_or(DimseError::Missing("Status (0000,0900)"))?,
             },
             CommandField::CStoreRq => {
                 if !has_dataset {
                     return Err(DimseError::StoreWithoutDataset);
                 }
-                let move_originator = read_str(&obj, tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE)
-                    .map(|ae| (ae.trim().to_string(), read_u16(&obj, tags::MOVE_ORIGINATOR_MESSAGE_ID).unwrap_or(0)));
+                let move_originator =
+                    read_str(&obj, tags::MOVE_ORIGINATOR_APPLICATION_ENTITY_TITLE).map(|ae| {
+                        (
+                            ae.trim().to_string(),
+                            read_u16(&obj, tags::MOVE_ORIGINATOR_MESSAGE_ID).unwrap_or(0),
+                        )
+                    });
                 Command::StoreRq {
                     message_id: message_id.ok_or(missing_message_id)?,
-                    sop_class_uid: affected_class.ok_or(DimseError::Missing("AffectedSOPClassUID (0000,0002)"))?,
+                    sop_class_uid: affected_class
+                        .ok_or(DimseError::Missing("AffectedSOPClassUID (0000,0002)"))?,
                     sop_instance_uid: affected_instance
                         .ok_or(DimseError::Missing("AffectedSOPInstanceUID (0000,1000)"))?,
                     priority: read_u16(&obj, tags::PRIORITY).unwrap_or(0),
@@ -146,15 +163,19 @@ impl Command {
                 }
             }
             CommandField::CStoreRsp => Command::StoreRsp {
-                responding_to: responding_to.ok_or(DimseError::Missing("MessageIDBeingRespondedTo"))?,
+                responding_to: responding_to
+                    .ok_or(DimseError::Missing("MessageIDBeingRespondedTo"))?,
                 sop_class_uid: affected_class.unwrap_or_default(),
                 sop_instance_uid: affected_instance.unwrap_or_default(),
                 status: status.ok_or(DimseError::Missing("Status (0000,0900)"))?,
                 error_comment: read_str(&obj, tags::ERROR_COMMENT),
             },
-            CommandField::Other(field) => {
-                Command::Unsupported { field, message_id, sop_class_uid: affected_class, has_dataset }
-            }
+            CommandField::Other(field) => Command::Unsupported {
+                field,
+                message_id,
+                sop_class_uid: affected_class,
+                has_dataset,
+            },
         })
     }
 
@@ -171,14 +192,23 @@ impl Command {
                 elements.push(us(tags::MESSAGE_ID, *message_id));
                 elements.push(no_dataset);
             }
-            Command::EchoRsp { responding_to, status } => {
+            Command::EchoRsp {
+                responding_to,
+                status,
+            } => {
                 elements.push(ui(tags::AFFECTED_SOP_CLASS_UID, crate::uids::VERIFICATION));
                 elements.push(us(tags::COMMAND_FIELD, self.field().to_u16()));
                 elements.push(us(tags::MESSAGE_ID_BEING_RESPONDED_TO, *responding_to));
                 elements.push(no_dataset);
                 elements.push(us(tags::STATUS, status.0));
             }
-            Command::StoreRq { message_id, sop_class_uid, sop_instance_uid, priority, move_originator } => {
+            Command::StoreRq {
+                message_id,
+                sop_class_uid,
+                sop_instance_uid,
+                priority,
+                move_originator,
+            } => {
                 elements.push(ui(tags::AFFECTED_SOP_CLASS_UID, sop_class_uid));
                 elements.push(us(tags::COMMAND_FIELD, self.field().to_u16()));
                 elements.push(us(tags::MESSAGE_ID, *message_id));
@@ -194,7 +224,13 @@ impl Command {
                     elements.push(us(tags::MOVE_ORIGINATOR_MESSAGE_ID, *id));
                 }
             }
-            Command::StoreRsp { responding_to, sop_class_uid, sop_instance_uid, status, error_comment } => {
+            Command::StoreRsp {
+                responding_to,
+                sop_class_uid,
+                sop_instance_uid,
+                status,
+                error_comment,
+            } => {
                 elements.push(ui(tags::AFFECTED_SOP_CLASS_UID, sop_class_uid));
                 elements.push(us(tags::COMMAND_FIELD, self.field().to_u16()));
                 elements.push(us(tags::MESSAGE_ID_BEING_RESPONDED_TO, *responding_to));
@@ -204,10 +240,19 @@ impl Command {
                 if let Some(comment) = error_comment {
                     // LO: at most 64 characters.
                     let comment: String = comment.chars().take(64).collect();
-                    elements.push(DataElement::new(tags::ERROR_COMMENT, VR::LO, PrimitiveValue::from(comment)));
+                    elements.push(DataElement::new(
+                        tags::ERROR_COMMENT,
+                        VR::LO,
+                        PrimitiveValue::from(comment),
+                    ));
                 }
             }
-            Command::Unsupported { field, message_id, sop_class_uid, .. } => {
+            Command::Unsupported {
+                field,
+                message_id,
+                sop_class_uid,
+                ..
+            } => {
                 // We never send an unsupported request; encode what we know for completeness.
                 if let Some(uid) = sop_class_uid {
                     elements.push(ui(tags::AFFECTED_SOP_CLASS_UID, uid));
@@ -229,15 +274,39 @@ impl Command {
 
 /// A general failure response to an operation segnode does not implement (PS3.7 C.5.7),
 /// echoing the request's message id. The response CommandField is the request's | 0x8000.
-pub fn unrecognized_operation_response(field: u16, message_id: u16, sop_class_uid: Option<&str>) -> Vec<u8> {
+pub fn unrecognized_operation_response(
+    field: u16,
+    message_id: u16,
+    sop_class_uid: Option<&str>,
+) -> Vec<u8> {
     let mut elements: Vec<DataElement<InMemDicomObject>> = Vec::with_capacity(5);
     if let Some(uid) = sop_class_uid {
-        elements.push(DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from(uid)));
+        elements.push(DataElement::new(
+            tags::AFFECTED_SOP_CLASS_UID,
+            VR::UI,
+            PrimitiveValue::from(uid),
+        ));
     }
-    elements.push(DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(field | 0x8000)));
-    elements.push(DataElement::new(tags::MESSAGE_ID_BEING_RESPONDED_TO, VR::US, PrimitiveValue::from(message_id)));
-    elements.push(DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(NO_DATASET)));
-    elements.push(DataElement::new(tags::STATUS, VR::US, PrimitiveValue::from(Status::UNRECOGNIZED_OPERATION.0)));
+    elements.push(DataElement::new(
+        tags::COMMAND_FIELD,
+        VR::US,
+        PrimitiveValue::from(field | 0x8000),
+    ));
+    elements.push(DataElement::new(
+        tags::MESSAGE_ID_BEING_RESPONDED_TO,
+        VR::US,
+        PrimitiveValue::from(message_id),
+    ));
+    elements.push(DataElement::new(
+        tags::COMMAND_DATA_SET_TYPE,
+        VR::US,
+        PrimitiveValue::from(NO_DATASET),
+    ));
+    elements.push(DataElement::new(
+        tags::STATUS,
+        VR::US,
+        PrimitiveValue::from(Status::UNRECOGNIZED_OPERATION.0),
+    ));
     let obj = InMemDicomObject::command_from_element_iter(elements);
     let mut out = Vec::new();
     obj.write_dataset_with_ts(&mut out, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
@@ -287,7 +356,10 @@ mod tests {
             error_comment: Some("disk below floor".into()),
         };
         assert_eq!(Command::decode(&rsp.encode()).unwrap(), rsp);
-        let echo = Command::EchoRsp { responding_to: 1, status: Status::SUCCESS };
+        let echo = Command::EchoRsp {
+            responding_to: 1,
+            status: Status::SUCCESS,
+        };
         assert_eq!(Command::decode(&echo.encode()).unwrap(), echo);
         assert!(!echo.has_dataset());
     }

@@ -24,7 +24,9 @@ impl Status {
 
     /// Whether this status means the operation succeeded (with or without warning).
     pub fn is_success_or_warning(self) -> bool {
-        self.0 == 0x0000 || matches!(self.0, 0x0001 | 0x0107 | 0x0116) || (self.0 & 0xF000) == 0xB000
+        self.0 == 0x0000
+            || matches!(self.0, 0x0001 | 0x0107 | 0x0116)
+            || (self.0 & 0xF000) == 0xB000
     }
 
     /// Whether this status is a warning.
@@ -65,6 +67,9 @@ mod tests {
         assert!(Status::COERCION_OF_DATA_ELEMENTS.is_success_or_warning());
         assert!(!Status::OUT_OF_RESOURCES.is_success_or_warning());
         assert_eq!(Status(0xA701).describe(), "refused: out of resources");
-        assert_eq!(Status::CANNOT_UNDERSTAND.to_string(), "0xC000 (error: cannot understand)");
+        assert_eq!(
+            Status::CANNOT_UNDERSTAND.to_string(),
+            "0xC000 (error: cannot understand)"
+        );
     }
 }
