@@ -1,0 +1,302 @@
+//! One job, start to finish: the chosen series of a study → one volume → model →
+//! mask on the source grid → DICOM SEG on disk. Blocking (decoding, libtorch): call it from
+//! `spawn_blocking` in async code.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+use ndarray::{Array3, Array4, Axis};
+use tracing::{info, warn};
+
+use crate::pipeline::definition::PipelineDefinition;
+use crate::pipeline::infer::{InferError, InferSettings, Model};
+use crate::pipeline::post::{self, Findings};
+use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
+use crate::pipeline::seg::{SegError, SegOptions, encode_seg};
+use crate::pipeline::volume::{ChannelInfo, VolumeError, load_series, stack_channels};
+
+/// Why a job failed. Each message says which study part and what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("volume: {0}")]
+    Volume(#[from] VolumeError),
+    #[error("inference: {0}")]
+    Infer(#[from] InferError),
+    #[error("SEG encoding: {0}")]
+    Seg(#[from] SegError),
+    #[error("model output has {got} channels; pipeline {pipeline} expects {expected} ({activation} over {segments} segments)")]
+    OutputChannels { pipeline: String, got: usize, expected: usize, activation: String, segments: usize },
+    #[error("channel {channel} has no instances")]
+    EmptyChannel { channel: String },
+    #[error("cannot read the source header {path}: {reason}")]
+    SourceHeader { path: PathBuf, reason: String },
+    #[error("cannot write the SEG to {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+/// A pipeline ready to run jobs: its definition and its model, loaded and warmed once.
+pub struct LoadedPipeline {
+    /// The validated definition.
+    pub definition: PipelineDefinition,
+    /// The model, loaded on its device.
+    pub model: Model,
+}
+
+impl LoadedPipeline {
+    /// Load the model named by `definition` from `models_dir` (one warm-up forward, so a
+    /// bad model fails here, not on the first study) and check its output against the
+    /// configured segments.
+    pub fn load(definition: PipelineDefinition, models_dir: &Path) -> Result<Self, JobError> {
+        let m = &definition.model;
+        let path = if m.file.is_absolute() { m.file.clone() } else { models_dir.join(&m.file) };
+        let settings = InferSettings {
+            roi: m.roi,
+            overlap: m.overlap,
+            sw_batch_size: m.sw_batch_size,
+            blending: m.blending,
+            device: m.device,
+            half_precision: m.precision == "bf16",
+            ..InferSettings::default()
+        };
+        let model = Model::load(&path, &settings, m.in_channels)?;
+        let segments = definition.output.segments.len();
+        let expected = if m.activation == "softmax" { segments + 1 } else { segments };
+        if model.out_channels() != expected {
+            return Err(JobError::OutputChannels {
+                pipeline: definition.name.clone(),
+                got: model.out_channels(),
+                expected,
+                activation: m.activation.clone(),
+                segments,
+            });
+        }
+        info!(pipeline = %definition.name, model = %path.display(), device = ?model.device(), "pipeline ready");
+        Ok(LoadedPipeline { definition, model })
+    }
+}
+
+/// Wall time of each stage, in order.
+#[derive(Debug, Clone, Default)]
+pub struct StageTimings(pub Vec<(&'static str, Duration)>);
+
+impl StageTimings {
+    fn time<T>(&mut self, stage: &'static str, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        self.0.push((stage, t.elapsed()));
+        out
+    }
+
+    /// Total of all stages.
+    pub fn total(&self) -> Duration {
+        self.0.iter().map(|(_, d)| *d).sum()
+    }
+
+    /// An aligned table, one stage a line.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        for (stage, d) in &self.0 {
+            out += &format!("  {stage:<28} {:>9.3} s\n", d.as_secs_f64());
+        }
+        out += &format!("  {:<28} {:>9.3} s\n", "total", self.total().as_secs_f64());
+        out
+    }
+}
+
+/// What a job produced.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    /// The SEG file written.
+    pub seg_path: PathBuf,
+    /// Per segment: label and what the mask amounts to.
+    pub findings: Vec<(String, Findings)>,
+    /// The channels as stacked (series, resampled or not).
+    pub channels: Vec<ChannelInfo>,
+    /// Source slices (frames per segment).
+    pub slices: usize,
+    /// Source rows x columns.
+    pub rows_cols: (usize, usize),
+    /// SOP Instance UID of the SEG.
+    pub seg_sop_instance_uid: String,
+    /// Per-stage wall time.
+    pub timings: StageTimings,
+}
+
+/// Run one job: `channels[i]` holds the files of channel i (any order).
+pub fn run_job(
+    pipeline: &LoadedPipeline,
+    study_uid: &str,
+    channels: &[(String, Vec<PathBuf>)],
+    out_path: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<JobOutcome, JobError> {
+    let def = &pipeline.definition;
+    let mut timings = StageTimings::default();
+    for (name, files) in channels {
+        if files.is_empty() {
+            return Err(JobError::EmptyChannel { channel: name.clone() });
+        }
+    }
+
+    progress("decoding and ordering slices");
+    let stack = timings.time("decode + volume", || -> Result<_, JobError> {
+        let mut series = Vec::with_capacity(channels.len());
+        for (_, files) in channels {
+            series.push(load_series(files)?);
+        }
+        Ok(stack_channels(series, def.preprocess.grid_tolerance_mm)?)
+    })?;
+    for c in stack.channels.iter().filter(|c| c.resampled) {
+        warn!(study = %study_uid, series = %c.series_uid, reason = c.resample_reason.as_deref().unwrap_or(""), "channel resampled onto the reference grid");
+    }
+    let grid = stack.reference.grid.clone();
+    let geometry = stack.reference.geometry.clone();
+    let channel_info = stack.channels.clone();
+    let mut data = stack.data;
+
+    progress("preprocessing");
+    let (model_input, mapping) = timings.time("preprocess", || {
+        normalise(&mut data, &def.preprocess.normalisation);
+        to_model_grid(&data, &grid, &def.preprocess.target)
+    });
+    drop(data);
+
+    progress("inference");
+    let logits = timings.time("inference", || {
+        pipeline.model.sliding_window(&model_input, &|done, total| {
+            tracing::debug!(study = %study_uid, done, total, "windows inferred");
+        })
+    })?;
+    drop(model_input);
+
+    progress("post-processing");
+    let (masks, findings) = timings.time("post-process", || {
+        let probabilities = activate(logits, &def.model.activation);
+        let on_source = from_model_grid(&probabilities, &mapping);
+        let mut masks: Vec<Array3<bool>> = Vec::with_capacity(on_source.shape()[0]);
+        let mut findings = Vec::new();
+        for (k, prob) in on_source.axis_iter(Axis(0)).enumerate() {
+            let mut mask = post::threshold(&prob.to_owned(), def.postprocess.threshold);
+            post::apply(&mut mask, &def.postprocess.steps);
+            findings.push((def.output.segments[k].label.clone(), post::findings(&mask, &grid)));
+            masks.push(mask);
+        }
+        (masks, findings)
+    });
+
+    progress("encoding the SEG");
+    let seg = timings.time("SEG encode", || -> Result<_, JobError> {
+        let first = &geometry.slices[0];
+        let header_path = channels[0]
+            .1
+            .iter()
+            .find(|p| p.file_stem().and_then(|s| s.to_str()) == Some(first.sop_instance_uid.as_str()))
+            .unwrap_or(&channels[0].1[0]);
+        let header = OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(header_path)
+            .map_err(|e| JobError::SourceHeader { path: header_path.clone(), reason: e.to_string() })?;
+        let options = SegOptions {
+            series_number: def.output.series_number,
+            series_description: def.output.series_description.clone(),
+            content_label: content_label(&def.name),
+            content_description: format!("{} ({})", def.description, def.name),
+            omit_empty_frames: def.output.omit_empty_frames,
+            software_version: env!("CARGO_PKG_VERSION").into(),
+            ..SegOptions::default()
+        };
+        Ok(encode_seg(&header, &geometry, &def.segment_specs(), &masks, &options)?)
+    })?;
+
+    progress("writing the SEG");
+    timings.time("SEG write", || write_atomically(&seg, out_path))?;
+    let seg_sop_instance_uid = seg.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
+    for (label, f) in &findings {
+        info!(study = %study_uid, pipeline = %def.name, segment = %label, voxels = f.voxels, volume_ml = format!("{:.2}", f.volume_ml), fraction_percent = format!("{:.4}", f.fraction_percent), "finding");
+    }
+    Ok(JobOutcome {
+        seg_path: out_path.to_path_buf(),
+        findings,
+        channels: channel_info,
+        slices: grid.shape[0],
+        rows_cols: (grid.shape[1], grid.shape[2]),
+        seg_sop_instance_uid,
+        timings,
+    })
+}
+
+/// Logits → probabilities, per the pipeline's `model.activation`. With `softmax` the
+/// first (background) channel is dropped, so the result has one channel per segment.
+fn activate(logits: Array4<f32>, activation: &str) -> Array4<f32> {
+    match activation {
+        "sigmoid" => logits.mapv_into(|x| 1.0 / (1.0 + (-x).exp())),
+        "softmax" => {
+            let max = logits.fold_axis(Axis(0), f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut e = logits;
+            for mut channel in e.axis_iter_mut(Axis(0)) {
+                channel.zip_mut_with(&max, |x, &m| *x = (*x - m).exp());
+            }
+            let sum = e.sum_axis(Axis(0));
+            for mut channel in e.axis_iter_mut(Axis(0)) {
+                channel.zip_mut_with(&sum, |x, &s| *x /= s);
+            }
+            e.slice_move(ndarray::s![1.., .., .., ..])
+        }
+        _ => logits,
+    }
+}
+
+/// ContentLabel is CS: upper case, digits, space, underscore; at most 16 characters.
+fn content_label(pipeline: &str) -> String {
+    let label: String = pipeline
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .take(16)
+        .collect();
+    if label.is_empty() { "SEGMENTATION".into() } else { label }
+}
+
+fn write_atomically(
+    seg: &dicom_object::FileDicomObject<dicom_object::InMemDicomObject>,
+    out_path: &Path,
+) -> Result<(), JobError> {
+    let err = |reason: String| JobError::Write { path: out_path.to_path_buf(), reason };
+    if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
+    }
+    let tmp = out_path.with_extension("dcm.part");
+    seg.write_to_file(&tmp).map_err(|e| err(e.to_string()))?;
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, out_path).map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn softmax_drops_background_and_sums_to_one_with_it() {
+        let logits = Array4::from_shape_vec((3, 1, 1, 2), vec![0.0, 5.0, 1.0, 0.0, 2.0, 0.0]).unwrap();
+        let p = activate(logits, "softmax");
+        assert_eq!(p.shape(), &[2, 1, 1, 2]);
+        let e = [1f32, 1f32.exp(), 2f32.exp()];
+        let total: f32 = e.iter().sum();
+        assert!((p[[0, 0, 0, 0]] - e[1] / total).abs() < 1e-6);
+        assert!((p[[1, 0, 0, 0]] - e[2] / total).abs() < 1e-6);
+    }
+
+    #[test]
+    fn sigmoid_threshold_point() {
+        let logits = Array4::from_elem((1, 1, 1, 1), (0.7f32 / 0.3).ln());
+        assert!((activate(logits, "sigmoid")[[0, 0, 0, 0]] - 0.7).abs() < 1e-6);
+    }
+
+    #[test]
+    fn content_labels_are_cs() {
+        assert_eq!(content_label("dce_breast"), "DCE_BREAST");
+        assert_eq!(content_label("fetal-head-us-pipeline-long"), "FETAL_HEAD_US_PI");
+    }
+}
