@@ -77,6 +77,23 @@ enum Command {
         #[arg(long)]
         no_localizer: bool,
     },
+    /// Run a pipeline offline on a folder holding one study; write the SEG.
+    Segment {
+        /// Folder with the study's DICOM files (searched recursively).
+        input: PathBuf,
+        /// Where to write the SEG.
+        #[arg(long)]
+        out: PathBuf,
+        /// Pipeline name.
+        #[arg(long, default_value = "dce_breast")]
+        pipeline: String,
+        /// Folder of pipeline definitions (`<name>.toml`).
+        #[arg(long, default_value = "conf/pipelines")]
+        pipelines_dir: PathBuf,
+        /// Folder the pipeline's model file is relative to.
+        #[arg(long, default_value = "models")]
+        models_dir: PathBuf,
+    },
     /// Score a SEG against a synthetic study's truth: Dice and IoU in patient coordinates.
     Eval {
         /// The SEG file.
@@ -155,10 +172,26 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cause_chain(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each once: wrappers that already quote their cause in their
+/// own message do not repeat it.
+fn cause_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out += ": ";
+            }
+            out += &text;
+        }
+    }
+    out
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -217,6 +250,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("truth: {}", study.truth_path.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Segment { input, out, pipeline, pipelines_dir, models_dir } => {
+            tokio::task::spawn_blocking(move || segment(&input, &out, &pipeline, &pipelines_dir, &models_dir))
+                .await
+                .context("segmentation task failed")?
+        }
         Command::Eval { seg, truth, segment, json } => {
             let score = segnode::eval::evaluate_file(&seg, &truth, segment)?;
             if json {
@@ -256,4 +294,62 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// `segnode segment`: plan, load the model, run, print what was chosen, found and how long.
+fn segment(
+    input: &std::path::Path,
+    out: &std::path::Path,
+    pipeline: &str,
+    pipelines_dir: &std::path::Path,
+    models_dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    use segnode::pipeline::{definition::PipelineDefinition, offline, run};
+
+    let definition = PipelineDefinition::find(pipeline, pipelines_dir)?;
+    let plan = offline::plan_folder(&definition, input)?;
+    println!("study {}  pipeline {}", plan.spec.study_uid, definition.name);
+    for c in &plan.spec.channels {
+        println!("  channel {:<8} <- {:<32} {:>5} slices  {}", c.name, c.description, c.instances.len(), c.series_uid);
+    }
+    for note in &plan.spec.notes {
+        println!("  note: {note}");
+    }
+    let load_started = std::time::Instant::now();
+    let loaded = run::LoadedPipeline::load(definition, models_dir)?;
+    let load_time = load_started.elapsed();
+
+    let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Some(bar)
+    } else {
+        None
+    };
+    let progress = |stage: &str| match &spinner {
+        Some(bar) => bar.set_message(stage.to_string()),
+        None => tracing::info!(stage, "segmenting"),
+    };
+    let outcome = run::run_job(&loaded, &plan.spec.study_uid, &plan.channels, out, &progress);
+    if let Some(bar) = spinner {
+        bar.finish_and_clear();
+    }
+    let outcome = outcome?;
+    println!(
+        "SEG {} ({} frames per segment of {}x{}): {}",
+        outcome.seg_sop_instance_uid,
+        outcome.slices,
+        outcome.rows_cols.0,
+        outcome.rows_cols.1,
+        outcome.seg_path.display()
+    );
+    for (label, f) in &outcome.findings {
+        println!(
+            "  {label}: {} voxels, {:.2} mL, {:.4} % of the volume",
+            f.voxels, f.volume_ml, f.fraction_percent
+        );
+    }
+    println!("stage timings:\n  {:<28} {:>9.3} s", "model load + warm-up", load_time.as_secs_f64());
+    print!("{}", outcome.timings.table());
+    Ok(ExitCode::SUCCESS)
 }

@@ -259,6 +259,22 @@ impl PipelineDefinition {
         )
     }
 
+    /// Find pipeline `name`: `<dir>/<name>.toml` when it exists, else the embedded
+    /// definition of that name.
+    pub fn find(name: &str, dir: &Path) -> Result<Self, ConfigError> {
+        let path = dir.join(format!("{name}.toml"));
+        if path.is_file() {
+            return Self::load(&path);
+        }
+        match name {
+            "dce_breast" => Self::embedded_dce_breast(),
+            _ => Err(ConfigError::Read {
+                path,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such pipeline file (see --pipelines-dir)"),
+            }),
+        }
+    }
+
     /// Load and validate one pipeline file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

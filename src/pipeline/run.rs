@@ -14,7 +14,7 @@ use crate::pipeline::definition::PipelineDefinition;
 use crate::pipeline::infer::{InferError, InferSettings, Model};
 use crate::pipeline::post::{self, Findings};
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
-use crate::pipeline::seg::{SegError, SegOptions, encode_seg};
+use crate::pipeline::seg::{SegError, SegOptions, SeriesReference, encode_seg};
 use crate::pipeline::volume::{ChannelInfo, VolumeError, load_series, stack_channels};
 
 /// Why a job failed. Each message says which study part and what to check.
@@ -146,8 +146,24 @@ pub fn run_job(
         for (_, files) in channels {
             series.push(load_series(files)?);
         }
-        Ok(stack_channels(series, def.preprocess.grid_tolerance_mm)?)
+        // Every channel is a source of the SEG; remember the others' instances before
+        // stacking keeps only the reference series' geometry.
+        let other_sources: Vec<SeriesReference> = series
+            .iter()
+            .skip(1)
+            .map(|s| SeriesReference {
+                series_instance_uid: s.series_uid.clone(),
+                instances: s
+                    .geometry
+                    .slices
+                    .iter()
+                    .map(|sl| (sl.sop_class_uid.clone(), sl.sop_instance_uid.clone()))
+                    .collect(),
+            })
+            .collect();
+        Ok((stack_channels(series, def.preprocess.grid_tolerance_mm)?, other_sources))
     })?;
+    let (stack, other_sources) = stack;
     for c in stack.channels.iter().filter(|c| c.resampled) {
         warn!(study = %study_uid, series = %c.series_uid, reason = c.resample_reason.as_deref().unwrap_or(""), "channel resampled onto the reference grid");
     }
@@ -202,9 +218,10 @@ pub fn run_job(
             series_number: def.output.series_number,
             series_description: def.output.series_description.clone(),
             content_label: content_label(&def.name),
-            content_description: format!("{} ({})", def.description, def.name),
+            content_description: def.description.chars().take(64).collect(),
             omit_empty_frames: def.output.omit_empty_frames,
             software_version: env!("CARGO_PKG_VERSION").into(),
+            other_sources,
             ..SegOptions::default()
         };
         Ok(encode_seg(&header, &geometry, &def.segment_specs(), &masks, &options)?)

@@ -33,6 +33,6 @@ pub use encode::encode_seg;
 pub use error::SegError;
 pub use geometry::{SourceGeometry, SourceSlice};
 pub use header::MANUFACTURER;
-pub use options::SegOptions;
+pub use options::{SegOptions, SeriesReference};
 pub use reader::{ReferencedSeries, SegContents, SegFrame, SegmentInfo, read_seg};
 pub use segments::SegmentSpec;

@@ -114,15 +114,15 @@ pub fn select(
                     ));
                     continue;
                 }
-                if let Some(re) = &rules.channels[next] {
-                    if !re.is_match(&part.description) {
-                        sel.notes.push(format!(
-                            "skipped {:?} for channel {next}: does not match /{}/",
-                            part.description,
-                            re.as_str()
-                        ));
-                        continue;
-                    }
+                if let Some(re) = &rules.channels[next]
+                    && !re.is_match(&part.description)
+                {
+                    sel.notes.push(format!(
+                        "skipped {:?} for channel {next}: does not match /{}/",
+                        part.description,
+                        re.as_str()
+                    ));
+                    continue;
                 }
                 sel.chosen.push(ChannelChoice {
                     channel: next,

@@ -72,7 +72,7 @@ pub fn encode_seg(
         .collect();
     ds.put(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame));
     put_dimensions(&mut ds, checked.patient);
-    ds.put(referenced_series(&plan, geometry));
+    ds.put(referenced_series(&plan, geometry, &options.other_sources));
     ds.put(pixel_data(&plan, masks, geometry)?);
     put_character_set(&mut ds);
 

@@ -11,6 +11,7 @@ use ndarray::{Array3, Axis};
 use super::codes::{DERIVATION_SEGMENTATION, SOURCE_IMAGE_FOR_PROCESSING};
 use super::elements::{at, obj, seq, text, texts, ul, us};
 use super::geometry::{CheckedGeometry, SourceGeometry, format_ds};
+use super::options::SeriesReference;
 
 /// One frame of the SEG: the segment it belongs to and the source slice it lies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,8 +195,12 @@ pub(crate) fn put_dimensions(out: &mut InMemDicomObject, patient: bool) {
 }
 
 /// ReferencedSeriesSequence: every series that frames reference, each with the instances
-/// the frames reference (in frame order, without repeats).
-pub(crate) fn referenced_series(plan: &[PlannedFrame], geometry: &SourceGeometry) -> InMemElement {
+/// the frames reference (in frame order, without repeats), then the other source series.
+pub(crate) fn referenced_series(
+    plan: &[PlannedFrame],
+    geometry: &SourceGeometry,
+    other_sources: &[SeriesReference],
+) -> InMemElement {
     let mut series: Vec<(&str, Vec<usize>)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for frame in plan {
@@ -208,7 +213,8 @@ pub(crate) fn referenced_series(plan: &[PlannedFrame], geometry: &SourceGeometry
             None => series.push((uid, vec![frame.slice])),
         }
     }
-    let items = series
+    let framed: std::collections::HashSet<&str> = series.iter().map(|(uid, _)| *uid).collect();
+    let mut items: Vec<InMemDicomObject> = series
         .into_iter()
         .map(|(uid, slices)| {
             let instances = slices
@@ -231,6 +237,22 @@ pub(crate) fn referenced_series(plan: &[PlannedFrame], geometry: &SourceGeometry
             ])
         })
         .collect();
+    for other in other_sources.iter().filter(|o| !framed.contains(o.series_instance_uid.as_str())) {
+        let instances = other
+            .instances
+            .iter()
+            .map(|(class, sop)| {
+                obj([
+                    text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, class),
+                    text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, sop),
+                ])
+            })
+            .collect();
+        items.push(obj([
+            text(tags::SERIES_INSTANCE_UID, VR::UI, &other.series_instance_uid),
+            seq(tags::REFERENCED_INSTANCE_SEQUENCE, instances),
+        ]));
+    }
     seq(tags::REFERENCED_SERIES_SEQUENCE, items)
 }
 

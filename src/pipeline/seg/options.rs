@@ -30,6 +30,21 @@ pub struct SegOptions {
     /// Whether segments may overlap (SegmentsOverlap `YES`). With `false` the encoder still
     /// checks the masks and writes `YES` (with a warning) if they do overlap.
     pub segments_overlap: bool,
+    /// Series the segmentation was also derived from besides the reference series (the
+    /// other channels of a multi-channel model). They are listed, with their instances,
+    /// in ReferencedSeriesSequence; frames keep referencing the reference series only,
+    /// whose slices they sit on.
+    #[serde(default)]
+    pub other_sources: Vec<SeriesReference>,
+}
+
+/// A source series and its instances, for ReferencedSeriesSequence.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct SeriesReference {
+    /// Series Instance UID.
+    pub series_instance_uid: String,
+    /// (SOP Class UID, SOP Instance UID) of each instance.
+    pub instances: Vec<(String, String)>,
 }
 
 impl SegOptions {
@@ -82,6 +97,7 @@ impl Default for SegOptions {
             software_version: env!("CARGO_PKG_VERSION").into(),
             device_serial: "segnode".into(),
             segments_overlap: false,
+            other_sources: Vec::new(),
         }
     }
 }

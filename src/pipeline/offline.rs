@@ -1,0 +1,89 @@
+//! Planning a job from a folder of files (`segnode segment`): the same channel selection
+//! the node applies to a study arriving over the network, run over files on disk.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use dicom_dictionary_std::tags;
+use dicom_object::OpenFileOptions;
+
+use crate::pipeline::assembler::{Assembler, Decision, InstanceSeen, JobSpec};
+use crate::pipeline::definition::PipelineDefinition;
+use crate::scu::collect_dicom_files;
+use crate::spool::InstanceHeader;
+
+/// Why no job could be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no DICOM files under {0}")]
+    NoFiles(PathBuf),
+    #[error("{path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("more than one study under {dir} ({count}); point at one study's folder")]
+    SeveralStudies { dir: PathBuf, count: usize },
+    #[error("pipeline {pipeline} cannot run on this study: {reason}")]
+    NotApplicable { pipeline: String, reason: String },
+}
+
+/// A planned job: the assembler's choice and the files of each channel.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    /// What the assembler chose, and why.
+    pub spec: JobSpec,
+    /// Per channel (name, files), in model input order.
+    pub channels: Vec<(String, Vec<PathBuf>)>,
+}
+
+/// Read every DICOM file under `dir` and choose the pipeline's channels among its series.
+pub fn plan_folder(definition: &PipelineDefinition, dir: &Path) -> Result<PlannedJob, PlanError> {
+    let collected = collect_dicom_files(&[dir.to_path_buf()]);
+    if collected.files.is_empty() {
+        return Err(PlanError::NoFiles(dir.to_path_buf()));
+    }
+    let called_ae = definition.applies_to.called_ae_titles.first().cloned().unwrap_or_default();
+    let mut assembler = Assembler::new(std::slice::from_ref(definition));
+    let mut paths: HashMap<String, PathBuf> = HashMap::new();
+    let mut studies = std::collections::BTreeSet::new();
+    let now = Instant::now();
+    for file in &collected.files {
+        let obj = OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(&file.path)
+            .map_err(|e| PlanError::Unreadable { path: file.path.clone(), reason: e.to_string() })?;
+        let header = InstanceHeader::from_object(&obj)
+            .map_err(|e| PlanError::Unreadable { path: file.path.clone(), reason: e.to_string() })?;
+        studies.insert(header.study_uid.clone());
+        paths.insert(header.sop_instance_uid.clone(), file.path.clone());
+        assembler.on_instance(&InstanceSeen { header, called_ae: called_ae.clone(), association_id: 0 }, now);
+    }
+    if studies.len() > 1 {
+        return Err(PlanError::SeveralStudies { dir: dir.to_path_buf(), count: studies.len() });
+    }
+    let mut decisions = assembler.on_association_released(0, now);
+    if decisions.is_empty() {
+        // Not complete: let the force rule speak, which says what is missing.
+        let later = now + Duration::from_secs(definition.completion.force_after_seconds) + Duration::from_secs(1);
+        decisions = assembler.on_tick(later);
+    }
+    match decisions.into_iter().next() {
+        Some(Decision::Ready(spec)) => {
+            let channels = spec
+                .channels
+                .iter()
+                .map(|c| (c.name.clone(), c.instances.iter().filter_map(|sop| paths.get(sop).cloned()).collect()))
+                .collect();
+            Ok(PlannedJob { spec, channels })
+        }
+        Some(Decision::GiveUp { reason, .. }) => {
+            Err(PlanError::NotApplicable { pipeline: definition.name.clone(), reason })
+        }
+        None => Err(PlanError::NotApplicable {
+            pipeline: definition.name.clone(),
+            reason: format!(
+                "no series of modality {:?} and an accepted SOP class",
+                definition.applies_to.modalities
+            ),
+        }),
+    }
+}
