@@ -48,6 +48,39 @@ pub struct Config {
     /// Which peers may associate.
     #[serde(default)]
     pub access: AccessConfig,
+    /// Which pipelines run, and where their definitions, models and results are.
+    #[serde(default)]
+    pub pipelines: PipelinesConfig,
+}
+
+/// The segmentation side of the node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelinesConfig {
+    /// Pipelines to run (names of `<definitions_dir>/<name>.toml`, or built-in ones).
+    /// Empty: the node only receives and stores.
+    pub enabled: Vec<String>,
+    /// Folder of pipeline definitions. Relative paths resolve like `node.data_dir`.
+    pub definitions_dir: PathBuf,
+    /// Folder the pipelines' model files are relative to. Resolved like `node.data_dir`.
+    pub models_dir: PathBuf,
+    /// Local folder destination: every SEG is written here, under its study UID.
+    /// Relative paths resolve against `node.data_dir`.
+    pub results_dir: PathBuf,
+    /// Jobs waiting to run at most; past it the assembler waits (back-pressure).
+    pub job_queue_capacity: usize,
+}
+
+impl Default for PipelinesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: Vec::new(),
+            definitions_dir: PathBuf::from("conf/pipelines"),
+            models_dir: PathBuf::from("models"),
+            results_dir: PathBuf::from("results"),
+            job_queue_capacity: 64,
+        }
+    }
 }
 
 /// Identity and listening address.
@@ -184,10 +217,16 @@ impl Config {
             file: file.to_string(),
             message: e.to_string(),
         })?;
-        if let Some(base) = base
-            && cfg.node.data_dir.is_relative()
-        {
-            cfg.node.data_dir = base.join(&cfg.node.data_dir);
+        if let Some(base) = base {
+            for dir in [
+                &mut cfg.node.data_dir,
+                &mut cfg.pipelines.definitions_dir,
+                &mut cfg.pipelines.models_dir,
+            ] {
+                if dir.is_relative() {
+                    *dir = base.join(&*dir);
+                }
+            }
         }
         cfg.validate(file)?;
         Ok(cfg)
@@ -241,10 +280,18 @@ impl Config {
                 ));
             }
         }
+        if self.pipelines.job_queue_capacity == 0 {
+            return Err(invalid("pipelines.job_queue_capacity", "must be at least 1".into()));
+        }
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(invalid("node.data_dir", "must not be empty".into()));
         }
         Ok(())
+    }
+
+    /// Where SEGs are written (the local folder destination).
+    pub fn results_dir(&self) -> PathBuf {
+        self.node.data_dir.join(&self.pipelines.results_dir)
     }
 
     /// SOP Class UIDs accepted for storage.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::pipeline::driver::{self, DriverError, DriverSummary};
 use crate::scp::{self, ScpContext, ScpSummary};
 use crate::spool::{Spool, SpoolError};
 
@@ -23,13 +24,15 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Scp(#[from] scp::ScpError),
+    #[error(transparent)]
+    Pipelines(#[from] DriverError),
 }
 
 /// Bind the configured address and serve until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<ScpSummary, ServeError> {
+) -> Result<NodeSummary, ServeError> {
     let addr = std::net::SocketAddr::new(config.node.bind, config.node.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -45,7 +48,7 @@ pub async fn run_on(
     listener: tokio::net::TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<ScpSummary, ServeError> {
+) -> Result<NodeSummary, ServeError> {
     let data_dir = config.node.data_dir.clone();
     let spool = {
         let dir = data_dir.clone();
@@ -80,18 +83,42 @@ pub async fn run_on(
             "access.allow is empty: any calling AE may store here; list your PACS in [[access.allow]]"
         );
     }
-    let ctx = ScpContext {
-        config: Arc::new(config),
-        spool: Arc::new(spool),
-        events: None,
+    let spool = Arc::new(spool);
+    let pipelines = driver::load_pipelines(&config).await?;
+    if pipelines.is_empty() {
+        info!("no pipelines enabled: storing only");
+    }
+    let (events, driver) = if pipelines.is_empty() {
+        (None, None)
+    } else {
+        let (tx, handle) = driver::spawn(&config, spool.clone(), pipelines);
+        (Some(tx), Some(handle))
     };
-    let summary = scp::run(listener, ctx, shutdown).await?;
+    info!(torch = %crate::torch_runtime::describe(), "runtime");
+    let ctx = ScpContext { config: Arc::new(config), spool, events };
+    let scp = scp::run(listener, ctx, shutdown).await?;
+    // The SCP dropped its event senders: the assembler stops, queued jobs finish.
+    let pipelines = match driver {
+        Some(handle) => handle.await.unwrap_or_default(),
+        None => DriverSummary::default(),
+    };
     info!(
-        associations = summary.associations,
-        instances = summary.instances_stored,
+        associations = scp.associations,
+        instances = scp.instances_stored,
+        segs = pipelines.completed.len(),
+        failed_jobs = pipelines.failed.len(),
         "segnode stopped"
     );
-    Ok(summary)
+    Ok(NodeSummary { scp, pipelines })
+}
+
+/// What the node did while it ran.
+#[derive(Debug, Clone)]
+pub struct NodeSummary {
+    /// The network side.
+    pub scp: ScpSummary,
+    /// The segmentation side.
+    pub pipelines: DriverSummary,
 }
 
 /// Resolves on SIGINT (ctrl-c) or SIGTERM.

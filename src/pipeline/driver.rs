@@ -1,0 +1,238 @@
+//! The node's segmentation side: ingest events → assembler → bounded job queue → worker →
+//! SEG in the results folder. The assembler task owns the state machine and sleeps until
+//! its next deadline; the worker runs one job at a time (one model instance per device)
+//! in `spawn_blocking`, never on the async runtime.
+//!
+//! Jobs are not yet durable: a job queued or running when the node stops is not resumed
+//! (the study's instances are safe in the spool; the end-to-end issue adds the job table).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::Config;
+use crate::pipeline::assembler::{Assembler, Decision, InstanceSeen, JobSpec};
+use crate::pipeline::definition::PipelineDefinition;
+use crate::pipeline::post::Findings;
+use crate::pipeline::run::{JobError, LoadedPipeline, run_job};
+use crate::scp::IngestEvent;
+use crate::spool::Spool;
+
+/// Ingest events waiting for the assembler at most (the SCP waits, bounded, when full).
+pub const EVENT_QUEUE_CAPACITY: usize = 4096;
+
+/// Why the pipelines could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("pipeline {name}: {source}")]
+    Definition { name: String, source: crate::config::ConfigError },
+    #[error("pipeline {name}: {source} (build the models with `make models`, or fix pipelines.models_dir)")]
+    Load { name: String, source: JobError },
+}
+
+/// A finished job.
+#[derive(Debug, Clone)]
+pub struct CompletedJob {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Study Instance UID.
+    pub study_uid: String,
+    /// The SEG written.
+    pub seg_path: PathBuf,
+    /// Per segment label, what was found.
+    pub findings: Vec<(String, Findings)>,
+}
+
+/// What the segmentation side did while the node ran.
+#[derive(Debug, Clone, Default)]
+pub struct DriverSummary {
+    /// Jobs that produced a SEG.
+    pub completed: Vec<CompletedJob>,
+    /// Jobs that failed: (pipeline, study, reason).
+    pub failed: Vec<(String, String, String)>,
+    /// Studies given up: (pipeline, study, reason).
+    pub given_up: Vec<(String, String, String)>,
+}
+
+/// Load every enabled pipeline (definition, model, warm-up). Blocking work runs off the
+/// async runtime; an unusable pipeline stops the node at start-up with the reason.
+pub async fn load_pipelines(config: &Config) -> Result<Vec<Arc<LoadedPipeline>>, DriverError> {
+    let mut loaded = Vec::new();
+    for name in &config.pipelines.enabled {
+        let definition = PipelineDefinition::find(name, &config.pipelines.definitions_dir)
+            .map_err(|source| DriverError::Definition { name: name.clone(), source })?;
+        let models_dir = config.pipelines.models_dir.clone();
+        let pipeline = tokio::task::spawn_blocking(move || LoadedPipeline::load(definition, &models_dir))
+            .await
+            .expect("pipeline load task panicked")
+            .map_err(|source| DriverError::Load { name: name.clone(), source })?;
+        loaded.push(Arc::new(pipeline));
+    }
+    Ok(loaded)
+}
+
+/// Start the assembler and the worker. Send ingest events to the returned sender; when
+/// every sender is dropped, queued jobs finish and the handle yields the summary.
+pub fn spawn(
+    config: &Config,
+    spool: Arc<Spool>,
+    pipelines: Vec<Arc<LoadedPipeline>>,
+) -> (mpsc::Sender<IngestEvent>, JoinHandle<DriverSummary>) {
+    let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    let (job_tx, job_rx) = mpsc::channel(config.pipelines.job_queue_capacity);
+    let called_ae = config.node.ae_title.to_string();
+    let definitions: Vec<PipelineDefinition> = pipelines.iter().map(|p| p.definition.clone()).collect();
+    let assembler = tokio::spawn(assemble(event_rx, job_tx, Assembler::new(&definitions), called_ae));
+    let results_dir = config.results_dir();
+    let worker = tokio::spawn(work(job_rx, spool, pipelines, results_dir));
+    let handle = tokio::spawn(async move {
+        let given_up = assembler.await.unwrap_or_default();
+        let mut summary = worker.await.unwrap_or_default();
+        summary.given_up = given_up;
+        summary
+    });
+    (event_tx, handle)
+}
+
+/// The assembler loop: feed events and deadlines to the state machine, queue its jobs.
+async fn assemble(
+    mut events: mpsc::Receiver<IngestEvent>,
+    jobs: mpsc::Sender<JobSpec>,
+    mut assembler: Assembler,
+    called_ae: String,
+) -> Vec<(String, String, String)> {
+    let mut given_up = Vec::new();
+    loop {
+        let deadline = assembler.next_deadline().map(tokio::time::Instant::from_std);
+        let decisions = tokio::select! {
+            event = events.recv() => match event {
+                Some(IngestEvent::InstanceStored { association_id, header, .. }) => {
+                    assembler.on_instance(&InstanceSeen { header, called_ae: called_ae.clone(), association_id }, Instant::now())
+                }
+                Some(IngestEvent::AssociationReleased { association_id, .. }) => {
+                    assembler.on_association_released(association_id, Instant::now())
+                }
+                None => break,
+            },
+            _ = sleep_until(deadline) => assembler.on_tick(Instant::now()),
+        };
+        for decision in decisions {
+            match decision {
+                Decision::Ready(job) => {
+                    info!(
+                        study = %job.study_uid,
+                        pipeline = %job.pipeline,
+                        trigger = ?job.trigger,
+                        channels = %job.channels.iter().map(|c| format!("{}={}({})", c.name, c.description, c.instances.len())).collect::<Vec<_>>().join(", "),
+                        queued = jobs.max_capacity() - jobs.capacity(),
+                        "study complete: job queued"
+                    );
+                    for note in &job.notes {
+                        info!(study = %job.study_uid, pipeline = %job.pipeline, "{note}");
+                    }
+                    if jobs.send(job).await.is_err() {
+                        error!("job worker stopped; no further jobs can run");
+                        return given_up;
+                    }
+                }
+                Decision::GiveUp { pipeline, study_uid, reason } => {
+                    warn!(study = %study_uid, pipeline = %pipeline, reason = %reason, "no job for this study");
+                    given_up.push((pipeline, study_uid, reason));
+                }
+            }
+        }
+    }
+    if assembler.collecting() > 0 {
+        warn!(
+            studies = assembler.collecting(),
+            "stopping with studies still collecting; they are in the spool and need to be sent again to run"
+        );
+    }
+    given_up
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The worker: one job at a time.
+async fn work(
+    mut jobs: mpsc::Receiver<JobSpec>,
+    spool: Arc<Spool>,
+    pipelines: Vec<Arc<LoadedPipeline>>,
+    results_dir: PathBuf,
+) -> DriverSummary {
+    let mut summary = DriverSummary::default();
+    while let Some(job) = jobs.recv().await {
+        let span = info_span!("job", study = %job.study_uid, pipeline = %job.pipeline);
+        let outcome = run_one(&job, &spool, &pipelines, &results_dir).instrument(span.clone()).await;
+        let _enter = span.enter();
+        match outcome {
+            Ok(done) => {
+                info!(seg = %done.seg_path.display(), "SEG written");
+                summary.completed.push(done);
+            }
+            Err(reason) => {
+                error!(reason = %reason, "job failed");
+                summary.failed.push((job.pipeline.clone(), job.study_uid.clone(), reason));
+            }
+        }
+    }
+    summary
+}
+
+async fn run_one(
+    job: &JobSpec,
+    spool: &Arc<Spool>,
+    pipelines: &[Arc<LoadedPipeline>],
+    results_dir: &std::path::Path,
+) -> Result<CompletedJob, String> {
+    let pipeline = pipelines
+        .iter()
+        .find(|p| p.definition.name == job.pipeline)
+        .cloned()
+        .ok_or_else(|| format!("pipeline {} is not loaded", job.pipeline))?;
+    let mut channels = Vec::with_capacity(job.channels.len());
+    for c in &job.channels {
+        let mut files = Vec::with_capacity(c.instances.len());
+        for sop in &c.instances {
+            match spool.instance(sop) {
+                Ok(Some(record)) => files.push(record.path),
+                Ok(None) => return Err(format!("instance {sop} of series {} is not in the spool", c.series_uid)),
+                Err(e) => return Err(format!("spool lookup of {sop}: {e}")),
+            }
+        }
+        channels.push((c.name.clone(), files));
+    }
+    let out = results_dir
+        .join(&job.study_uid)
+        .join(format!("{}-{:016x}.dcm", job.pipeline, job.fingerprint));
+    let study = job.study_uid.clone();
+    let started = Instant::now();
+    let span = tracing::Span::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let _in_job = span.enter();
+        run_job(&pipeline, &study, &channels, &out, &|stage| tracing::debug!(stage, "job stage"))
+    })
+    .await
+    .map_err(|e| format!("job task panicked: {e}"))?
+    .map_err(|e| e.to_string())?;
+    info!(
+        seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+        stages = %outcome.timings.0.iter().map(|(s, d)| format!("{s}={:.3}s", d.as_secs_f64())).collect::<Vec<_>>().join(" "),
+        "job done"
+    );
+    Ok(CompletedJob {
+        pipeline: job.pipeline.clone(),
+        study_uid: job.study_uid.clone(),
+        seg_path: outcome.seg_path,
+        findings: outcome.findings,
+    })
+}
