@@ -1,0 +1,115 @@
+//! The node as a PACS administrator runs it: studies arrive over DICOM, in any order,
+//! interleaved on one association; each comes out as a SEG in the results folder that
+//! lies on its source slices (Dice against the phantom truth, `dciodvfy` clean).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use segnode::ae::{AeTitle, Peer};
+use segnode::config::Config;
+use segnode::pipeline::definition::EMBEDDED_DCE_BREAST;
+use segnode::synth::{DceParams, Orientation, write_dce_study};
+
+const NODE_AE: &str = "SEGNODE";
+
+/// A node config for the test: loopback, its own spool, the shipped DCE pipeline with
+/// `min_slices` lowered to what the small test studies have, the repo's models.
+fn node_config(dir: &Path, min_slices: usize) -> Config {
+    let definitions = dir.join("pipelines");
+    std::fs::create_dir_all(&definitions).unwrap();
+    let pipeline = EMBEDDED_DCE_BREAST.replace("min_slices = 96", &format!("min_slices = {min_slices}"));
+    std::fs::write(definitions.join("dce_breast.toml"), pipeline).unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    assert!(models.join("dce_kinetic.pt").is_file(), "models/dce_kinetic.pt is missing: run `make models` (make test does)");
+    let text = format!(
+        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
+         [storage]\nmin_free_disk_mb = 0\n\
+         [pipelines]\nenabled = ['dce_breast']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
+        dir.join("spool").display(),
+        definitions.display(),
+        models.display()
+    );
+    Config::from_toml(&text, "<test config>", None).unwrap()
+}
+
+fn small_study(dir: &Path, orientation: Orientation, seed: u64) -> segnode::synth::SynthStudy {
+    let params = DceParams { orientation, slices: 24, size: 96, seed, with_localizer: true, ..Default::default() };
+    write_dce_study(dir, &params).unwrap()
+}
+
+/// A deterministic shuffle (xorshift), so a failure can be reproduced.
+fn shuffle(files: &mut [PathBuf], mut state: u64) {
+    for i in (1..files.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        files.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+}
+
+fn dciodvfy_errors(path: &Path) -> Vec<String> {
+    let out = std::process::Command::new("dciodvfy")
+        .arg(path)
+        .output()
+        .expect("dciodvfy is missing: run `make setup` (Debian package dicom3tools)");
+    String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.contains("Error")).map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg_on_their_slices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let axial = small_study(&tmp.path().join("axial"), Orientation::Axial, 11);
+    let oblique = small_study(&tmp.path().join("oblique"), Orientation::Oblique, 12);
+
+    // Interleave the two studies file by file, then shuffle: arrival order means nothing.
+    let mut files: Vec<PathBuf> = Vec::new();
+    for i in 0..axial.files.len().max(oblique.files.len()) {
+        files.extend(axial.files.get(i).cloned());
+        files.extend(oblique.files.get(i).cloned());
+    }
+    shuffle(&mut files, 0x5EED);
+
+    let config = node_config(tmp.path(), 24);
+    let results = config.results_dir();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
+    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("TESTSCU").unwrap());
+    let report = segnode::scu::send_files(&peer, &opts, &files).await.unwrap();
+    assert_eq!((report.sent, report.failed), (files.len(), 0), "every instance is acknowledged");
+
+    // The release of that one association completes both studies; wait (bounded) for the SEGs.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let seg_of = |study: &str| -> Option<PathBuf> {
+        std::fs::read_dir(results.join(study)).ok()?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "dcm"))
+    };
+    while (seg_of(&axial.study_uid).is_none() || seg_of(&oblique.study_uid).is_none()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_tx.send(()).unwrap();
+    let summary = tokio::time::timeout(Duration::from_secs(60), node).await.expect("node stops").unwrap().unwrap();
+    assert!(summary.pipelines.failed.is_empty(), "failed jobs: {:?}", summary.pipelines.failed);
+    assert_eq!(summary.pipelines.completed.len(), 2, "exactly one SEG per study");
+
+    for study in [&axial, &oblique] {
+        let seg = seg_of(&study.study_uid).expect("a SEG for every study");
+        let score = segnode::eval::evaluate_file(&seg, &study.truth_path, 1).unwrap();
+        assert!(score.dice >= 0.9, "{}: Dice {:.4} ({score:?})", study.study_uid, score.dice);
+        let errors = dciodvfy_errors(&seg);
+        assert!(errors.is_empty(), "dciodvfy: {errors:?}");
+        let contents = segnode::pipeline::seg::read_seg(&seg).unwrap();
+        assert_eq!(contents.study_instance_uid, study.study_uid, "the SEG belongs to its own study");
+        let phases: Vec<&str> = study.series.iter().filter(|s| s.temporal_position.is_some()).map(|s| s.series_uid.as_str()).collect();
+        let referenced: Vec<&str> = contents.referenced_series.iter().map(|r| r.series_instance_uid.as_str()).collect();
+        for phase in &phases {
+            assert!(referenced.contains(phase), "series {phase} of the study is referenced");
+        }
+        assert_eq!(referenced.len(), 4, "the four phases, not the localizer: {referenced:?}");
+        assert_eq!(contents.frames.len(), 24, "one frame per source slice");
+    }
+}
