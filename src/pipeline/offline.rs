@@ -38,6 +38,13 @@ pub struct PlannedJob {
 /// Read every DICOM file under `dir` and choose the pipeline's channels among its series.
 pub fn plan_folder(definition: &PipelineDefinition, dir: &Path) -> Result<PlannedJob, PlanError> {
     let collected = collect_dicom_files(&[dir.to_path_buf()]);
+    if let Some((path, reason)) = collected.failed.first() {
+        // A corrupt file would otherwise surface later as a puzzling slice gap.
+        return Err(PlanError::Unreadable {
+            path: path.clone(),
+            reason: format!("{reason} ({} unreadable file(s) in the folder; remove or replace them)", collected.failed.len()),
+        });
+    }
     if collected.files.is_empty() {
         return Err(PlanError::NoFiles(dir.to_path_buf()));
     }

@@ -388,8 +388,9 @@ impl PipelineAssembler {
         for c in &selection.chosen {
             if c.slices < self.min_slices {
                 what.push(format!(
-                    "channel {:?} ({:?}) has {} of {} slices",
+                    "channel {:?} (series {} {:?}) has {} of {} slices",
                     self.channel_names[c.channel],
+                    c.part.series_uid,
                     study.parts[&c.part].description,
                     c.slices,
                     self.min_slices
