@@ -1,0 +1,190 @@
+//! C-STORE (Storage Service Class, PS3.4 B): check the request against the negotiated
+//! presentation context, have the spool store the data set durably (on a blocking thread:
+//! it parses, writes, fsyncs and indexes), and answer with a status that says what
+//! happened, plus an ErrorComment an operator on the other side can act on.
+
+use std::sync::Arc;
+
+use dicom_ul::pdu::PresentationContextNegotiated;
+use tracing::{error, warn};
+
+use super::reassembly::Payload;
+use crate::dimse::{Command, Status};
+use crate::spool::{IncomingInstance, Spool, SpoolError, StoredInstance};
+
+/// One C-STORE request with its data set.
+#[derive(Debug)]
+pub(crate) struct StoreRequest {
+    /// MessageID, echoed as MessageIDBeingRespondedTo.
+    pub(crate) message_id: u16,
+    /// Affected SOP Class UID of the command.
+    pub(crate) sop_class_uid: String,
+    /// Affected SOP Instance UID of the command.
+    pub(crate) sop_instance_uid: String,
+    /// The data set.
+    pub(crate) payload: Payload,
+}
+
+/// What handling one C-STORE gave.
+#[derive(Debug)]
+pub(crate) struct StoreOutcome {
+    /// The C-STORE-RSP to send.
+    pub(crate) response: Command,
+    /// The stored instance, on success.
+    pub(crate) stored: Option<StoredInstance>,
+}
+
+/// Handle one C-STORE received on `context` (an accepted presentation context).
+pub(crate) async fn handle(
+    spool: &Arc<Spool>,
+    accepted_classes: &[String],
+    context: &PresentationContextNegotiated,
+    calling_ae: &str,
+    request: StoreRequest,
+) -> StoreOutcome {
+    let StoreRequest {
+        message_id,
+        sop_class_uid,
+        sop_instance_uid,
+        payload,
+    } = request;
+    let respond =
+        |status: Status, comment: Option<String>, stored: Option<StoredInstance>| StoreOutcome {
+            response: Command::StoreRsp {
+                responding_to: message_id,
+                sop_class_uid: sop_class_uid.clone(),
+                sop_instance_uid: sop_instance_uid.clone(),
+                status,
+                error_comment: comment,
+            },
+            stored,
+        };
+
+    if sop_class_uid != context.abstract_syntax || !accepted_classes.contains(&sop_class_uid) {
+        warn!(
+            sop_class = %sop_class_uid, sop_instance = %sop_instance_uid, context = context.id,
+            context_class = %context.abstract_syntax,
+            "C-STORE refused: its SOP class was not negotiated on this presentation context"
+        );
+        let comment = format!(
+            "SOP class not negotiated on presentation context {}",
+            context.id
+        );
+        return respond(Status::SOP_CLASS_NOT_SUPPORTED, Some(comment), None);
+    }
+    let dataset = match payload {
+        Payload::Complete(bytes) => bytes,
+        Payload::TooLarge { bytes } => {
+            error!(sop_instance = %sop_instance_uid, bytes, "C-STORE refused: data set larger than this node accepts");
+            return respond(
+                Status::OUT_OF_RESOURCES,
+                Some(format!("data set of {bytes} bytes is too large")),
+                None,
+            );
+        }
+        Payload::None => {
+            warn!(sop_instance = %sop_instance_uid, "C-STORE without a data set");
+            return respond(
+                Status::CANNOT_UNDERSTAND,
+                Some("C-STORE without a data set".into()),
+                None,
+            );
+        }
+    };
+
+    let spool = Arc::clone(spool);
+    let (class, instance, ts, ae) = (
+        sop_class_uid.clone(),
+        sop_instance_uid.clone(),
+        context.transfer_syntax.clone(),
+        calling_ae.to_string(),
+    );
+    let stored = tokio::task::spawn_blocking(move || {
+        spool.store(IncomingInstance {
+            sop_class_uid: &class,
+            sop_instance_uid: &instance,
+            transfer_syntax_uid: &ts,
+            dataset: &dataset,
+            calling_ae: &ae,
+        })
+    })
+    .await;
+    match stored {
+        Ok(Ok(stored)) => respond(Status::SUCCESS, None, Some(stored)),
+        Ok(Err(err)) => {
+            let status = err.dimse_status();
+            if status == Status::OUT_OF_RESOURCES {
+                error!(sop_instance = %sop_instance_uid, status = %status, cause = %err, "C-STORE refused");
+            } else {
+                warn!(sop_instance = %sop_instance_uid, status = %status, cause = %err, "C-STORE refused");
+            }
+            respond(status, Some(error_comment(&err)), None)
+        }
+        Err(join) => {
+            error!(sop_instance = %sop_instance_uid, cause = %join, "spool task failed (a bug: please report it with the log)");
+            respond(
+                Status::PROCESSING_FAILURE,
+                Some("internal error while storing; see SCP log".into()),
+                None,
+            )
+        }
+    }
+}
+
+/// A short (ErrorComment is LO: at most 64 characters) reason for the peer's operator.
+fn error_comment(err: &SpoolError) -> String {
+    match err {
+        SpoolError::OutOfSpace {
+            free_mb, floor_mb, ..
+        } => {
+            format!("out of disk space: {free_mb} MB free, floor {floor_mb} MB")
+        }
+        SpoolError::Unparseable { .. } => {
+            "data set cannot be parsed in the negotiated syntax".into()
+        }
+        SpoolError::MissingAttribute(attribute) => format!("data set lacks {attribute}"),
+        SpoolError::InvalidUid { attribute, .. } => {
+            format!("{attribute} in data set is not a valid UID")
+        }
+        SpoolError::CommandMismatch { attribute, .. } => {
+            format!("{attribute} in data set differs from the command")
+        }
+        SpoolError::Io { .. } => "spool write failed; see SCP log".into(),
+        SpoolError::Index(_) => "spool index update failed; see SCP log".into(),
+        SpoolError::ReadOnly => "node is not accepting instances".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_fit_in_lo() {
+        let errors = [
+            SpoolError::OutOfSpace {
+                dir: "/x".into(),
+                free_mb: 9_999_999_999,
+                floor_mb: 1_099_511_627_776,
+            },
+            SpoolError::MissingAttribute("SOPInstanceUID"),
+            SpoolError::InvalidUid {
+                attribute: "SeriesInstanceUID",
+                value: "x".into(),
+            },
+            SpoolError::CommandMismatch {
+                attribute: "SOPInstanceUID",
+                in_command: "1".into(),
+                in_dataset: "2".into(),
+            },
+            SpoolError::Unparseable {
+                transfer_syntax: "1.2".into(),
+                reason: "x".into(),
+            },
+        ];
+        for err in &errors {
+            let c = error_comment(err);
+            assert!(c.len() <= 64, "{c:?} is {} characters", c.len());
+        }
+    }
+}

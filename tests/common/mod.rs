@@ -1,0 +1,279 @@
+//! Shared helpers for the integration tests: an in-process node on 127.0.0.1 port 0 with
+//! its own data folder ([`TestNode`]), DCMTK runners that fail loudly when a tool is
+//! missing ([`require_tool`]), DICOM fixtures (`fixtures`, `j2k`), and a raw DIMSE
+//! requestor for what DCMTK will not send (`raw_scu`).
+//!
+//! Each test binary compiles this module on its own and uses a different part of it.
+#![allow(dead_code)]
+
+pub mod fixtures;
+pub mod j2k;
+pub mod raw_scu;
+
+use std::ffi::OsStr;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use segnode::config::Config;
+use segnode::scp::{self, IngestEvent, ScpContext, ScpError, ScpSummary};
+use segnode::spool::{Spool, SpoolCounts};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The AE title test nodes answer to.
+pub const NODE_AE: &str = "SEGNODE";
+/// The calling AE title tests use unless they test access control.
+pub const TEST_SCU_AE: &str = "TESTSCU";
+
+/// Route `tracing` output through the test harness (shown for failing tests or with
+/// `--nocapture`); `RUST_LOG` overrides the default `info`.
+pub fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A node config for tests: our AE title, loopback, `data_dir`, no disk floor, short
+/// timeouts. Tests change what they need in the tweak closure of [`TestNode::start`].
+pub fn test_config(data_dir: &Path) -> Config {
+    let text = format!(
+        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
+         [network]\nread_timeout_seconds = 15\nwrite_timeout_seconds = 15\n\
+         [storage]\nmin_free_disk_mb = 0\n",
+        data_dir.display()
+    );
+    Config::from_toml(&text, "<test config>", None).expect("the test config is valid")
+}
+
+/// A running in-process node.
+pub struct TestNode {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data folder.
+    pub data_dir: PathBuf,
+    /// The config it runs with.
+    pub config: Arc<Config>,
+    /// Its spool (shared with the server), for counts and look-ups.
+    pub spool: Arc<Spool>,
+    events: Arc<Mutex<Vec<IngestEvent>>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<ScpSummary, ScpError>>>,
+    summary: Option<ScpSummary>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl TestNode {
+    /// Start a node on a fresh temporary data folder.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestNode {
+        let temp = tempfile::tempdir().expect("create a temporary data folder");
+        let mut node = Self::start_in(temp.path(), tweak).await;
+        node._temp = Some(temp);
+        node
+    }
+
+    /// Start a node on `data_dir` (kept after the node stops: restart tests use it).
+    pub async fn start_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestNode {
+        init_logging();
+        let mut config = test_config(data_dir);
+        tweak(&mut config);
+        let config = Arc::new(config);
+        let spool = Arc::new(
+            Spool::open(&config.node.data_dir, config.storage.min_free_disk_mb)
+                .expect("open the spool"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&events);
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                sink.lock().unwrap().push(event);
+            }
+        });
+
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let ctx = ScpContext {
+            config: Arc::clone(&config),
+            spool: Arc::clone(&spool),
+            events: Some(tx),
+        };
+        let server = tokio::spawn(scp::run(listener, ctx, async move {
+            let _ = stop_rx.await;
+        }));
+        TestNode {
+            addr,
+            data_dir: config.node.data_dir.clone(),
+            config,
+            spool,
+            events,
+            shutdown: Some(stop_tx),
+            server: Some(server),
+            summary: None,
+            _temp: None,
+        }
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `SEGNODE@127.0.0.1:PORT`, for dicom-ul clients.
+    pub fn ae_address(&self) -> String {
+        format!("{NODE_AE}@{}", self.addr)
+    }
+
+    /// Index counts now.
+    pub fn counts(&self) -> SpoolCounts {
+        self.spool.counts().expect("spool counts")
+    }
+
+    /// The ingest events received so far.
+    pub fn events(&self) -> Vec<IngestEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Wait until the index holds at least `n` instances (panics after `limit`).
+    pub async fn wait_for_instances(&self, n: u64, limit: Duration) {
+        let start = Instant::now();
+        while self.counts().instances < n {
+            assert!(
+                start.elapsed() < limit,
+                "only {} of {n} instances after {limit:?}",
+                self.counts().instances
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Ask the server to stop and wait for it (it drains in-flight associations first).
+    /// The data folder stays until the node is dropped.
+    pub async fn stop(&mut self) -> ScpSummary {
+        if let Some(summary) = &self.summary {
+            return summary.clone();
+        }
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let server = self.server.take().expect("server handle");
+        let summary = tokio::time::timeout(Duration::from_secs(60), server)
+            .await
+            .expect("the server stops within 60 s")
+            .expect("the server task does not panic")
+            .expect("the server returns a summary");
+        self.summary = Some(summary.clone());
+        summary
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The path of an installed tool; fails the test (with how to fix it) when it is missing.
+pub fn require_tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed (not on PATH): install with make setup"))
+}
+
+/// A port nothing listens on right now (bound and released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Run a tool to completion (killed after `limit`) and return its output.
+pub async fn run_tool<S: AsRef<OsStr>>(name: &str, args: &[S], limit: Duration) -> Output {
+    run_tool_with_env(name, args, &[], limit).await
+}
+
+/// [`run_tool`] with extra environment variables.
+pub async fn run_tool_with_env<S: AsRef<OsStr>>(
+    name: &str,
+    args: &[S],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Output {
+    let program = require_tool(name);
+    let child = tokio::process::Command::new(&program)
+        .args(args)
+        .envs(env.iter().copied())
+        .kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .output();
+    tokio::time::timeout(limit, child)
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()))
+}
+
+/// stdout and stderr of a tool, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// DCMTK `echoscu -aet CALLING -aec CALLED 127.0.0.1 PORT`.
+pub async fn echoscu(port: u16, calling_ae: &str, called_ae: &str) -> Output {
+    let port = port.to_string();
+    run_tool(
+        "echoscu",
+        &["-aet", calling_ae, "-aec", called_ae, "127.0.0.1", &port],
+        Duration::from_secs(60),
+    )
+    .await
+}
+
+/// DCMTK `storescu -aet CALLING -aec SEGNODE [options] 127.0.0.1 PORT files…` (one
+/// association for all files).
+pub async fn storescu(port: u16, calling_ae: &str, options: &[&str], files: &[PathBuf]) -> Output {
+    storescu_with_env(port, calling_ae, options, files, &[]).await
+}
+
+/// [`storescu`] with extra environment variables (DCMTK reads `TCP_NODELAY=1`, for one).
+pub async fn storescu_with_env(
+    port: u16,
+    calling_ae: &str,
+    options: &[&str],
+    files: &[PathBuf],
+    env: &[(&str, &str)],
+) -> Output {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-aet".into(),
+        calling_ae.into(),
+        "-aec".into(),
+        NODE_AE.into(),
+    ];
+    args.extend(options.iter().map(Into::into));
+    args.push("127.0.0.1".into());
+    args.push(port.to_string().into());
+    args.extend(files.iter().map(|f| f.as_os_str().to_owned()));
+    run_tool_with_env("storescu", &args, env, Duration::from_secs(300)).await
+}
