@@ -55,6 +55,21 @@ pub struct AppliesTo {
     /// Only instances sent to these called AE titles; empty means any.
     #[serde(default)]
     pub called_ae_titles: Vec<String>,
+    /// Further conditions, all of which an instance must meet (e.g. BodyPartExamined
+    /// matching `(?i)breast`). An instance without the attribute does not match.
+    #[serde(default)]
+    pub tags: Vec<TagRule>,
+}
+
+/// A condition on one attribute of the instances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagRule {
+    /// Attribute keyword, one of `spool::RULE_ATTRIBUTES` (BodyPartExamined, ProtocolName,
+    /// StudyDescription, ImageType, Manufacturer, StationName, ...).
+    pub keyword: String,
+    /// Regex the attribute's value must match (multi-valued attributes as `A\B`).
+    pub regex: String,
 }
 
 /// How the model's channels are chosen among a study's series.
@@ -325,6 +340,16 @@ impl PipelineDefinition {
                 ));
             }
         }
+        for (i, rule) in self.applies_to.tags.iter().enumerate() {
+            if !crate::spool::RULE_ATTRIBUTES.iter().any(|(k, _)| *k == rule.keyword) {
+                let known: Vec<&str> = crate::spool::RULE_ATTRIBUTES.iter().map(|(k, _)| *k).collect();
+                return Err(invalid(
+                    &format!("applies_to.tags[{i}].keyword"),
+                    format!("{:?} cannot be tested; use one of {}", rule.keyword, known.join(", ")),
+                ));
+            }
+            Regex::new(&rule.regex).map_err(|e| invalid(&format!("applies_to.tags[{i}].regex"), e.to_string()))?;
+        }
         if self.inputs.channels.is_empty() {
             return Err(invalid(
                 "inputs.channels",
@@ -470,6 +495,7 @@ impl PipelineDefinition {
                 .filter_map(|c| uids::storage_class_uid(c))
                 .collect(),
             called_ae_titles: self.applies_to.called_ae_titles.clone(),
+            tag_rules: self.applies_to.tags.iter().map(|r| (r.keyword.clone(), compile(&r.regex))).collect(),
         }
     }
 }
@@ -487,6 +513,8 @@ pub struct SelectionRules {
     pub sop_classes: Vec<String>,
     /// Accepted called AE titles; empty = any.
     pub called_ae_titles: Vec<String>,
+    /// (attribute keyword, regex) conditions, all required.
+    pub tag_rules: Vec<(String, Regex)>,
 }
 
 #[cfg(test)]

@@ -42,7 +42,29 @@ pub struct InstanceHeader {
     pub acquisition_time: String,
     /// Temporal Position Identifier (0020,0100): the phase of a dynamic series.
     pub temporal_position: Option<u32>,
+    /// The attributes pipeline tag rules may test ([`RULE_ATTRIBUTES`]), by keyword; only
+    /// those present and non-empty.
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
+
+/// Attributes a pipeline's `[[applies_to.tags]]` rules can test, by keyword. A short,
+/// fixed list: the attributes routing rules in practice look at.
+pub const RULE_ATTRIBUTES: &[(&str, Tag)] = &[
+    ("BodyPartExamined", tags::BODY_PART_EXAMINED),
+    ("ProtocolName", tags::PROTOCOL_NAME),
+    ("StudyDescription", tags::STUDY_DESCRIPTION),
+    ("SeriesDescription", tags::SERIES_DESCRIPTION),
+    ("ImageType", tags::IMAGE_TYPE),
+    ("Manufacturer", tags::MANUFACTURER),
+    ("ManufacturerModelName", tags::MANUFACTURER_MODEL_NAME),
+    ("StationName", tags::STATION_NAME),
+    ("InstitutionName", tags::INSTITUTION_NAME),
+    ("ScanningSequence", tags::SCANNING_SEQUENCE),
+    ("SequenceName", tags::SEQUENCE_NAME),
+    ("Laterality", tags::LATERALITY),
+    ("ImageLaterality", tags::IMAGE_LATERALITY),
+    ("MagneticFieldStrength", tags::MAGNETIC_FIELD_STRENGTH),
+];
 
 impl InstanceHeader {
     /// Parse a data set received in `transfer_syntax_uid` and read its identity.
@@ -87,6 +109,11 @@ impl InstanceHeader {
             series_time: text(obj, tags::SERIES_TIME),
             acquisition_time: text(obj, tags::ACQUISITION_TIME),
             temporal_position: text(obj, tags::TEMPORAL_POSITION_IDENTIFIER).parse().ok(),
+            attributes: RULE_ATTRIBUTES
+                .iter()
+                .map(|(keyword, tag)| (keyword.to_string(), text(obj, *tag)))
+                .filter(|(_, v)| !v.is_empty())
+                .collect(),
         })
     }
 

@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::dimse::Status;
 
-pub use header::InstanceHeader;
+pub use header::{InstanceHeader, RULE_ATTRIBUTES};
 pub use index::{InstanceRecord, SeriesRecord, SpoolCounts, StudyRecord};
 pub use report::status_report;
 

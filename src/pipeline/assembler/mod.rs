@@ -200,6 +200,11 @@ impl PipelineAssembler {
                     .called_ae_titles
                     .iter()
                     .any(|ae| ae.trim() == seen.called_ae.trim()))
+            && self
+                .rules
+                .tag_rules
+                .iter()
+                .all(|(keyword, re)| h.attributes.get(keyword).is_some_and(|v| re.is_match(v)))
     }
 
     fn on_instance(&mut self, seen: &InstanceSeen, now: Instant) -> Vec<Decision> {

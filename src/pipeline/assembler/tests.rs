@@ -278,3 +278,39 @@ fn the_same_study_sent_again_gives_no_second_job_but_changed_inputs_do() {
     let d = a.on_tick(t2 + Duration::from_secs(30));
     assert_eq!(ready(&d).len(), 1, "changed inputs: a new job");
 }
+
+#[test]
+fn tag_rules_select_the_studies_a_pipeline_takes() {
+    let text = EMBEDDED_DCE_BREAST.replace("min_slices = 96", "min_slices = 2").replace(
+        "called_ae_titles = []",
+        "called_ae_titles = []\n[[applies_to.tags]]\nkeyword = \"BodyPartExamined\"\nregex = \"(?i)^breast$\"",
+    );
+    let mut a = Assembler::new(&[PipelineDefinition::from_toml(&text, "test").unwrap()]);
+    let t0 = Instant::now();
+    let tagged = |study: &str, series, sop, body: Option<&str>| {
+        let mut seen = instance(study, series, sop, 1);
+        if let Some(b) = body {
+            seen.header.attributes.insert("BodyPartExamined".into(), b.into());
+        }
+        seen
+    };
+    let knee = "1.2.826.0.1.9";
+    for s in 5..9 {
+        for i in 0..2 {
+            a.on_instance(&tagged(STUDY, s, i, Some("BREAST")), t0);
+            a.on_instance(&tagged(knee, s, i, Some("KNEE")), t0);
+            a.on_instance(&tagged("1.2.826.0.1.10", s, i, None), t0);
+        }
+    }
+    let d = a.on_tick(t0 + Duration::from_secs(30));
+    let jobs = ready(&d);
+    assert_eq!(jobs.len(), 1, "{d:?}");
+    assert_eq!(jobs[0].study_uid, STUDY);
+
+    let bad = EMBEDDED_DCE_BREAST.replace(
+        "called_ae_titles = []",
+        "called_ae_titles = []\n[[applies_to.tags]]\nkeyword = \"PatientName\"\nregex = \".\"",
+    );
+    let err = PipelineDefinition::from_toml(&bad, "p.toml").unwrap_err().to_string();
+    assert!(err.contains("applies_to.tags[0].keyword") && err.contains("BodyPartExamined"), "{err}");
+}
