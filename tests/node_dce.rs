@@ -111,5 +111,18 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
         }
         assert_eq!(referenced.len(), 4, "the four phases, not the localizer: {referenced:?}");
         assert_eq!(contents.frames.len(), 24, "one frame per source slice");
+
+        // The job record in the index: done, with this SEG and its findings.
+        let spool = segnode::spool::Spool::open_existing(&tmp.path().join("spool")).unwrap();
+        let jobs = spool.jobs_of_study(&study.study_uid).unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        let job = &jobs[0];
+        assert_eq!((job.state.as_str(), job.pipeline.as_str()), ("done", "dce_breast"));
+        assert_eq!(job.seg_sop_instance_uid.as_deref(), Some(contents.sop_instance_uid.as_str()));
+        let findings: serde_json::Value = serde_json::from_str(job.findings.as_deref().unwrap()).unwrap();
+        assert_eq!(findings[0]["voxels"].as_u64(), Some(score.seg_voxels), "findings count the SEG's voxels");
+        assert!(findings[0]["volume_ml"].as_f64().unwrap() > 0.0);
+        let timings: serde_json::Value = serde_json::from_str(job.timings.as_deref().unwrap()).unwrap();
+        assert!(timings["inference"].as_f64().is_some(), "{timings}");
     }
 }

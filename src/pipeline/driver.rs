@@ -43,6 +43,8 @@ pub struct CompletedJob {
     pub study_uid: String,
     /// The SEG written.
     pub seg_path: PathBuf,
+    /// Its SOP Instance UID.
+    pub seg_sop_instance_uid: String,
     /// Per segment label, what was found.
     pub findings: Vec<(String, Findings)>,
 }
@@ -199,18 +201,68 @@ async fn run_one(
         .find(|p| p.definition.name == job.pipeline)
         .cloned()
         .ok_or_else(|| format!("pipeline {} is not loaded", job.pipeline))?;
-    let mut channels = Vec::with_capacity(job.channels.len());
-    for c in &job.channels {
-        let mut files = Vec::with_capacity(c.instances.len());
-        for sop in &c.instances {
-            match spool.instance(sop) {
-                Ok(Some(record)) => files.push(record.path),
-                Ok(None) => return Err(format!("instance {sop} of series {} is not in the spool", c.series_uid)),
-                Err(e) => return Err(format!("spool lookup of {sop}: {e}")),
+    let channels = {
+        let spool = spool.clone();
+        let wanted: Vec<(String, String, Vec<String>)> =
+            job.channels.iter().map(|c| (c.name.clone(), c.series_uid.clone(), c.instances.clone())).collect();
+        tokio::task::spawn_blocking(move || resolve_files(&spool, wanted))
+            .await
+            .map_err(|e| format!("spool lookup task panicked: {e}"))??
+    };
+    let job_id = {
+        let spool = spool.clone();
+        let (pipeline, study, fingerprint, trigger) =
+            (job.pipeline.clone(), job.study_uid.clone(), format!("{:016x}", job.fingerprint), format!("{:?}", job.trigger));
+        tokio::task::spawn_blocking(move || spool.job_started(&pipeline, &study, &fingerprint, &trigger))
+            .await
+            .map_err(|e| format!("job record task panicked: {e}"))?
+            .map_err(|e| format!("cannot record the job: {e}"))?
+    };
+    let result = execute(job, pipeline, channels, results_dir).await;
+    let record = {
+        let spool = spool.clone();
+        let result = result.clone();
+        tokio::task::spawn_blocking(move || match &result {
+            Ok((done, timings)) => {
+                let findings: Vec<serde_json::Value> = done
+                    .findings
+                    .iter()
+                    .map(|(label, f)| {
+                        serde_json::json!({
+                            "label": label,
+                            "voxels": f.voxels,
+                            "volume_ml": f.volume_ml,
+                            "fraction_percent": f.fraction_percent,
+                        })
+                    })
+                    .collect();
+                spool.job_done(
+                    job_id,
+                    &done.seg_path,
+                    &done.seg_sop_instance_uid,
+                    &serde_json::Value::Array(findings).to_string(),
+                    &timings.to_string(),
+                )
             }
-        }
-        channels.push((c.name.clone(), files));
+            Err(reason) => spool.job_failed(job_id, reason),
+        })
+        .await
+    };
+    match record {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!(job = job_id, cause = %e, "cannot record the job outcome in the index"),
+        Err(e) => error!(job = job_id, cause = %e, "job record task panicked"),
     }
+    result.map(|(done, _)| done)
+}
+
+/// Run the job's blocking work; on success the outcome and the stage timings as JSON.
+async fn execute(
+    job: &JobSpec,
+    pipeline: Arc<LoadedPipeline>,
+    channels: Vec<(String, Vec<PathBuf>)>,
+    results_dir: &std::path::Path,
+) -> Result<(CompletedJob, serde_json::Value), String> {
     let out = results_dir
         .join(&job.study_uid)
         .join(format!("{}-{:016x}.dcm", job.pipeline, job.fingerprint));
@@ -229,10 +281,41 @@ async fn run_one(
         stages = %outcome.timings.0.iter().map(|(s, d)| format!("{s}={:.3}s", d.as_secs_f64())).collect::<Vec<_>>().join(" "),
         "job done"
     );
-    Ok(CompletedJob {
-        pipeline: job.pipeline.clone(),
-        study_uid: job.study_uid.clone(),
-        seg_path: outcome.seg_path,
-        findings: outcome.findings,
-    })
+    let timings: serde_json::Map<String, serde_json::Value> = outcome
+        .timings
+        .0
+        .iter()
+        .map(|(stage, d)| (stage.to_string(), serde_json::json!(d.as_secs_f64())))
+        .collect();
+    Ok((
+        CompletedJob {
+            pipeline: job.pipeline.clone(),
+            study_uid: job.study_uid.clone(),
+            seg_path: outcome.seg_path,
+            seg_sop_instance_uid: outcome.seg_sop_instance_uid,
+            findings: outcome.findings,
+        },
+        serde_json::Value::Object(timings),
+    ))
+}
+
+/// The spool files of each channel's instances (blocking index look-ups).
+fn resolve_files(
+    spool: &Spool,
+    channels: Vec<(String, String, Vec<String>)>,
+) -> Result<Vec<(String, Vec<PathBuf>)>, String> {
+    channels
+        .into_iter()
+        .map(|(name, series_uid, instances)| {
+            let files = instances
+                .iter()
+                .map(|sop| match spool.instance(sop) {
+                    Ok(Some(record)) => Ok(record.path),
+                    Ok(None) => Err(format!("instance {sop} of series {series_uid} is not in the spool")),
+                    Err(e) => Err(format!("spool lookup of {sop}: {e}")),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((name, files))
+        })
+        .collect()
 }

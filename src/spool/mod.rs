@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::dimse::Status;
 
 pub use header::{InstanceHeader, RULE_ATTRIBUTES};
-pub use index::{InstanceRecord, SeriesRecord, SpoolCounts, StudyRecord};
+pub use index::{InstanceRecord, JobRecord, SeriesRecord, SpoolCounts, StudyRecord};
 pub use report::status_report;
 
 /// Why an instance could not be stored (or the spool opened).
@@ -259,6 +259,26 @@ impl Spool {
         Ok(row)
     }
 
+    /// Record that a job starts (before it runs); returns the job id.
+    pub fn job_started(&self, pipeline: &str, study_uid: &str, fingerprint: &str, trigger: &str) -> Result<i64, SpoolError> {
+        Ok(self.lock_index().job_started(pipeline, study_uid, fingerprint, trigger, now_ms())?)
+    }
+
+    /// Record a job's result: the SEG, the findings and stage timings (JSON).
+    pub fn job_done(&self, id: i64, seg_path: &Path, seg_uid: &str, findings_json: &str, timings_json: &str) -> Result<(), SpoolError> {
+        Ok(self.lock_index().job_done(id, &seg_path.to_string_lossy(), seg_uid, findings_json, timings_json, now_ms())?)
+    }
+
+    /// Record why a job failed.
+    pub fn job_failed(&self, id: i64, error: &str) -> Result<(), SpoolError> {
+        Ok(self.lock_index().job_failed(id, error, now_ms())?)
+    }
+
+    /// The jobs of one study, oldest first.
+    pub fn jobs_of_study(&self, study_uid: &str) -> Result<Vec<JobRecord>, SpoolError> {
+        Ok(self.lock_index().jobs_of_study(study_uid)?)
+    }
+
     fn lock_index(&self) -> std::sync::MutexGuard<'_, index::Index> {
         self.index
             .lock()
@@ -268,3 +288,7 @@ impl Spool {
 
 #[cfg(test)]
 mod tests;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
