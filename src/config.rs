@@ -281,7 +281,10 @@ impl Config {
             }
         }
         if self.pipelines.job_queue_capacity == 0 {
-            return Err(invalid("pipelines.job_queue_capacity", "must be at least 1".into()));
+            return Err(invalid(
+                "pipelines.job_queue_capacity",
+                "must be at least 1".into(),
+            ));
         }
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(invalid("node.data_dir", "must not be empty".into()));

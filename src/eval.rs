@@ -65,22 +65,38 @@ impl FramePlane {
     /// Centre of pixel (row r, column c) of a frame at `ipp` (PS3.3 C.7.6.2.1.1).
     fn patient(&self, ipp: &[f64], r: usize, c: usize) -> [f64; 3] {
         let (r, c) = (r as f64, c as f64);
-        std::array::from_fn(|i| ipp[i] + self.row_dir[i] * self.col_spacing * c + self.col_dir[i] * self.row_spacing * r)
+        std::array::from_fn(|i| {
+            ipp[i] + self.row_dir[i] * self.col_spacing * c + self.col_dir[i] * self.row_spacing * r
+        })
     }
 }
 
 fn parse_ds(values: &[String], n: usize, what: &str) -> Result<Vec<f64>, EvalError> {
-    let parsed: Vec<f64> = values.iter().filter_map(|v| v.trim().parse().ok()).collect();
+    let parsed: Vec<f64> = values
+        .iter()
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
     if parsed.len() != n {
-        return Err(EvalError::Geometry(format!("{what} has {} numbers, expected {n}", parsed.len())));
+        return Err(EvalError::Geometry(format!(
+            "{what} has {} numbers, expected {n}",
+            parsed.len()
+        )));
     }
     Ok(parsed)
 }
 
 /// Score `segment` of the SEG at `seg_path` against a synthetic study's lesion truth
 /// (`truth.toml`, or the study folder holding it).
-pub fn evaluate_file(seg_path: &Path, truth_path: &Path, segment: u16) -> Result<SegmentScore, EvalError> {
-    let truth_file = if truth_path.is_dir() { truth_path.join("truth.toml") } else { truth_path.to_path_buf() };
+pub fn evaluate_file(
+    seg_path: &Path,
+    truth_path: &Path,
+    segment: u16,
+) -> Result<SegmentScore, EvalError> {
+    let truth_file = if truth_path.is_dir() {
+        truth_path.join("truth.toml")
+    } else {
+        truth_path.to_path_buf()
+    };
     let truth = LesionTruth::load(&truth_file)?;
     let seg = read_seg(seg_path)?;
     evaluate(&seg, &truth, segment)
@@ -88,8 +104,16 @@ pub fn evaluate_file(seg_path: &Path, truth_path: &Path, segment: u16) -> Result
 
 /// Score one segment against the lesion truth. The truth's voxel count is taken on the
 /// source grid; the SEG's frames are that grid (one frame per source slice and segment).
-pub fn evaluate(seg: &SegContents, truth: &LesionTruth, segment: u16) -> Result<SegmentScore, EvalError> {
-    let info = seg.segments.iter().find(|s| s.number == segment).ok_or(EvalError::NoSuchSegment(segment))?;
+pub fn evaluate(
+    seg: &SegContents,
+    truth: &LesionTruth,
+    segment: u16,
+) -> Result<SegmentScore, EvalError> {
+    let info = seg
+        .segments
+        .iter()
+        .find(|s| s.number == segment)
+        .ok_or(EvalError::NoSuchSegment(segment))?;
     let plane = FramePlane::of(seg)?;
     let (mut seg_voxels, mut intersection) = (0u64, 0u64);
     for frame in seg.frames.iter().filter(|f| f.segment_number == segment) {
@@ -108,9 +132,20 @@ pub fn evaluate(seg: &SegContents, truth: &LesionTruth, segment: u16) -> Result<
     let (dice, iou) = if union == 0 {
         (1.0, 1.0)
     } else {
-        (2.0 * intersection as f64 / (seg_voxels + truth_voxels) as f64, intersection as f64 / union as f64)
+        (
+            2.0 * intersection as f64 / (seg_voxels + truth_voxels) as f64,
+            intersection as f64 / union as f64,
+        )
     };
-    Ok(SegmentScore { segment, label: info.label.clone(), seg_voxels, truth_voxels, intersection, dice, iou })
+    Ok(SegmentScore {
+        segment,
+        label: info.label.clone(),
+        seg_voxels,
+        truth_voxels,
+        intersection,
+        dice,
+        iou,
+    })
 }
 
 /// The scores as an aligned table.

@@ -250,12 +250,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("truth: {}", study.truth_path.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Segment { input, out, pipeline, pipelines_dir, models_dir } => {
-            tokio::task::spawn_blocking(move || segment(&input, &out, &pipeline, &pipelines_dir, &models_dir))
-                .await
-                .context("segmentation task failed")?
-        }
-        Command::Eval { seg, truth, segment, json } => {
+        Command::Segment {
+            input,
+            out,
+            pipeline,
+            pipelines_dir,
+            models_dir,
+        } => tokio::task::spawn_blocking(move || {
+            segment(&input, &out, &pipeline, &pipelines_dir, &models_dir)
+        })
+        .await
+        .context("segmentation task failed")?,
+        Command::Eval {
+            seg,
+            truth,
+            segment,
+            json,
+        } => {
             let score = segnode::eval::evaluate_file(&seg, &truth, segment)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&[&score])?);
@@ -308,9 +319,18 @@ fn segment(
 
     let definition = PipelineDefinition::find(pipeline, pipelines_dir)?;
     let plan = offline::plan_folder(&definition, input)?;
-    println!("study {}  pipeline {}", plan.spec.study_uid, definition.name);
+    println!(
+        "study {}  pipeline {}",
+        plan.spec.study_uid, definition.name
+    );
     for c in &plan.spec.channels {
-        println!("  channel {:<8} <- {:<32} {:>5} slices  {}", c.name, c.description, c.instances.len(), c.series_uid);
+        println!(
+            "  channel {:<8} <- {:<32} {:>5} slices  {}",
+            c.name,
+            c.description,
+            c.instances.len(),
+            c.series_uid
+        );
     }
     for note in &plan.spec.notes {
         println!("  note: {note}");
@@ -330,7 +350,13 @@ fn segment(
         Some(bar) => bar.set_message(stage.to_string()),
         None => tracing::info!(stage, "segmenting"),
     };
-    let outcome = run::run_job(&loaded, &plan.spec.study_uid, &plan.channels, out, &progress);
+    let outcome = run::run_job(
+        &loaded,
+        &plan.spec.study_uid,
+        &plan.channels,
+        out,
+        &progress,
+    );
     if let Some(bar) = spinner {
         bar.finish_and_clear();
     }
@@ -349,7 +375,11 @@ fn segment(
             f.voxels, f.volume_ml, f.fraction_percent
         );
     }
-    println!("stage timings:\n  {:<28} {:>9.3} s", "model load + warm-up", load_time.as_secs_f64());
+    println!(
+        "stage timings:\n  {:<28} {:>9.3} s",
+        "model load + warm-up",
+        load_time.as_secs_f64()
+    );
     print!("{}", outcome.timings.table());
     Ok(ExitCode::SUCCESS)
 }

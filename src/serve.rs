@@ -95,7 +95,11 @@ pub async fn run_on(
         (Some(tx), Some(handle))
     };
     info!(torch = %crate::torch_runtime::describe(), "runtime");
-    let ctx = ScpContext { config: Arc::new(config), spool, events };
+    let ctx = ScpContext {
+        config: Arc::new(config),
+        spool,
+        events,
+    };
     let scp = scp::run(listener, ctx, shutdown).await?;
     // The SCP dropped its event senders: the assembler stops, queued jobs finish.
     let pipelines = match driver {

@@ -17,10 +17,14 @@ const NODE_AE: &str = "SEGNODE";
 fn node_config(dir: &Path, min_slices: usize) -> Config {
     let definitions = dir.join("pipelines");
     std::fs::create_dir_all(&definitions).unwrap();
-    let pipeline = EMBEDDED_DCE_BREAST.replace("min_slices = 96", &format!("min_slices = {min_slices}"));
+    let pipeline =
+        EMBEDDED_DCE_BREAST.replace("min_slices = 96", &format!("min_slices = {min_slices}"));
     std::fs::write(definitions.join("dce_breast.toml"), pipeline).unwrap();
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    assert!(models.join("dce_kinetic.pt").is_file(), "models/dce_kinetic.pt is missing: run `make models` (make test does)");
+    assert!(
+        models.join("dce_kinetic.pt").is_file(),
+        "models/dce_kinetic.pt is missing: run `make models` (make test does)"
+    );
     let text = format!(
         "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
          [storage]\nmin_free_disk_mb = 0\n\
@@ -33,7 +37,14 @@ fn node_config(dir: &Path, min_slices: usize) -> Config {
 }
 
 fn small_study(dir: &Path, orientation: Orientation, seed: u64) -> segnode::synth::SynthStudy {
-    let params = DceParams { orientation, slices: 24, size: 96, seed, with_localizer: true, ..Default::default() };
+    let params = DceParams {
+        orientation,
+        slices: 24,
+        size: 96,
+        seed,
+        with_localizer: true,
+        ..Default::default()
+    };
     write_dce_study(dir, &params).unwrap()
 }
 
@@ -52,7 +63,11 @@ fn dciodvfy_errors(path: &Path) -> Vec<String> {
         .arg(path)
         .output()
         .expect("dciodvfy is missing: run `make setup` (Debian package dicom3tools)");
-    String::from_utf8_lossy(&out.stderr).lines().filter(|l| l.contains("Error")).map(str::to_string).collect()
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("Error"))
+        .map(str::to_string)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,36 +95,84 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
 
     let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
     let opts = segnode::scu::ScuOptions::new(AeTitle::parse("TESTSCU").unwrap());
-    let report = segnode::scu::send_files(&peer, &opts, &files).await.unwrap();
-    assert_eq!((report.sent, report.failed), (files.len(), 0), "every instance is acknowledged");
+    let report = segnode::scu::send_files(&peer, &opts, &files)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.sent, report.failed),
+        (files.len(), 0),
+        "every instance is acknowledged"
+    );
 
     // The release of that one association completes both studies; wait (bounded) for the SEGs.
     let deadline = Instant::now() + Duration::from_secs(120);
     let seg_of = |study: &str| -> Option<PathBuf> {
-        std::fs::read_dir(results.join(study)).ok()?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "dcm"))
+        std::fs::read_dir(results.join(study))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "dcm"))
     };
-    while (seg_of(&axial.study_uid).is_none() || seg_of(&oblique.study_uid).is_none()) && Instant::now() < deadline {
+    while (seg_of(&axial.study_uid).is_none() || seg_of(&oblique.study_uid).is_none())
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop_tx.send(()).unwrap();
-    let summary = tokio::time::timeout(Duration::from_secs(60), node).await.expect("node stops").unwrap().unwrap();
-    assert!(summary.pipelines.failed.is_empty(), "failed jobs: {:?}", summary.pipelines.failed);
-    assert_eq!(summary.pipelines.completed.len(), 2, "exactly one SEG per study");
+    let summary = tokio::time::timeout(Duration::from_secs(60), node)
+        .await
+        .expect("node stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        summary.pipelines.failed.is_empty(),
+        "failed jobs: {:?}",
+        summary.pipelines.failed
+    );
+    assert_eq!(
+        summary.pipelines.completed.len(),
+        2,
+        "exactly one SEG per study"
+    );
 
     for study in [&axial, &oblique] {
         let seg = seg_of(&study.study_uid).expect("a SEG for every study");
         let score = segnode::eval::evaluate_file(&seg, &study.truth_path, 1).unwrap();
-        assert!(score.dice >= 0.9, "{}: Dice {:.4} ({score:?})", study.study_uid, score.dice);
+        assert!(
+            score.dice >= 0.9,
+            "{}: Dice {:.4} ({score:?})",
+            study.study_uid,
+            score.dice
+        );
         let errors = dciodvfy_errors(&seg);
         assert!(errors.is_empty(), "dciodvfy: {errors:?}");
         let contents = segnode::pipeline::seg::read_seg(&seg).unwrap();
-        assert_eq!(contents.study_instance_uid, study.study_uid, "the SEG belongs to its own study");
-        let phases: Vec<&str> = study.series.iter().filter(|s| s.temporal_position.is_some()).map(|s| s.series_uid.as_str()).collect();
-        let referenced: Vec<&str> = contents.referenced_series.iter().map(|r| r.series_instance_uid.as_str()).collect();
+        assert_eq!(
+            contents.study_instance_uid, study.study_uid,
+            "the SEG belongs to its own study"
+        );
+        let phases: Vec<&str> = study
+            .series
+            .iter()
+            .filter(|s| s.temporal_position.is_some())
+            .map(|s| s.series_uid.as_str())
+            .collect();
+        let referenced: Vec<&str> = contents
+            .referenced_series
+            .iter()
+            .map(|r| r.series_instance_uid.as_str())
+            .collect();
         for phase in &phases {
-            assert!(referenced.contains(phase), "series {phase} of the study is referenced");
+            assert!(
+                referenced.contains(phase),
+                "series {phase} of the study is referenced"
+            );
         }
-        assert_eq!(referenced.len(), 4, "the four phases, not the localizer: {referenced:?}");
+        assert_eq!(
+            referenced.len(),
+            4,
+            "the four phases, not the localizer: {referenced:?}"
+        );
         assert_eq!(contents.frames.len(), 24, "one frame per source slice");
 
         // The job record in the index: done, with this SEG and its findings.
@@ -117,12 +180,24 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
         let jobs = spool.jobs_of_study(&study.study_uid).unwrap();
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         let job = &jobs[0];
-        assert_eq!((job.state.as_str(), job.pipeline.as_str()), ("done", "dce_breast"));
-        assert_eq!(job.seg_sop_instance_uid.as_deref(), Some(contents.sop_instance_uid.as_str()));
-        let findings: serde_json::Value = serde_json::from_str(job.findings.as_deref().unwrap()).unwrap();
-        assert_eq!(findings[0]["voxels"].as_u64(), Some(score.seg_voxels), "findings count the SEG's voxels");
+        assert_eq!(
+            (job.state.as_str(), job.pipeline.as_str()),
+            ("done", "dce_breast")
+        );
+        assert_eq!(
+            job.seg_sop_instance_uid.as_deref(),
+            Some(contents.sop_instance_uid.as_str())
+        );
+        let findings: serde_json::Value =
+            serde_json::from_str(job.findings.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            findings[0]["voxels"].as_u64(),
+            Some(score.seg_voxels),
+            "findings count the SEG's voxels"
+        );
         assert!(findings[0]["volume_ml"].as_f64().unwrap() > 0.0);
-        let timings: serde_json::Value = serde_json::from_str(job.timings.as_deref().unwrap()).unwrap();
+        let timings: serde_json::Value =
+            serde_json::from_str(job.timings.as_deref().unwrap()).unwrap();
         assert!(timings["inference"].as_f64().is_some(), "{timings}");
     }
 }

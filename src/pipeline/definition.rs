@@ -285,7 +285,10 @@ impl PipelineDefinition {
             "dce_breast" => Self::embedded_dce_breast(),
             _ => Err(ConfigError::Read {
                 path,
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such pipeline file (see --pipelines-dir)"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such pipeline file (see --pipelines-dir)",
+                ),
             }),
         }
     }
@@ -341,14 +344,25 @@ impl PipelineDefinition {
             }
         }
         for (i, rule) in self.applies_to.tags.iter().enumerate() {
-            if !crate::spool::RULE_ATTRIBUTES.iter().any(|(k, _)| *k == rule.keyword) {
-                let known: Vec<&str> = crate::spool::RULE_ATTRIBUTES.iter().map(|(k, _)| *k).collect();
+            if !crate::spool::RULE_ATTRIBUTES
+                .iter()
+                .any(|(k, _)| *k == rule.keyword)
+            {
+                let known: Vec<&str> = crate::spool::RULE_ATTRIBUTES
+                    .iter()
+                    .map(|(k, _)| *k)
+                    .collect();
                 return Err(invalid(
                     &format!("applies_to.tags[{i}].keyword"),
-                    format!("{:?} cannot be tested; use one of {}", rule.keyword, known.join(", ")),
+                    format!(
+                        "{:?} cannot be tested; use one of {}",
+                        rule.keyword,
+                        known.join(", ")
+                    ),
                 ));
             }
-            Regex::new(&rule.regex).map_err(|e| invalid(&format!("applies_to.tags[{i}].regex"), e.to_string()))?;
+            Regex::new(&rule.regex)
+                .map_err(|e| invalid(&format!("applies_to.tags[{i}].regex"), e.to_string()))?;
         }
         if self.inputs.channels.is_empty() {
             return Err(invalid(
@@ -495,7 +509,12 @@ impl PipelineDefinition {
                 .filter_map(|c| uids::storage_class_uid(c))
                 .collect(),
             called_ae_titles: self.applies_to.called_ae_titles.clone(),
-            tag_rules: self.applies_to.tags.iter().map(|r| (r.keyword.clone(), compile(&r.regex))).collect(),
+            tag_rules: self
+                .applies_to
+                .tags
+                .iter()
+                .map(|r| (r.keyword.clone(), compile(&r.regex)))
+                .collect(),
         }
     }
 }

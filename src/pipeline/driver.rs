@@ -29,8 +29,13 @@ pub const EVENT_QUEUE_CAPACITY: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     #[error("pipeline {name}: {source}")]
-    Definition { name: String, source: crate::config::ConfigError },
-    #[error("pipeline {name}: {source} (build the models with `make models`, or fix pipelines.models_dir)")]
+    Definition {
+        name: String,
+        source: crate::config::ConfigError,
+    },
+    #[error(
+        "pipeline {name}: {source} (build the models with `make models`, or fix pipelines.models_dir)"
+    )]
     Load { name: String, source: JobError },
 }
 
@@ -66,12 +71,19 @@ pub async fn load_pipelines(config: &Config) -> Result<Vec<Arc<LoadedPipeline>>,
     let mut loaded = Vec::new();
     for name in &config.pipelines.enabled {
         let definition = PipelineDefinition::find(name, &config.pipelines.definitions_dir)
-            .map_err(|source| DriverError::Definition { name: name.clone(), source })?;
+            .map_err(|source| DriverError::Definition {
+                name: name.clone(),
+                source,
+            })?;
         let models_dir = config.pipelines.models_dir.clone();
-        let pipeline = tokio::task::spawn_blocking(move || LoadedPipeline::load(definition, &models_dir))
-            .await
-            .expect("pipeline load task panicked")
-            .map_err(|source| DriverError::Load { name: name.clone(), source })?;
+        let pipeline =
+            tokio::task::spawn_blocking(move || LoadedPipeline::load(definition, &models_dir))
+                .await
+                .expect("pipeline load task panicked")
+                .map_err(|source| DriverError::Load {
+                    name: name.clone(),
+                    source,
+                })?;
         loaded.push(Arc::new(pipeline));
     }
     Ok(loaded)
@@ -87,8 +99,14 @@ pub fn spawn(
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
     let (job_tx, job_rx) = mpsc::channel(config.pipelines.job_queue_capacity);
     let called_ae = config.node.ae_title.to_string();
-    let definitions: Vec<PipelineDefinition> = pipelines.iter().map(|p| p.definition.clone()).collect();
-    let assembler = tokio::spawn(assemble(event_rx, job_tx, Assembler::new(&definitions), called_ae));
+    let definitions: Vec<PipelineDefinition> =
+        pipelines.iter().map(|p| p.definition.clone()).collect();
+    let assembler = tokio::spawn(assemble(
+        event_rx,
+        job_tx,
+        Assembler::new(&definitions),
+        called_ae,
+    ));
     let results_dir = config.results_dir();
     let worker = tokio::spawn(work(job_rx, spool, pipelines, results_dir));
     let handle = tokio::spawn(async move {
@@ -109,7 +127,9 @@ async fn assemble(
 ) -> Vec<(String, String, String)> {
     let mut given_up = Vec::new();
     loop {
-        let deadline = assembler.next_deadline().map(tokio::time::Instant::from_std);
+        let deadline = assembler
+            .next_deadline()
+            .map(tokio::time::Instant::from_std);
         let decisions = tokio::select! {
             event = events.recv() => match event {
                 Some(IngestEvent::InstanceStored { association_id, header, .. }) => {
@@ -141,7 +161,11 @@ async fn assemble(
                         return given_up;
                     }
                 }
-                Decision::GiveUp { pipeline, study_uid, reason } => {
+                Decision::GiveUp {
+                    pipeline,
+                    study_uid,
+                    reason,
+                } => {
                     warn!(study = %study_uid, pipeline = %pipeline, reason = %reason, "no job for this study");
                     given_up.push((pipeline, study_uid, reason));
                 }
@@ -174,7 +198,9 @@ async fn work(
     let mut summary = DriverSummary::default();
     while let Some(job) = jobs.recv().await {
         let span = info_span!("job", study = %job.study_uid, pipeline = %job.pipeline);
-        let outcome = run_one(&job, &spool, &pipelines, &results_dir).instrument(span.clone()).await;
+        let outcome = run_one(&job, &spool, &pipelines, &results_dir)
+            .instrument(span.clone())
+            .await;
         let _enter = span.enter();
         match outcome {
             Ok(done) => {
@@ -183,7 +209,9 @@ async fn work(
             }
             Err(reason) => {
                 error!(reason = %reason, "job failed");
-                summary.failed.push((job.pipeline.clone(), job.study_uid.clone(), reason));
+                summary
+                    .failed
+                    .push((job.pipeline.clone(), job.study_uid.clone(), reason));
             }
         }
     }
@@ -203,20 +231,29 @@ async fn run_one(
         .ok_or_else(|| format!("pipeline {} is not loaded", job.pipeline))?;
     let channels = {
         let spool = spool.clone();
-        let wanted: Vec<(String, String, Vec<String>)> =
-            job.channels.iter().map(|c| (c.name.clone(), c.series_uid.clone(), c.instances.clone())).collect();
+        let wanted: Vec<(String, String, Vec<String>)> = job
+            .channels
+            .iter()
+            .map(|c| (c.name.clone(), c.series_uid.clone(), c.instances.clone()))
+            .collect();
         tokio::task::spawn_blocking(move || resolve_files(&spool, wanted))
             .await
             .map_err(|e| format!("spool lookup task panicked: {e}"))??
     };
     let job_id = {
         let spool = spool.clone();
-        let (pipeline, study, fingerprint, trigger) =
-            (job.pipeline.clone(), job.study_uid.clone(), format!("{:016x}", job.fingerprint), format!("{:?}", job.trigger));
-        tokio::task::spawn_blocking(move || spool.job_started(&pipeline, &study, &fingerprint, &trigger))
-            .await
-            .map_err(|e| format!("job record task panicked: {e}"))?
-            .map_err(|e| format!("cannot record the job: {e}"))?
+        let (pipeline, study, fingerprint, trigger) = (
+            job.pipeline.clone(),
+            job.study_uid.clone(),
+            format!("{:016x}", job.fingerprint),
+            format!("{:?}", job.trigger),
+        );
+        tokio::task::spawn_blocking(move || {
+            spool.job_started(&pipeline, &study, &fingerprint, &trigger)
+        })
+        .await
+        .map_err(|e| format!("job record task panicked: {e}"))?
+        .map_err(|e| format!("cannot record the job: {e}"))?
     };
     let result = execute(job, pipeline, channels, results_dir).await;
     let record = {
@@ -250,7 +287,9 @@ async fn run_one(
     };
     match record {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => error!(job = job_id, cause = %e, "cannot record the job outcome in the index"),
+        Ok(Err(e)) => {
+            error!(job = job_id, cause = %e, "cannot record the job outcome in the index")
+        }
         Err(e) => error!(job = job_id, cause = %e, "job record task panicked"),
     }
     result.map(|(done, _)| done)
@@ -271,7 +310,9 @@ async fn execute(
     let span = tracing::Span::current();
     let outcome = tokio::task::spawn_blocking(move || {
         let _in_job = span.enter();
-        run_job(&pipeline, &study, &channels, &out, &|stage| tracing::debug!(stage, "job stage"))
+        run_job(&pipeline, &study, &channels, &out, &|stage| {
+            tracing::debug!(stage, "job stage")
+        })
     })
     .await
     .map_err(|e| format!("job task panicked: {e}"))?
@@ -311,7 +352,9 @@ fn resolve_files(
                 .iter()
                 .map(|sop| match spool.instance(sop) {
                     Ok(Some(record)) => Ok(record.path),
-                    Ok(None) => Err(format!("instance {sop} of series {series_uid} is not in the spool")),
+                    Ok(None) => Err(format!(
+                        "instance {sop} of series {series_uid} is not in the spool"
+                    )),
                     Err(e) => Err(format!("spool lookup of {sop}: {e}")),
                 })
                 .collect::<Result<Vec<_>, _>>()?;

@@ -42,13 +42,21 @@ pub fn plan_folder(definition: &PipelineDefinition, dir: &Path) -> Result<Planne
         // A corrupt file would otherwise surface later as a puzzling slice gap.
         return Err(PlanError::Unreadable {
             path: path.clone(),
-            reason: format!("{reason} ({} unreadable file(s) in the folder; remove or replace them)", collected.failed.len()),
+            reason: format!(
+                "{reason} ({} unreadable file(s) in the folder; remove or replace them)",
+                collected.failed.len()
+            ),
         });
     }
     if collected.files.is_empty() {
         return Err(PlanError::NoFiles(dir.to_path_buf()));
     }
-    let called_ae = definition.applies_to.called_ae_titles.first().cloned().unwrap_or_default();
+    let called_ae = definition
+        .applies_to
+        .called_ae_titles
+        .first()
+        .cloned()
+        .unwrap_or_default();
     let mut assembler = Assembler::new(std::slice::from_ref(definition));
     let mut paths: HashMap<String, PathBuf> = HashMap::new();
     let mut studies = std::collections::BTreeSet::new();
@@ -57,20 +65,37 @@ pub fn plan_folder(definition: &PipelineDefinition, dir: &Path) -> Result<Planne
         let obj = OpenFileOptions::new()
             .read_until(tags::PIXEL_DATA)
             .open_file(&file.path)
-            .map_err(|e| PlanError::Unreadable { path: file.path.clone(), reason: e.to_string() })?;
-        let header = InstanceHeader::from_object(&obj)
-            .map_err(|e| PlanError::Unreadable { path: file.path.clone(), reason: e.to_string() })?;
+            .map_err(|e| PlanError::Unreadable {
+                path: file.path.clone(),
+                reason: e.to_string(),
+            })?;
+        let header = InstanceHeader::from_object(&obj).map_err(|e| PlanError::Unreadable {
+            path: file.path.clone(),
+            reason: e.to_string(),
+        })?;
         studies.insert(header.study_uid.clone());
         paths.insert(header.sop_instance_uid.clone(), file.path.clone());
-        assembler.on_instance(&InstanceSeen { header, called_ae: called_ae.clone(), association_id: 0 }, now);
+        assembler.on_instance(
+            &InstanceSeen {
+                header,
+                called_ae: called_ae.clone(),
+                association_id: 0,
+            },
+            now,
+        );
     }
     if studies.len() > 1 {
-        return Err(PlanError::SeveralStudies { dir: dir.to_path_buf(), count: studies.len() });
+        return Err(PlanError::SeveralStudies {
+            dir: dir.to_path_buf(),
+            count: studies.len(),
+        });
     }
     let mut decisions = assembler.on_association_released(0, now);
     if decisions.is_empty() {
         // Not complete: let the force rule speak, which says what is missing.
-        let later = now + Duration::from_secs(definition.completion.force_after_seconds) + Duration::from_secs(1);
+        let later = now
+            + Duration::from_secs(definition.completion.force_after_seconds)
+            + Duration::from_secs(1);
         decisions = assembler.on_tick(later);
     }
     match decisions.into_iter().next() {
@@ -78,13 +103,22 @@ pub fn plan_folder(definition: &PipelineDefinition, dir: &Path) -> Result<Planne
             let channels = spec
                 .channels
                 .iter()
-                .map(|c| (c.name.clone(), c.instances.iter().filter_map(|sop| paths.get(sop).cloned()).collect()))
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        c.instances
+                            .iter()
+                            .filter_map(|sop| paths.get(sop).cloned())
+                            .collect(),
+                    )
+                })
                 .collect();
             Ok(PlannedJob { spec, channels })
         }
-        Some(Decision::GiveUp { reason, .. }) => {
-            Err(PlanError::NotApplicable { pipeline: definition.name.clone(), reason })
-        }
+        Some(Decision::GiveUp { reason, .. }) => Err(PlanError::NotApplicable {
+            pipeline: definition.name.clone(),
+            reason,
+        }),
         None => Err(PlanError::NotApplicable {
             pipeline: definition.name.clone(),
             reason: format!(

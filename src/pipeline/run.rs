@@ -26,8 +26,16 @@ pub enum JobError {
     Infer(#[from] InferError),
     #[error("SEG encoding: {0}")]
     Seg(#[from] SegError),
-    #[error("model output has {got} channels; pipeline {pipeline} expects {expected} ({activation} over {segments} segments)")]
-    OutputChannels { pipeline: String, got: usize, expected: usize, activation: String, segments: usize },
+    #[error(
+        "model output has {got} channels; pipeline {pipeline} expects {expected} ({activation} over {segments} segments)"
+    )]
+    OutputChannels {
+        pipeline: String,
+        got: usize,
+        expected: usize,
+        activation: String,
+        segments: usize,
+    },
     #[error("channel {channel} has no instances")]
     EmptyChannel { channel: String },
     #[error("cannot read the source header {path}: {reason}")]
@@ -50,7 +58,11 @@ impl LoadedPipeline {
     /// configured segments.
     pub fn load(definition: PipelineDefinition, models_dir: &Path) -> Result<Self, JobError> {
         let m = &definition.model;
-        let path = if m.file.is_absolute() { m.file.clone() } else { models_dir.join(&m.file) };
+        let path = if m.file.is_absolute() {
+            m.file.clone()
+        } else {
+            models_dir.join(&m.file)
+        };
         let settings = InferSettings {
             roi: m.roi,
             overlap: m.overlap,
@@ -62,7 +74,11 @@ impl LoadedPipeline {
         };
         let model = Model::load(&path, &settings, m.in_channels)?;
         let segments = definition.output.segments.len();
-        let expected = if m.activation == "softmax" { segments + 1 } else { segments };
+        let expected = if m.activation == "softmax" {
+            segments + 1
+        } else {
+            segments
+        };
         if model.out_channels() != expected {
             return Err(JobError::OutputChannels {
                 pipeline: definition.name.clone(),
@@ -136,7 +152,9 @@ pub fn run_job(
     let mut timings = StageTimings::default();
     for (name, files) in channels {
         if files.is_empty() {
-            return Err(JobError::EmptyChannel { channel: name.clone() });
+            return Err(JobError::EmptyChannel {
+                channel: name.clone(),
+            });
         }
     }
 
@@ -161,7 +179,10 @@ pub fn run_job(
                     .collect(),
             })
             .collect();
-        Ok((stack_channels(series, def.preprocess.grid_tolerance_mm)?, other_sources))
+        Ok((
+            stack_channels(series, def.preprocess.grid_tolerance_mm)?,
+            other_sources,
+        ))
     })?;
     let (stack, other_sources) = stack;
     for c in stack.channels.iter().filter(|c| c.resampled) {
@@ -194,9 +215,12 @@ pub fn run_job(
         let mut masks: Vec<Array3<bool>> = Vec::with_capacity(on_source.shape()[0]);
         let mut findings = Vec::new();
         for (k, prob) in on_source.axis_iter(Axis(0)).enumerate() {
-            let mut mask = post::threshold(&prob.to_owned(), def.postprocess.threshold);
+            let mut mask = post::threshold(&prob, def.postprocess.threshold);
             post::apply(&mut mask, &def.postprocess.steps);
-            findings.push((def.output.segments[k].label.clone(), post::findings(&mask, &grid)));
+            findings.push((
+                def.output.segments[k].label.clone(),
+                post::findings(&mask, &grid),
+            ));
             masks.push(mask);
         }
         (masks, findings)
@@ -208,12 +232,17 @@ pub fn run_job(
         let header_path = channels[0]
             .1
             .iter()
-            .find(|p| p.file_stem().and_then(|s| s.to_str()) == Some(first.sop_instance_uid.as_str()))
+            .find(|p| {
+                p.file_stem().and_then(|s| s.to_str()) == Some(first.sop_instance_uid.as_str())
+            })
             .unwrap_or(&channels[0].1[0]);
         let header = OpenFileOptions::new()
             .read_until(tags::PIXEL_DATA)
             .open_file(header_path)
-            .map_err(|e| JobError::SourceHeader { path: header_path.clone(), reason: e.to_string() })?;
+            .map_err(|e| JobError::SourceHeader {
+                path: header_path.clone(),
+                reason: e.to_string(),
+            })?;
         let options = SegOptions {
             series_number: def.output.series_number,
             series_description: def.output.series_description.clone(),
@@ -224,12 +253,22 @@ pub fn run_job(
             other_sources,
             ..SegOptions::default()
         };
-        Ok(encode_seg(&header, &geometry, &def.segment_specs(), &masks, &options)?)
+        Ok(encode_seg(
+            &header,
+            &geometry,
+            &def.segment_specs(),
+            &masks,
+            &options,
+        )?)
     })?;
 
     progress("writing the SEG");
     timings.time("SEG write", || write_atomically(&seg, out_path))?;
-    let seg_sop_instance_uid = seg.meta().media_storage_sop_instance_uid().trim_end_matches('\0').to_string();
+    let seg_sop_instance_uid = seg
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_string();
     for (label, f) in &findings {
         info!(study = %study_uid, pipeline = %def.name, segment = %label, voxels = f.voxels, volume_ml = format!("{:.2}", f.volume_ml), fraction_percent = format!("{:.4}", f.fraction_percent), "finding");
     }
@@ -269,23 +308,38 @@ fn activate(logits: Array4<f32>, activation: &str) -> Array4<f32> {
 fn content_label(pipeline: &str) -> String {
     let label: String = pipeline
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .take(16)
         .collect();
-    if label.is_empty() { "SEGMENTATION".into() } else { label }
+    if label.is_empty() {
+        "SEGMENTATION".into()
+    } else {
+        label
+    }
 }
 
 fn write_atomically(
     seg: &dicom_object::FileDicomObject<dicom_object::InMemDicomObject>,
     out_path: &Path,
 ) -> Result<(), JobError> {
-    let err = |reason: String| JobError::Write { path: out_path.to_path_buf(), reason };
+    let err = |reason: String| JobError::Write {
+        path: out_path.to_path_buf(),
+        reason,
+    };
     if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
     }
     let tmp = out_path.with_extension("dcm.part");
     seg.write_to_file(&tmp).map_err(|e| err(e.to_string()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| err(e.to_string()))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| err(e.to_string()))?;
     std::fs::rename(&tmp, out_path).map_err(|e| err(e.to_string()))?;
     Ok(())
 }
@@ -296,7 +350,8 @@ mod tests {
 
     #[test]
     fn softmax_drops_background_and_sums_to_one_with_it() {
-        let logits = Array4::from_shape_vec((3, 1, 1, 2), vec![0.0, 5.0, 1.0, 0.0, 2.0, 0.0]).unwrap();
+        let logits =
+            Array4::from_shape_vec((3, 1, 1, 2), vec![0.0, 5.0, 1.0, 0.0, 2.0, 0.0]).unwrap();
         let p = activate(logits, "softmax");
         assert_eq!(p.shape(), &[2, 1, 1, 2]);
         let e = [1f32, 1f32.exp(), 2f32.exp()];
@@ -314,6 +369,9 @@ mod tests {
     #[test]
     fn content_labels_are_cs() {
         assert_eq!(content_label("dce_breast"), "DCE_BREAST");
-        assert_eq!(content_label("fetal-head-us-pipeline-long"), "FETAL_HEAD_US_PI");
+        assert_eq!(
+            content_label("fetal-head-us-pipeline-long"),
+            "FETAL_HEAD_US_PI"
+        );
     }
 }

@@ -17,7 +17,7 @@
 
 pub mod bits;
 pub mod codes;
-mod elements;
+pub(crate) mod elements;
 pub mod encode;
 pub mod error;
 mod extract;

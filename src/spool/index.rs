@@ -9,7 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::InstanceHeader;
 
 /// Each entry migrates the schema from version i to i+1.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE studies (
     study_uid         TEXT PRIMARY KEY,
     patient_id        TEXT NOT NULL,
@@ -46,7 +47,8 @@ CREATE TABLE instances (
 );
 CREATE INDEX instances_by_series ON instances(series_uid);
 CREATE INDEX instances_by_study ON instances(study_uid);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE jobs (
     id                   INTEGER PRIMARY KEY AUTOINCREMENT,
     pipeline             TEXT NOT NULL,
@@ -63,7 +65,8 @@ CREATE TABLE jobs (
     error                TEXT
 );
 CREATE INDEX jobs_by_study ON jobs(study_uid);
-"#];
+"#,
+];
 
 /// Totals over the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -337,7 +340,14 @@ pub struct JobRecord {
 
 impl Index {
     /// Record that a job starts now; returns its id.
-    pub fn job_started(&self, pipeline: &str, study_uid: &str, fingerprint: &str, trigger: &str, now_ms: i64) -> rusqlite::Result<i64> {
+    pub fn job_started(
+        &self,
+        pipeline: &str,
+        study_uid: &str,
+        fingerprint: &str,
+        trigger: &str,
+        now_ms: i64,
+    ) -> rusqlite::Result<i64> {
         self.conn.execute(
             "INSERT INTO jobs (pipeline, study_uid, fingerprint, trigger, state, started_ms)
              VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
@@ -347,7 +357,15 @@ impl Index {
     }
 
     /// Record a job's SEG, findings and timings.
-    pub fn job_done(&self, id: i64, seg_path: &str, seg_uid: &str, findings: &str, timings: &str, now_ms: i64) -> rusqlite::Result<()> {
+    pub fn job_done(
+        &self,
+        id: i64,
+        seg_path: &str,
+        seg_uid: &str,
+        findings: &str,
+        timings: &str,
+        now_ms: i64,
+    ) -> rusqlite::Result<()> {
         self.conn.execute(
             "UPDATE jobs SET state = 'done', finished_ms = ?2, seg_path = ?3, seg_sop_instance_uid = ?4,
                              findings = ?5, timings = ?6 WHERE id = ?1",

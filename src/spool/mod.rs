@@ -260,13 +260,35 @@ impl Spool {
     }
 
     /// Record that a job starts (before it runs); returns the job id.
-    pub fn job_started(&self, pipeline: &str, study_uid: &str, fingerprint: &str, trigger: &str) -> Result<i64, SpoolError> {
-        Ok(self.lock_index().job_started(pipeline, study_uid, fingerprint, trigger, now_ms())?)
+    pub fn job_started(
+        &self,
+        pipeline: &str,
+        study_uid: &str,
+        fingerprint: &str,
+        trigger: &str,
+    ) -> Result<i64, SpoolError> {
+        Ok(self
+            .lock_index()
+            .job_started(pipeline, study_uid, fingerprint, trigger, now_ms())?)
     }
 
     /// Record a job's result: the SEG, the findings and stage timings (JSON).
-    pub fn job_done(&self, id: i64, seg_path: &Path, seg_uid: &str, findings_json: &str, timings_json: &str) -> Result<(), SpoolError> {
-        Ok(self.lock_index().job_done(id, &seg_path.to_string_lossy(), seg_uid, findings_json, timings_json, now_ms())?)
+    pub fn job_done(
+        &self,
+        id: i64,
+        seg_path: &Path,
+        seg_uid: &str,
+        findings_json: &str,
+        timings_json: &str,
+    ) -> Result<(), SpoolError> {
+        Ok(self.lock_index().job_done(
+            id,
+            &seg_path.to_string_lossy(),
+            seg_uid,
+            findings_json,
+            timings_json,
+            now_ms(),
+        )?)
     }
 
     /// Record why a job failed.
@@ -290,5 +312,8 @@ impl Spool {
 mod tests;
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -37,11 +37,19 @@ pub fn status_report(data_dir: &Path) -> Result<String, SpoolError> {
         }
         for job in spool.jobs_of_study(&study.study_uid)? {
             let detail = match job.state.as_str() {
-                "done" => format!("SEG {}  findings {}", job.seg_sop_instance_uid.unwrap_or_default(), job.findings.unwrap_or_default()),
+                "done" => format!(
+                    "SEG {}  findings {}",
+                    job.seg_sop_instance_uid.unwrap_or_default(),
+                    job.findings.unwrap_or_default()
+                ),
                 "failed" => format!("error: {}", job.error.unwrap_or_default()),
                 _ => String::new(),
             };
-            let _ = writeln!(out, "  job {} {} {} ({}): {}", job.id, job.pipeline, job.state, job.trigger, detail);
+            let _ = writeln!(
+                out,
+                "  job {} {} {} ({}): {}",
+                job.id, job.pipeline, job.state, job.trigger, detail
+            );
         }
     }
     Ok(out)

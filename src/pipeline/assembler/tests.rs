@@ -290,7 +290,9 @@ fn tag_rules_select_the_studies_a_pipeline_takes() {
     let tagged = |study: &str, series, sop, body: Option<&str>| {
         let mut seen = instance(study, series, sop, 1);
         if let Some(b) = body {
-            seen.header.attributes.insert("BodyPartExamined".into(), b.into());
+            seen.header
+                .attributes
+                .insert("BodyPartExamined".into(), b.into());
         }
         seen
     };
@@ -311,6 +313,11 @@ fn tag_rules_select_the_studies_a_pipeline_takes() {
         "called_ae_titles = []",
         "called_ae_titles = []\n[[applies_to.tags]]\nkeyword = \"PatientName\"\nregex = \".\"",
     );
-    let err = PipelineDefinition::from_toml(&bad, "p.toml").unwrap_err().to_string();
-    assert!(err.contains("applies_to.tags[0].keyword") && err.contains("BodyPartExamined"), "{err}");
+    let err = PipelineDefinition::from_toml(&bad, "p.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("applies_to.tags[0].keyword") && err.contains("BodyPartExamined"),
+        "{err}"
+    );
 }

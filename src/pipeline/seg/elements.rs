@@ -62,7 +62,8 @@ pub(crate) fn obj(elements: impl IntoIterator<Item = InMemElement>) -> InMemDico
 /// The value of a text element, trimmed of padding; `None` when absent or empty.
 pub(crate) fn get_str(ds: &InMemDicomObject, tag: Tag) -> Option<String> {
     let v = ds.get(tag)?.to_str().ok()?;
-    let v = v.trim();
+    // UI values are NUL-padded, text values space-padded.
+    let v = v.trim_matches(|c: char| c.is_whitespace() || c == '\0');
     (!v.is_empty()).then(|| v.to_string())
 }
 

@@ -237,7 +237,10 @@ pub(crate) fn referenced_series(
             ])
         })
         .collect();
-    for other in other_sources.iter().filter(|o| !framed.contains(o.series_instance_uid.as_str())) {
+    for other in other_sources
+        .iter()
+        .filter(|o| !framed.contains(o.series_instance_uid.as_str()))
+    {
         let instances = other
             .instances
             .iter()
@@ -249,7 +252,11 @@ pub(crate) fn referenced_series(
             })
             .collect();
         items.push(obj([
-            text(tags::SERIES_INSTANCE_UID, VR::UI, &other.series_instance_uid),
+            text(
+                tags::SERIES_INSTANCE_UID,
+                VR::UI,
+                &other.series_instance_uid,
+            ),
             seq(tags::REFERENCED_INSTANCE_SEQUENCE, instances),
         ]));
     }

@@ -1,6 +1,7 @@
 //! Loading one series: decode every instance, order the slices along the normal, check that
 //! they form one regular volume, and build its [`Grid`].
 
+use crate::pipeline::seg::elements::{get_str, get_strs, get_u32};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -330,28 +331,4 @@ fn missing(series: &str, path: &Path, attribute: &'static str) -> VolumeError {
 
 fn sop_instance_uid(ds: &InMemDicomObject) -> String {
     get_str(ds, tags::SOP_INSTANCE_UID).unwrap_or_default()
-}
-
-/// A text element's value, trimmed; `None` when absent or empty.
-fn get_str(ds: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let v = ds.get(tag)?.to_str().ok()?;
-    let v = v.trim().trim_end_matches('\0');
-    (!v.is_empty()).then(|| v.to_string())
-}
-
-/// A multi-valued text element's values, each trimmed; empty when absent.
-fn get_strs(ds: &InMemDicomObject, tag: Tag) -> Vec<String> {
-    ds.get(tag)
-        .and_then(|e| e.to_multi_str().ok())
-        .map(|vs| {
-            vs.iter()
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn get_u32(ds: &InMemDicomObject, tag: Tag) -> Option<u32> {
-    ds.get(tag)?.to_int::<u32>().ok()
 }
