@@ -553,6 +553,21 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_swinunetr_pipeline_is_valid() {
+        let text = include_str!("../../conf/pipelines/dce_breast_swinunetr.toml");
+        let def = PipelineDefinition::from_toml(text, "dce_breast_swinunetr.toml").unwrap();
+        assert_eq!(def.preprocess.target, TargetGrid::Shape([96, 96, 96]));
+        assert_eq!(def.preprocess.normalisation, Normalisation::PerSliceMinMax);
+        assert_eq!(
+            def.postprocess.steps[0],
+            PostStep::Erode {
+                radius: 1,
+                shape: crate::pipeline::post::Structure::Cube
+            }
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let broken = EMBEDDED_DCE_BREAST.replace("in_channels = 4", "in_channels = 3");
         let err = PipelineDefinition::from_toml(&broken, "p.toml")

@@ -22,20 +22,28 @@ use crate::pipeline::volume::{Grid, parallel};
 
 /// One post-processing step, applied in the order given.
 ///
-/// In config files: `{ erode = { radius = 1 } }`, `{ dilate = { radius = 1 } }`,
-/// `"fill_holes"`, `"keep_largest"`, `{ min_component_voxels = 50 }`.
+/// In config files: `{ erode = { radius = 1 } }`, `{ erode = { radius = 1, shape = "cube" } }`
+/// (3x3x3), `{ dilate = { radius = 1 } }`, `"fill_holes"`, `"keep_largest"`,
+/// `{ min_component_voxels = 50 }`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PostStep {
-    /// Remove every voxel within city-block distance `radius` of background.
+    /// Remove every voxel within distance `radius` of background (city-block for the
+    /// cross, chessboard for the cube).
     Erode {
         /// Radius in voxels (0 does nothing).
         radius: usize,
+        /// Structuring element; the 6-connected cross unless `"cube"` (3x3x3).
+        #[serde(default)]
+        shape: Structure,
     },
-    /// Add every voxel within city-block distance `radius` of foreground.
+    /// Add every voxel within distance `radius` of foreground.
     Dilate {
         /// Radius in voxels (0 does nothing).
         radius: usize,
+        /// Structuring element; the 6-connected cross unless `"cube"` (3x3x3).
+        #[serde(default)]
+        shape: Structure,
     },
     /// Set every background voxel not 6-connected to the volume border (cavities).
     FillHoles,
@@ -43,6 +51,17 @@ pub enum PostStep {
     KeepLargest,
     /// Remove 26-connected components with fewer voxels than this.
     MinComponentVoxels(usize),
+}
+
+/// The structuring element of erosion and dilation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Structure {
+    /// The 6-connected cross (scipy's default).
+    #[default]
+    Cross,
+    /// The 3x3x3 cube (26-connected).
+    Cube,
 }
 
 /// `prob >= t` per voxel. Takes any 3-D array or view (`&Array3<f32>`, or a channel of
@@ -63,8 +82,8 @@ pub fn threshold<S: Data<Elem = f32>>(prob: &ArrayBase<S, Ix3>, t: f32) -> Array
 pub fn apply(mask: &mut Array3<bool>, steps: &[PostStep]) {
     for step in steps {
         match *step {
-            PostStep::Erode { radius } => morphology::erode(mask, radius),
-            PostStep::Dilate { radius } => morphology::dilate(mask, radius),
+            PostStep::Erode { radius, shape } => morphology::erode(mask, radius, shape),
+            PostStep::Dilate { radius, shape } => morphology::dilate(mask, radius, shape),
             PostStep::FillHoles => components::fill_holes(mask),
             PostStep::KeepLargest => components::keep_largest(mask),
             PostStep::MinComponentVoxels(min) => components::remove_smaller_than(mask, min),
@@ -299,11 +318,17 @@ mod tests {
         assert_eq!(
             c.steps,
             vec![
-                PostStep::Erode { radius: 1 },
+                PostStep::Erode {
+                    radius: 1,
+                    shape: Structure::Cross
+                },
                 PostStep::FillHoles,
                 PostStep::KeepLargest,
                 PostStep::MinComponentVoxels(50),
-                PostStep::Dilate { radius: 2 }
+                PostStep::Dilate {
+                    radius: 2,
+                    shape: Structure::Cross
+                }
             ]
         );
     }
