@@ -534,7 +534,10 @@ fn bench_full_size_pipeline_stages() {
     };
     let study = write_dce_study(dir.path(), &params).unwrap();
     let steps = [
-        PostStep::Erode { radius: 1 },
+        PostStep::Erode {
+            radius: 1,
+            shape: segnode::pipeline::post::Structure::Cross,
+        },
         PostStep::FillHoles,
         PostStep::KeepLargest,
         PostStep::MinComponentVoxels(50),
