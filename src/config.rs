@@ -51,6 +51,65 @@ pub struct Config {
     /// Which pipelines run, and where their definitions, models and results are.
     #[serde(default)]
     pub pipelines: PipelinesConfig,
+    /// Named DICOM peers SEGs are delivered to (referenced by a pipeline's
+    /// `output.destinations`).
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
+    /// Delivery retries: backoff and the dead-letter limit.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+}
+
+/// A named DICOM peer that receives SEGs by C-STORE.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// The name pipelines use in `output.destinations`.
+    pub name: String,
+    /// The peer's AE title (our called AE).
+    pub ae_title: AeTitle,
+    /// Host name or IP address of the peer.
+    pub host: String,
+    /// The peer's DICOM port.
+    pub port: u16,
+    /// Calling AE title we present; default `node.ae_title`. The peer must know it
+    /// (Orthanc: `DicomModalities`).
+    #[serde(default)]
+    pub calling_ae: Option<AeTitle>,
+}
+
+impl DestinationConfig {
+    /// The peer as `AE@HOST:PORT`.
+    pub fn peer(&self) -> crate::ae::Peer {
+        crate::ae::Peer {
+            ae_title: self.ae_title.clone(),
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+}
+
+/// How the outbox retries a delivery that failed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Delay before the first retry; each further retry doubles it (with ±20 % jitter).
+    pub initial_delay_seconds: u64,
+    /// The delay between retries never exceeds this.
+    pub max_delay_seconds: u64,
+    /// Attempts in all (the first send included); after the last failure the delivery is
+    /// dead-lettered with an error line and stays visible in `segnode status`.
+    pub max_attempts: u32,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            initial_delay_seconds: 2,
+            max_delay_seconds: 300,
+            max_attempts: 10,
+        }
+    }
 }
 
 /// The segmentation side of the node.
@@ -289,7 +348,67 @@ impl Config {
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(invalid("node.data_dir", "must not be empty".into()));
         }
+        self.validate_destinations(file)
+    }
+
+    /// `[[destinations]]` and `[outbox]`.
+    fn validate_destinations(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: String| ConfigError::Invalid {
+            file: file.to_string(),
+            key: key.to_string(),
+            reason,
+        };
+        for (i, d) in self.destinations.iter().enumerate() {
+            if d.name.trim().is_empty() {
+                return Err(invalid(
+                    &format!("destinations[{i}].name"),
+                    "must not be empty".into(),
+                ));
+            }
+            if self.destinations[..i].iter().any(|o| o.name == d.name) {
+                return Err(invalid(
+                    &format!("destinations[{i}].name"),
+                    format!("{:?} is used by another destination", d.name),
+                ));
+            }
+            if d.host.trim().is_empty() {
+                return Err(invalid(
+                    &format!("destinations[{i}].host"),
+                    format!("destination {:?} needs a host", d.name),
+                ));
+            }
+            if d.port == 0 {
+                return Err(invalid(
+                    &format!("destinations[{i}].port"),
+                    format!("destination {:?}: port 0 is not a DICOM port", d.name),
+                ));
+            }
+        }
+        let o = &self.outbox;
+        if o.initial_delay_seconds == 0 || o.initial_delay_seconds > 86_400 {
+            return Err(invalid(
+                "outbox.initial_delay_seconds",
+                format!("{} s is outside 1..=86400", o.initial_delay_seconds),
+            ));
+        }
+        if o.max_delay_seconds < o.initial_delay_seconds || o.max_delay_seconds > 7 * 86_400 {
+            return Err(invalid(
+                "outbox.max_delay_seconds",
+                format!(
+                    "{} s must lie between outbox.initial_delay_seconds ({}) and 604800",
+                    o.max_delay_seconds, o.initial_delay_seconds
+                ),
+            ));
+        }
+        if o.max_attempts == 0 {
+            return Err(invalid("outbox.max_attempts", "must be at least 1".into()));
+        }
         Ok(())
+    }
+
+    /// The destination called `name`.
+    pub fn destination(&self, name: &str) -> Option<&DestinationConfig> {
+        self.destinations.iter().find(|d| d.name == name)
     }
 
     /// Where SEGs are written (the local folder destination).
@@ -378,6 +497,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("accepted_sop_classes[0]"), "{err}");
+    }
+
+    #[test]
+    fn destinations_and_outbox_are_checked() {
+        let base = "[node]\nae_title='A'\nport=1\ndata_dir='d'\n";
+        let dest =
+            "[[destinations]]\nname='orthanc'\nae_title='ORTHANC'\nhost='127.0.0.1'\nport=4242\n";
+        let cfg = Config::from_toml(
+            &format!("{base}{dest}[outbox]\ninitial_delay_seconds=1\nmax_delay_seconds=5\nmax_attempts=3\n"),
+            "x.toml",
+            None,
+        )
+        .unwrap();
+        let d = cfg.destination("orthanc").unwrap();
+        assert_eq!(d.peer().to_string(), "ORTHANC@127.0.0.1:4242");
+        assert!(d.calling_ae.is_none());
+        assert_eq!(cfg.outbox.max_attempts, 3);
+
+        let err = Config::from_toml(&format!("{base}{dest}{dest}"), "x.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("destinations[1].name"), "{err}");
+        let err = Config::from_toml(
+            &format!("{base}{dest}[outbox]\ninitial_delay_seconds=10\nmax_delay_seconds=5\n"),
+            "x.toml",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("outbox.max_delay_seconds"), "{err}");
+        let err = Config::from_toml(&format!("{base}[outbox]\nmax_attempts=0\n"), "x.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outbox.max_attempts"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod ae;
 pub mod config;
 pub mod dimse;
 pub mod eval;
+pub mod outbox;
 pub mod pipeline;
 pub mod scp;
 pub mod scu;

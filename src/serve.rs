@@ -1,4 +1,5 @@
-//! `segnode serve`: open the spool, bind the DICOM port and run the SCP until shutdown.
+//! `segnode serve`: open the spool, bind the DICOM port and run the SCP, the pipelines and
+//! the outbox sender until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -6,9 +7,14 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::outbox::{self, OutboxSummary};
 use crate::pipeline::driver::{self, DriverError, DriverSummary};
 use crate::scp::{self, ScpContext, ScpSummary};
 use crate::spool::{Spool, SpoolError};
+
+/// At shutdown, a SEG delivery in flight gets this long to finish before it is cut off
+/// (it stays pending and is sent again at the next start).
+const OUTBOX_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -88,10 +94,12 @@ pub async fn run_on(
     if pipelines.is_empty() {
         info!("no pipelines enabled: storing only");
     }
+    // Deliveries pending from an earlier run resume as soon as the sender starts.
+    let outbox = outbox::spawn(&config, spool.clone());
     let (events, driver) = if pipelines.is_empty() {
         (None, None)
     } else {
-        let (tx, handle) = driver::spawn(&config, spool.clone(), pipelines);
+        let (tx, handle) = driver::spawn(&config, spool.clone(), pipelines, outbox.waker());
         (Some(tx), Some(handle))
     };
     info!(torch = %crate::torch_runtime::describe(), "runtime");
@@ -100,20 +108,34 @@ pub async fn run_on(
         spool,
         events,
     };
-    let scp = scp::run(listener, ctx, shutdown).await?;
+    let scp = match scp::run(listener, ctx, shutdown).await {
+        Ok(scp) => scp,
+        Err(e) => {
+            outbox.stop(OUTBOX_STOP_GRACE).await;
+            return Err(e.into());
+        }
+    };
     // The SCP dropped its event senders: the assembler stops, queued jobs finish.
     let pipelines = match driver {
         Some(handle) => handle.await.unwrap_or_default(),
         None => DriverSummary::default(),
     };
+    // Jobs are finished and their SEGs queued; what is still pending resumes at next start.
+    let outbox = outbox.stop(OUTBOX_STOP_GRACE).await;
     info!(
         associations = scp.associations,
         instances = scp.instances_stored,
         segs = pipelines.completed.len(),
         failed_jobs = pipelines.failed.len(),
+        delivered = outbox.delivered,
+        dead_letters = outbox.dead,
         "segnode stopped"
     );
-    Ok(NodeSummary { scp, pipelines })
+    Ok(NodeSummary {
+        scp,
+        pipelines,
+        outbox,
+    })
 }
 
 /// What the node did while it ran.
@@ -123,6 +145,8 @@ pub struct NodeSummary {
     pub scp: ScpSummary,
     /// The segmentation side.
     pub pipelines: DriverSummary,
+    /// SEG deliveries to destination peers.
+    pub outbox: OutboxSummary,
 }
 
 /// Resolves on SIGINT (ctrl-c) or SIGTERM.

@@ -5,12 +5,14 @@
 //!
 //! Jobs are not yet durable: a job queued or running when the node stops is not resumed
 //! (the study's instances are safe in the spool; the end-to-end issue adds the job table).
+//! A finished job is recorded done together with one outbox row per destination of its
+//! pipeline, in one transaction, before anything is sent; the outbox sender is then woken.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -37,6 +39,15 @@ pub enum DriverError {
         "pipeline {name}: {source} (build the models with `make models`, or fix pipelines.models_dir)"
     )]
     Load { name: String, source: JobError },
+    #[error(
+        "pipeline {pipeline}: output.destinations names {destination:?}, which is not a \
+         [[destinations]] entry of the node config (configured: {configured})"
+    )]
+    UnknownDestination {
+        pipeline: String,
+        destination: String,
+        configured: String,
+    },
 }
 
 /// A finished job.
@@ -75,6 +86,14 @@ pub async fn load_pipelines(config: &Config) -> Result<Vec<Arc<LoadedPipeline>>,
                 name: name.clone(),
                 source,
             })?;
+        // Every destination a pipeline names must be configured (before its model loads).
+        if let Some((destination, configured)) = unknown_destination(config, &definition) {
+            return Err(DriverError::UnknownDestination {
+                pipeline: definition.name.clone(),
+                destination,
+                configured,
+            });
+        }
         let models_dir = config.pipelines.models_dir.clone();
         let pipeline =
             tokio::task::spawn_blocking(move || LoadedPipeline::load(definition, &models_dir))
@@ -89,12 +108,37 @@ pub async fn load_pipelines(config: &Config) -> Result<Vec<Arc<LoadedPipeline>>,
     Ok(loaded)
 }
 
+/// The first destination a pipeline names that the node config lacks, with the names it has.
+fn unknown_destination(
+    config: &Config,
+    definition: &PipelineDefinition,
+) -> Option<(String, String)> {
+    let missing = definition
+        .output
+        .destinations
+        .iter()
+        .find(|d| config.destination(d).is_none())?;
+    let names: Vec<&str> = config
+        .destinations
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    let configured = if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    };
+    Some((missing.clone(), configured))
+}
+
 /// Start the assembler and the worker. Send ingest events to the returned sender; when
 /// every sender is dropped, queued jobs finish and the handle yields the summary.
+/// `outbox` is notified whenever a SEG has been queued for delivery.
 pub fn spawn(
     config: &Config,
     spool: Arc<Spool>,
     pipelines: Vec<Arc<LoadedPipeline>>,
+    outbox: Arc<Notify>,
 ) -> (mpsc::Sender<IngestEvent>, JoinHandle<DriverSummary>) {
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
     let (job_tx, job_rx) = mpsc::channel(config.pipelines.job_queue_capacity);
@@ -108,7 +152,7 @@ pub fn spawn(
         called_ae,
     ));
     let results_dir = config.results_dir();
-    let worker = tokio::spawn(work(job_rx, spool, pipelines, results_dir));
+    let worker = tokio::spawn(work(job_rx, spool, pipelines, results_dir, outbox));
     let handle = tokio::spawn(async move {
         let given_up = assembler.await.unwrap_or_default();
         let mut summary = worker.await.unwrap_or_default();
@@ -194,11 +238,12 @@ async fn work(
     spool: Arc<Spool>,
     pipelines: Vec<Arc<LoadedPipeline>>,
     results_dir: PathBuf,
+    outbox: Arc<Notify>,
 ) -> DriverSummary {
     let mut summary = DriverSummary::default();
     while let Some(job) = jobs.recv().await {
         let span = info_span!("job", study = %job.study_uid, pipeline = %job.pipeline);
-        let outcome = run_one(&job, &spool, &pipelines, &results_dir)
+        let outcome = run_one(&job, &spool, &pipelines, &results_dir, &outbox)
             .instrument(span.clone())
             .await;
         let _enter = span.enter();
@@ -223,6 +268,7 @@ async fn run_one(
     spool: &Arc<Spool>,
     pipelines: &[Arc<LoadedPipeline>],
     results_dir: &std::path::Path,
+    outbox: &Notify,
 ) -> Result<CompletedJob, String> {
     let pipeline = pipelines
         .iter()
@@ -255,8 +301,10 @@ async fn run_one(
         .map_err(|e| format!("job record task panicked: {e}"))?
         .map_err(|e| format!("cannot record the job: {e}"))?
     };
+    let destinations = pipeline.definition.output.destinations.clone();
     let result = execute(job, pipeline, channels, results_dir).await;
     let record = {
+        let destinations = destinations.clone();
         let spool = spool.clone();
         let result = result.clone();
         tokio::task::spawn_blocking(move || match &result {
@@ -273,12 +321,14 @@ async fn run_one(
                         })
                     })
                     .collect();
-                spool.job_done(
+                spool.job_done_with_deliveries(
                     job_id,
+                    &done.study_uid,
                     &done.seg_path,
                     &done.seg_sop_instance_uid,
                     &serde_json::Value::Array(findings).to_string(),
                     &timings.to_string(),
+                    &destinations,
                 )
             }
             Err(reason) => spool.job_failed(job_id, reason),
@@ -286,7 +336,12 @@ async fn run_one(
         .await
     };
     match record {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => {
+            if result.is_ok() && !destinations.is_empty() {
+                info!(job = job_id, destinations = %destinations.join(", "), "SEG queued for delivery");
+                outbox.notify_one();
+            }
+        }
         Ok(Err(e)) => {
             error!(job = job_id, cause = %e, "cannot record the job outcome in the index")
         }

@@ -66,6 +66,25 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_by_study ON jobs(study_uid);
 "#,
+    r#"
+CREATE TABLE outbox (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id           INTEGER NOT NULL REFERENCES jobs(id),
+    study_uid        TEXT NOT NULL,
+    destination      TEXT NOT NULL,
+    seg_path         TEXT NOT NULL,
+    sop_instance_uid TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('pending', 'delivered', 'dead')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms  INTEGER NOT NULL,
+    last_error       TEXT,
+    created_ms       INTEGER NOT NULL,
+    delivered_ms     INTEGER,
+    UNIQUE (sop_instance_uid, destination)
+);
+CREATE INDEX outbox_due ON outbox(state, next_attempt_ms);
+CREATE INDEX outbox_by_study ON outbox(study_uid);
+"#,
 ];
 
 /// Totals over the index.
@@ -136,6 +155,11 @@ pub struct Index {
 }
 
 impl Index {
+    /// The connection, for the other tables' modules (`outbox`).
+    pub(super) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Open or create the index file and bring its schema up to date.
     pub fn open(path: &Path) -> rusqlite::Result<Index> {
         let conn = Connection::open(path)?;

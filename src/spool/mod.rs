@@ -4,7 +4,7 @@
 //!
 //! Layout under the data folder:
 //! ```text
-//! index.sqlite                     studies, series, instances (WAL, synchronous=FULL)
+//! index.sqlite                     studies, series, instances, jobs, outbox (WAL, synchronous=FULL)
 //! instances/<study>/<series>/<sop>.dcm
 //! tmp/                             partial writes; cleared at open
 //! ```
@@ -15,6 +15,7 @@ mod disk;
 mod files;
 mod header;
 mod index;
+mod outbox;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::dimse::Status;
 
 pub use header::{InstanceHeader, RULE_ATTRIBUTES};
 pub use index::{InstanceRecord, JobRecord, SeriesRecord, SpoolCounts, StudyRecord};
+pub use outbox::OutboxRecord;
 pub use report::status_report;
 
 /// Why an instance could not be stored (or the spool opened).

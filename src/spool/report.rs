@@ -5,7 +5,8 @@ use std::path::Path;
 
 use super::{Spool, SpoolError};
 
-/// Studies with their series and instance counts, as an aligned table.
+/// Studies with their series and instance counts, jobs and SEG deliveries (destination,
+/// state, attempts, last error), as an aligned table.
 pub fn status_report(data_dir: &Path) -> Result<String, SpoolError> {
     let spool = Spool::open_existing(data_dir)?;
     let counts = spool.counts()?;
@@ -49,6 +50,17 @@ pub fn status_report(data_dir: &Path) -> Result<String, SpoolError> {
                 out,
                 "  job {} {} {} ({}): {}",
                 job.id, job.pipeline, job.state, job.trigger, detail
+            );
+        }
+        for d in spool.outbox_of_study(&study.study_uid)? {
+            let error = d
+                .last_error
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  outbox {} -> {} {} after {} attempt(s) (job {}, SEG {}){}",
+                d.id, d.destination, d.state, d.attempts, d.job_id, d.sop_instance_uid, error
             );
         }
     }

@@ -1,0 +1,323 @@
+//! The outbox sender: delivers every SEG the pipelines queued (rows of the spool's `outbox`
+//! table) to its destination peers by C-STORE, durably and with retries.
+//!
+//! - The task reads due rows from the index, so deliveries pending when the node stopped
+//!   resume on start-up without anything else to do.
+//! - It is woken by a [`Notify`] when a job enqueues, and otherwise sleeps until the next
+//!   row is due (at most [`POLL`]).
+//! - A destination that failed (in this run, or a row that already has failed attempts) is
+//!   probed with C-ECHO before the SEG is sent again.
+//! - A failure retries with [`Backoff`]; the destination's other pending rows wait with it.
+//!   After `max_attempts` the row is dead-lettered with an `error!` line.
+//! - Every retry sends the same file, hence the same SOP Instance UID: the destination
+//!   stores it once whatever happened to an earlier attempt's response.
+//! - Stopping never takes longer than the grace given to [`OutboxHandle::stop`]; a send
+//!   cut short stays pending and is sent again at the next start.
+
+mod backoff;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::ae::{AeTitle, Peer};
+use crate::config::{Config, DestinationConfig};
+use crate::scu::{self, ScuError, ScuOptions};
+use crate::spool::{OutboxRecord, Spool, SpoolError};
+
+pub use backoff::Backoff;
+
+/// The longest the sender sleeps without looking at the table.
+pub const POLL: Duration = Duration::from_secs(5);
+/// The shortest pause between rounds.
+const MIN_WAIT: Duration = Duration::from_millis(20);
+/// Rows taken from the table per round.
+const BATCH: usize = 32;
+
+/// What the outbox did while the node ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxSummary {
+    /// SEGs acknowledged by a destination.
+    pub delivered: usize,
+    /// Attempts that failed and were scheduled again.
+    pub retried: usize,
+    /// Deliveries given up after the last attempt.
+    pub dead: usize,
+}
+
+/// The running sender: wake it when something is queued, stop it with the node.
+pub struct OutboxHandle {
+    wake: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
+    summary: Arc<Mutex<OutboxSummary>>,
+    task: JoinHandle<()>,
+}
+
+impl OutboxHandle {
+    /// The notifier to poke after enqueueing (the job driver holds a clone).
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Stop the sender: it finishes the delivery in flight if that takes less than
+    /// `grace`, otherwise it is cut off (the row stays pending for the next start).
+    pub async fn stop(mut self, grace: Duration) -> OutboxSummary {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            warn!(
+                grace_seconds = grace.as_secs_f64(),
+                "outbox stopped in the middle of a delivery; it is sent again at the next start"
+            );
+            self.task.abort();
+        }
+        self.summary
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Start the sender for the destinations in `config`.
+pub fn spawn(config: &Config, spool: Arc<Spool>) -> OutboxHandle {
+    let wake = Arc::new(Notify::new());
+    let stopping = Arc::new(AtomicBool::new(false));
+    let summary = Arc::new(Mutex::new(OutboxSummary::default()));
+    let sender = Sender {
+        spool,
+        destinations: config
+            .destinations
+            .iter()
+            .map(|d| (d.name.clone(), d.clone()))
+            .collect(),
+        node_ae: config.node.ae_title.clone(),
+        network: config.network.clone(),
+        backoff: Backoff::from_config(&config.outbox),
+        down: HashSet::new(),
+        summary: summary.clone(),
+    };
+    let task = tokio::spawn(
+        sender
+            .run(wake.clone(), stopping.clone())
+            .instrument(info_span!("outbox")),
+    );
+    OutboxHandle {
+        wake,
+        stopping,
+        summary,
+        task,
+    }
+}
+
+struct Sender {
+    spool: Arc<Spool>,
+    destinations: HashMap<String, DestinationConfig>,
+    node_ae: AeTitle,
+    network: crate::config::NetworkConfig,
+    backoff: Backoff,
+    /// Destinations whose last attempt failed: probed with C-ECHO before the next send.
+    down: HashSet<String>,
+    summary: Arc<Mutex<OutboxSummary>>,
+}
+
+impl Sender {
+    async fn run(mut self, wake: Arc<Notify>, stopping: Arc<AtomicBool>) {
+        let stopped = || stopping.load(Ordering::SeqCst);
+        while !stopped() {
+            let due = match self.blocking(move |s| s.outbox_due(now_ms(), BATCH)).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    error!(cause = %e, "cannot read the outbox; trying again shortly");
+                    Vec::new()
+                }
+            };
+            let full = due.len() == BATCH;
+            // Destinations that failed in this round: their rows were deferred.
+            let mut deferred = HashSet::new();
+            for row in due {
+                if stopped() {
+                    return;
+                }
+                if deferred.contains(&row.destination) {
+                    continue;
+                }
+                if !self.attempt(row.clone()).await {
+                    deferred.insert(row.destination);
+                }
+            }
+            if full {
+                continue;
+            }
+            let wait = match self.blocking(|s| s.outbox_next_due()).await {
+                Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(0) as u64).min(POLL),
+                Ok(None) => POLL,
+                Err(e) => {
+                    error!(cause = %e, "cannot read the outbox; trying again shortly");
+                    POLL
+                }
+            };
+            if stopped() {
+                break;
+            }
+            // Never spin: a row that could not be updated would otherwise be due forever.
+            let wait = wait.max(MIN_WAIT);
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One attempt at one row, recorded in the index. False when it failed.
+    async fn attempt(&mut self, row: OutboxRecord) -> bool {
+        let span = info_span!(
+            "delivery",
+            destination = %row.destination,
+            study = %row.study_uid,
+            seg = %row.sop_instance_uid,
+            attempt = row.attempts + 1
+        );
+        let outcome = self.deliver(&row).instrument(span.clone()).await;
+        let _in_span = span.enter();
+        let attempts = row.attempts + 1;
+        let id = row.id;
+        match outcome {
+            Ok(()) => {
+                self.down.remove(&row.destination);
+                if let Err(e) = self.blocking(move |s| s.outbox_delivered(id)).await {
+                    // Not recorded: sent again later, with the same SOP Instance UID.
+                    error!(cause = %e, "SEG delivered but the outbox row could not be updated");
+                }
+                info!(attempts, "SEG delivered");
+                self.count(|s| s.delivered += 1);
+                true
+            }
+            Err(reason) => {
+                self.down.insert(row.destination.clone());
+                if self.backoff.exhausted(attempts) {
+                    let r = reason.clone();
+                    if let Err(e) = self.blocking(move |s| s.outbox_dead(id, &r)).await {
+                        error!(cause = %e, "cannot record the dead delivery in the outbox");
+                    }
+                    error!(
+                        destination = %row.destination,
+                        seg = %row.sop_instance_uid,
+                        seg_path = %row.seg_path.display(),
+                        study = %row.study_uid,
+                        attempts,
+                        last_error = %reason,
+                        "SEG delivery dead-lettered after the last attempt: fix the destination \
+                         and send the file again (`segnode send`), or raise outbox.max_attempts"
+                    );
+                    self.count(|s| s.dead += 1);
+                } else {
+                    let delay = self.backoff.delay(attempts, id);
+                    let next = now_ms() + delay.as_millis() as i64;
+                    let (r, dest) = (reason.clone(), row.destination.clone());
+                    let recorded = self
+                        .blocking(move |s| {
+                            s.outbox_retry(id, next, &r)?;
+                            s.outbox_defer_destination(&dest, next)
+                        })
+                        .await;
+                    if let Err(e) = recorded {
+                        error!(cause = %e, "cannot record the failed attempt in the outbox");
+                    }
+                    warn!(
+                        attempts,
+                        retry_in_seconds = format!("{:.1}", delay.as_secs_f64()),
+                        cause = %reason,
+                        "SEG delivery failed; retrying"
+                    );
+                    self.count(|s| s.retried += 1);
+                }
+                false
+            }
+        }
+    }
+
+    /// Probe (when the destination failed before) and C-STORE the SEG file.
+    async fn deliver(&self, row: &OutboxRecord) -> Result<(), String> {
+        let dest = self.destinations.get(&row.destination).ok_or_else(|| {
+            format!(
+                "destination {:?} is not in the node config's [[destinations]]",
+                row.destination
+            )
+        })?;
+        let peer = dest.peer();
+        let opts = ScuOptions {
+            calling_ae: dest
+                .calling_ae
+                .clone()
+                .unwrap_or_else(|| self.node_ae.clone()),
+            max_pdu_length: self.network.max_pdu_length,
+            connect_timeout: self.network.connect_timeout(),
+            read_timeout: self.network.read_timeout(),
+            write_timeout: self.network.write_timeout(),
+        };
+        if self.down.contains(&row.destination) || row.attempts > 0 {
+            probe(&peer, &opts).await?;
+            info!(peer = %peer, "destination answers C-ECHO: sending");
+        }
+        if !row.seg_path.is_file() {
+            return Err(format!(
+                "the SEG file {} is missing from the results folder",
+                row.seg_path.display()
+            ));
+        }
+        let report = scu::send_files(&peer, &opts, std::slice::from_ref(&row.seg_path))
+            .await
+            .map_err(|e| e.to_string())?;
+        if report.sent == 1 && report.all_sent() {
+            Ok(())
+        } else {
+            Err(report
+                .failures
+                .first()
+                .map(|(_, reason)| reason.clone())
+                .unwrap_or_else(|| format!("{peer} did not acknowledge the SEG")))
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Spool) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, SpoolError> {
+        let spool = self.spool.clone();
+        tokio::task::spawn_blocking(move || f(&spool))
+            .await
+            .unwrap_or_else(|e| {
+                Err(SpoolError::Io {
+                    path: "outbox".into(),
+                    source: std::io::Error::other(format!("outbox index task panicked: {e}")),
+                })
+            })
+    }
+
+    fn count(&self, f: impl FnOnce(&mut OutboxSummary)) {
+        f(&mut self.summary.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// C-ECHO a destination that was down. A peer that accepts the association but not the
+/// Verification SOP class is up (it may only store), so that counts as an answer.
+async fn probe(peer: &Peer, opts: &ScuOptions) -> Result<(), String> {
+    match scu::echo(peer, opts).await {
+        Ok(status) if status.is_success_or_warning() => Ok(()),
+        Ok(status) => Err(format!("C-ECHO probe: {peer} answered {status}")),
+        Err(ScuError::NoAcceptedContext { .. }) => Ok(()),
+        Err(e) => Err(format!("C-ECHO probe: {e}")),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,293 @@
+//! The outbox table: one row per (SEG, destination), written in the same transaction that
+//! records the job done, so a SEG is in the outbox before anything is sent and a crash
+//! can never leave a finished job without its deliveries. The sender (`crate::outbox`)
+//! reads due rows and records each attempt's outcome here.
+//!
+//! States: `pending` (due at `next_attempt_ms`), `delivered`, `dead` (max attempts spent).
+//! A row is unique per SOP Instance UID and destination, so enqueueing twice is harmless.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Spool, SpoolError, now_ms};
+
+/// One delivery of one SEG to one destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRecord {
+    /// Row id.
+    pub id: i64,
+    /// The job that made the SEG.
+    pub job_id: i64,
+    /// Study Instance UID of the SEG.
+    pub study_uid: String,
+    /// Destination name (a `[[destinations]]` entry).
+    pub destination: String,
+    /// The SEG file (in the results folder; it is the outbox copy).
+    pub seg_path: PathBuf,
+    /// SOP Instance UID of the SEG: the same on every attempt.
+    pub sop_instance_uid: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    /// Attempts made so far (a C-ECHO probe that failed counts as one).
+    pub attempts: u32,
+    /// When a pending row is due (ms since the Unix epoch).
+    pub next_attempt_ms: i64,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// When the destination acknowledged it.
+    pub delivered_ms: Option<i64>,
+}
+
+const SELECT: &str = "SELECT id, job_id, study_uid, destination, seg_path, sop_instance_uid, state,
+        attempts, next_attempt_ms, last_error, delivered_ms FROM outbox";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRecord> {
+    Ok(OutboxRecord {
+        id: r.get(0)?,
+        job_id: r.get(1)?,
+        study_uid: r.get(2)?,
+        destination: r.get(3)?,
+        seg_path: PathBuf::from(r.get::<_, String>(4)?),
+        sop_instance_uid: r.get(5)?,
+        state: r.get(6)?,
+        attempts: r.get::<_, i64>(7)?.max(0) as u32,
+        next_attempt_ms: r.get(8)?,
+        last_error: r.get(9)?,
+        delivered_ms: r.get(10)?,
+    })
+}
+
+fn insert(
+    conn: &Connection,
+    job_id: i64,
+    study_uid: &str,
+    seg_path: &Path,
+    sop_instance_uid: &str,
+    destinations: &[String],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(
+        "INSERT OR IGNORE INTO outbox (job_id, study_uid, destination, seg_path, sop_instance_uid,
+                                       state, attempts, next_attempt_ms, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+    )?;
+    for destination in destinations {
+        stmt.execute(params![
+            job_id,
+            study_uid,
+            destination,
+            seg_path.to_string_lossy(),
+            sop_instance_uid,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+impl Spool {
+    /// Record a job done and queue its SEG for every destination, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn job_done_with_deliveries(
+        &self,
+        id: i64,
+        study_uid: &str,
+        seg_path: &Path,
+        seg_uid: &str,
+        findings_json: &str,
+        timings_json: &str,
+        destinations: &[String],
+    ) -> Result<(), SpoolError> {
+        let index = self.lock_index();
+        let now = now_ms();
+        let tx = index.conn().unchecked_transaction()?;
+        index.job_done(
+            id,
+            &seg_path.to_string_lossy(),
+            seg_uid,
+            findings_json,
+            timings_json,
+            now,
+        )?;
+        insert(
+            index.conn(),
+            id,
+            study_uid,
+            seg_path,
+            seg_uid,
+            destinations,
+            now,
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Queue one SEG for delivery to each destination, due now. A (SEG, destination) pair
+    /// already queued is left as it is.
+    pub fn outbox_enqueue(
+        &self,
+        job_id: i64,
+        study_uid: &str,
+        seg_path: &Path,
+        sop_instance_uid: &str,
+        destinations: &[String],
+    ) -> Result<(), SpoolError> {
+        let index = self.lock_index();
+        let tx = index.conn().unchecked_transaction()?;
+        insert(
+            index.conn(),
+            job_id,
+            study_uid,
+            seg_path,
+            sop_instance_uid,
+            destinations,
+            now_ms(),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Pending rows due at `now_ms`, earliest first, at most `limit`.
+    pub fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRecord>, SpoolError> {
+        let index = self.lock_index();
+        let mut stmt = index.conn().prepare(&format!(
+            "{SELECT} WHERE state = 'pending' AND next_attempt_ms <= ?1
+             ORDER BY next_attempt_ms, id LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![now_ms, limit as i64], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the next pending row is due, if any is pending.
+    pub fn outbox_next_due(&self) -> Result<Option<i64>, SpoolError> {
+        let index = self.lock_index();
+        Ok(index
+            .conn()
+            .query_row(
+                "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// The destination acknowledged the SEG: one more attempt, delivered now.
+    pub fn outbox_delivered(&self, id: i64) -> Result<(), SpoolError> {
+        self.lock_index().conn().execute(
+            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_ms = ?2
+             WHERE id = ?1",
+            params![id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// An attempt failed: one more attempt, due again at `next_attempt_ms`.
+    pub fn outbox_retry(
+        &self,
+        id: i64,
+        next_attempt_ms: i64,
+        error: &str,
+    ) -> Result<(), SpoolError> {
+        self.lock_index().conn().execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3
+             WHERE id = ?1",
+            params![id, next_attempt_ms, error],
+        )?;
+        Ok(())
+    }
+
+    /// The last attempt failed: dead-lettered with its error; never tried again.
+    pub fn outbox_dead(&self, id: i64, error: &str) -> Result<(), SpoolError> {
+        self.lock_index().conn().execute(
+            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+            params![id, error],
+        )?;
+        Ok(())
+    }
+
+    /// A destination is down: its other pending rows wait until `until_ms` too (no attempt
+    /// is counted for them), so a down peer is probed once per backoff, not once per SEG.
+    pub fn outbox_defer_destination(
+        &self,
+        destination: &str,
+        until_ms: i64,
+    ) -> Result<(), SpoolError> {
+        self.lock_index().conn().execute(
+            "UPDATE outbox SET next_attempt_ms = ?2
+             WHERE destination = ?1 AND state = 'pending' AND next_attempt_ms < ?2",
+            params![destination, until_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The deliveries of one study, oldest first.
+    pub fn outbox_of_study(&self, study_uid: &str) -> Result<Vec<OutboxRecord>, SpoolError> {
+        let index = self.lock_index();
+        let mut stmt = index
+            .conn()
+            .prepare(&format!("{SELECT} WHERE study_uid = ?1 ORDER BY id"))?;
+        let rows = stmt.query_map(params![study_uid], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The deliveries of one job, oldest first.
+    pub fn outbox_of_job(&self, job_id: i64) -> Result<Vec<OutboxRecord>, SpoolError> {
+        let index = self.lock_index();
+        let mut stmt = index
+            .conn()
+            .prepare(&format!("{SELECT} WHERE job_id = ?1 ORDER BY id"))?;
+        let rows = stmt.query_map(params![job_id], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_goes_pending_retry_delivered_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 0).unwrap();
+        let job = spool.job_started("p", "1.2.3", "ff", "Stable").unwrap();
+        let dests = vec!["a".to_string(), "b".to_string()];
+        let seg = dir.path().join("seg.dcm");
+        spool
+            .job_done_with_deliveries(job, "1.2.3", &seg, "1.2.3.4", "[]", "{}", &dests)
+            .unwrap();
+        // Enqueueing again is a no-op.
+        spool
+            .outbox_enqueue(job, "1.2.3", &seg, "1.2.3.4", &dests)
+            .unwrap();
+        let rows = spool.outbox_of_study("1.2.3").unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(spool.jobs_of_study("1.2.3").unwrap()[0].state, "done");
+        let due = spool.outbox_due(now_ms(), 10).unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].seg_path, seg);
+
+        let later = now_ms() + 60_000;
+        spool.outbox_retry(due[0].id, later, "refused").unwrap();
+        spool.outbox_defer_destination("b", later).unwrap();
+        assert!(spool.outbox_due(now_ms(), 10).unwrap().is_empty());
+        assert_eq!(spool.outbox_next_due().unwrap(), Some(later));
+        spool.outbox_delivered(due[0].id).unwrap();
+        spool.outbox_dead(due[1].id, "gone").unwrap();
+        drop(spool);
+
+        let spool = Spool::open_existing(dir.path()).unwrap();
+        let rows = spool.outbox_of_job(job).unwrap();
+        assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("delivered", 2));
+        assert!(rows[0].delivered_ms.is_some());
+        assert_eq!(
+            (
+                rows[1].state.as_str(),
+                rows[1].attempts,
+                rows[1].last_error.as_deref()
+            ),
+            ("dead", 1, Some("gone"))
+        );
+        assert_eq!(spool.outbox_next_due().unwrap(), None);
+    }
+}

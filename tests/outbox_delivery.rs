@@ -1,0 +1,390 @@
+//! The outbox against a real peer: DCMTK's `storescp` as the destination of the DCE
+//! pipeline, the node running in-process on a small synthetic study.
+//!
+//! What must hold: the SEG arrives exactly once (same SOP Instance UID as the job's SEG);
+//! a destination that is down at first and comes up later still gets it exactly once
+//! (after retries); a destination that never comes up ends in a dead letter visible in
+//! `segnode status`; a delivery pending when the node stops is made by the next node on
+//! the same data folder.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dicom_dictionary_std::tags;
+use segnode::ae::{AeTitle, Peer};
+use segnode::config::Config;
+use segnode::pipeline::definition::EMBEDDED_DCE_BREAST;
+use segnode::serve::NodeSummary;
+use segnode::spool::{OutboxRecord, Spool};
+use segnode::synth::{DceParams, Orientation, SynthStudy, write_dce_study};
+
+const NODE_AE: &str = "SEGNODE";
+/// Every wait is bounded by this.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A DCMTK storescp writing into its own folder; killed on drop.
+struct Storescp {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Storescp {
+    /// `storescp -aet STORE +uf -od DIR PORT`, once it accepts TCP connections. `+uf`
+    /// gives every received instance its own file, so a SEG stored twice shows as two.
+    fn start_on(port: u16) -> Storescp {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::fs::File::create(dir.path().join("storescp.log")).unwrap();
+        let received = dir.path().join("received");
+        std::fs::create_dir(&received).unwrap();
+        let child = Command::new("storescp")
+            // DCMTK keeps Nagle's algorithm on unless told otherwise: ~40 ms per response.
+            .env("TCP_NODELAY", "1")
+            .args(["-aet", "STORE", "+uf", "-od"])
+            .arg(&received)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("DCMTK storescp must be installed (make setup)");
+        let mut scp = Storescp { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = scp.child.try_wait() {
+                panic!("storescp on port {port} exited: {status}");
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return scp;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "storescp did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The files storescp wrote.
+    fn received(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.path().join("received"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .collect()
+    }
+}
+
+impl Drop for Storescp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on (bound, then released): the destination while it is down.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The node config: loopback, its own spool, the DCE pipeline with `min_slices` lowered to
+/// the test study and `output.destinations = ["store"]`, storescp on `store_port` as the
+/// destination, the given retry policy.
+fn node_config(dir: &Path, store_port: u16, initial_delay: u64, max_attempts: u32) -> Config {
+    let definitions = dir.join("pipelines");
+    std::fs::create_dir_all(&definitions).unwrap();
+    let pipeline = EMBEDDED_DCE_BREAST
+        .replace("min_slices = 96", "min_slices = 24")
+        .replace("destinations = []", "destinations = [\"store\"]");
+    assert!(pipeline.contains("destinations = [\"store\"]"));
+    std::fs::write(definitions.join("dce_breast.toml"), pipeline).unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    assert!(
+        models.join("dce_kinetic.pt").is_file(),
+        "models/dce_kinetic.pt is missing: run `make models` (make test does)"
+    );
+    let text = format!(
+        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
+         [network]\nconnect_timeout_seconds = 5\nread_timeout_seconds = 10\n\
+         [storage]\nmin_free_disk_mb = 0\n\
+         [pipelines]\nenabled = ['dce_breast']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n\
+         [[destinations]]\nname = 'store'\nae_title = 'STORE'\nhost = '127.0.0.1'\nport = {store_port}\n\
+         [outbox]\ninitial_delay_seconds = {initial_delay}\nmax_delay_seconds = 2\n\
+         max_attempts = {max_attempts}\n",
+        dir.join("spool").display(),
+        definitions.display(),
+        models.display()
+    );
+    Config::from_toml(&text, "<test config>", None).unwrap()
+}
+
+fn small_study(dir: &Path, seed: u64) -> SynthStudy {
+    let params = DceParams {
+        orientation: Orientation::Axial,
+        slices: 24,
+        size: 96,
+        seed,
+        with_localizer: false,
+        ..Default::default()
+    };
+    write_dce_study(dir, &params).unwrap()
+}
+
+/// The node running in-process on port 0.
+struct Node {
+    port: u16,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<NodeSummary, segnode::serve::ServeError>>,
+}
+
+impl Node {
+    async fn start(config: Config) -> Node {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(segnode::serve::run_on(listener, config, async move {
+            let _ = stop_rx.await;
+        }));
+        Node { port, stop, task }
+    }
+
+    async fn send(&self, study: &SynthStudy) {
+        let peer: Peer = format!("{NODE_AE}@127.0.0.1:{}", self.port)
+            .parse()
+            .unwrap();
+        let opts = segnode::scu::ScuOptions::new(AeTitle::parse("TESTSCU").unwrap());
+        let report = segnode::scu::send_files(&peer, &opts, &study.files)
+            .await
+            .unwrap();
+        assert_eq!((report.sent, report.failed), (study.files.len(), 0));
+    }
+
+    /// Stop it; bounded, because the outbox must never hold shutdown up.
+    async fn stop(self) -> NodeSummary {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the node stops within 20 s")
+            .unwrap()
+            .unwrap()
+    }
+}
+
+/// The study's outbox rows, read beside the running node.
+fn outbox_rows(spool_dir: &Path, study_uid: &str) -> Vec<OutboxRecord> {
+    match Spool::open_existing(spool_dir) {
+        Ok(spool) => spool.outbox_of_study(study_uid).unwrap(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Wait (bounded) until the study's only outbox row satisfies `done`; return it.
+async fn wait_row(
+    spool_dir: &Path,
+    study_uid: &str,
+    what: &str,
+    done: impl Fn(&OutboxRecord) -> bool,
+) -> OutboxRecord {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let rows = outbox_rows(spool_dir, study_uid);
+        assert!(rows.len() <= 1, "one row per SEG and destination: {rows:?}");
+        if let Some(row) = rows.into_iter().next().filter(|r| done(r)) {
+            return row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            outbox_rows(spool_dir, study_uid)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The job's SEG arrived at storescp exactly once, with the job's SOP Instance UID.
+fn assert_arrived_once(scp: &Storescp, spool_dir: &Path, study_uid: &str) {
+    let spool = Spool::open_existing(spool_dir).unwrap();
+    let jobs = spool.jobs_of_study(study_uid).unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let seg_uid = jobs[0].seg_sop_instance_uid.clone().expect("job done");
+    let files = scp.received();
+    assert_eq!(
+        files.len(),
+        1,
+        "exactly one file at the destination: {files:?}"
+    );
+    let obj = dicom_object::open_file(&files[0]).unwrap();
+    let uid = obj
+        .element(tags::SOP_INSTANCE_UID)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches('\0')
+        .to_string();
+    assert_eq!(uid, seg_uid, "the destination holds the job's SEG");
+    let class = obj.element(tags::SOP_CLASS_UID).unwrap().to_str().unwrap();
+    assert_eq!(
+        class.trim_end_matches('\0'),
+        segnode::uids::SEGMENTATION_STORAGE
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seg_is_delivered_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = small_study(&tmp.path().join("study"), 31);
+    let scp = Storescp::start_on(free_port());
+    let spool_dir = tmp.path().join("spool");
+    let node = Node::start(node_config(tmp.path(), scp.port, 2, 10)).await;
+    node.send(&study).await;
+
+    let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
+        r.state != "pending"
+    })
+    .await;
+    assert_eq!(
+        (row.state.as_str(), row.attempts, row.destination.as_str()),
+        ("delivered", 1, "store"),
+        "{row:?}"
+    );
+    assert!(row.delivered_ms.is_some() && row.last_error.is_none());
+    assert!(
+        row.seg_path.is_file(),
+        "the outbox copy stays in the results folder"
+    );
+    assert_arrived_once(&scp, &spool_dir, &study.study_uid);
+
+    let summary = node.stop().await;
+    assert_eq!(summary.outbox.delivered, 1);
+    assert_eq!(summary.outbox.dead, 0);
+    assert_arrived_once(&scp, &spool_dir, &study.study_uid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_down_then_up_gets_the_seg_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = small_study(&tmp.path().join("study"), 32);
+    let port = free_port();
+    let spool_dir = tmp.path().join("spool");
+    let node = Node::start(node_config(tmp.path(), port, 1, 10)).await;
+    node.send(&study).await;
+
+    // The SEG is queued and the first attempt fails: nothing listens.
+    let row = wait_row(&spool_dir, &study.study_uid, "a failed attempt", |r| {
+        r.attempts >= 1
+    })
+    .await;
+    assert_eq!(row.state, "pending", "{row:?}");
+    assert!(row.last_error.is_some(), "{row:?}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let scp = Storescp::start_on(port);
+
+    let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
+        r.state != "pending"
+    })
+    .await;
+    assert_eq!(row.state, "delivered", "{row:?}");
+    assert!(row.attempts >= 2, "{row:?}");
+    assert_arrived_once(&scp, &spool_dir, &study.study_uid);
+    let summary = node.stop().await;
+    assert_eq!((summary.outbox.delivered, summary.outbox.dead), (1, 0));
+    assert!(summary.outbox.retried >= 1);
+    assert_arrived_once(&scp, &spool_dir, &study.study_uid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_that_never_answers_ends_in_a_visible_dead_letter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = small_study(&tmp.path().join("study"), 33);
+    let spool_dir = tmp.path().join("spool");
+    let node = Node::start(node_config(tmp.path(), free_port(), 1, 2)).await;
+    node.send(&study).await;
+
+    let row = wait_row(&spool_dir, &study.study_uid, "the dead letter", |r| {
+        r.state != "pending"
+    })
+    .await;
+    assert_eq!((row.state.as_str(), row.attempts), ("dead", 2), "{row:?}");
+    let error = row.last_error.clone().expect("the reason is kept");
+    assert!(
+        error.contains("127.0.0.1"),
+        "the error names the peer: {error}"
+    );
+
+    let report = segnode::spool::status_report(&spool_dir).unwrap();
+    let line = report
+        .lines()
+        .find(|l| l.contains("outbox"))
+        .unwrap_or_else(|| panic!("no outbox line in\n{report}"));
+    assert!(
+        line.contains("store") && line.contains("dead") && line.contains("2 attempt"),
+        "{line}"
+    );
+    assert!(line.contains(&error), "{line}");
+
+    // Dead means dead: no further attempts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(outbox_rows(&spool_dir, &study.study_uid)[0].attempts, 2);
+    let summary = node.stop().await;
+    assert_eq!((summary.outbox.delivered, summary.outbox.dead), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_pending_at_shutdown_is_made_by_the_next_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = small_study(&tmp.path().join("study"), 34);
+    let port = free_port();
+    let spool_dir = tmp.path().join("spool");
+    let config = node_config(tmp.path(), port, 1, 10);
+
+    let node = Node::start(config.clone()).await;
+    node.send(&study).await;
+    let row = wait_row(&spool_dir, &study.study_uid, "a failed attempt", |r| {
+        r.attempts >= 1
+    })
+    .await;
+    assert_eq!(row.state, "pending");
+    let first = node.stop().await;
+    assert_eq!(first.pipelines.completed.len(), 1);
+    assert_eq!(first.outbox.delivered, 0);
+    assert_eq!(
+        outbox_rows(&spool_dir, &study.study_uid)[0].state,
+        "pending"
+    );
+
+    // The destination comes up; a new node on the same data folder delivers, unprompted.
+    let scp = Storescp::start_on(port);
+    let node = Node::start(config).await;
+    let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
+        r.state != "pending"
+    })
+    .await;
+    assert_eq!(row.state, "delivered", "{row:?}");
+    assert!(row.attempts >= 2, "{row:?}");
+    assert_arrived_once(&scp, &spool_dir, &study.study_uid);
+    let second = node.stop().await;
+    assert_eq!(second.outbox.delivered, 1);
+    assert!(second.pipelines.completed.is_empty(), "no second job");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_naming_an_unknown_destination_stops_the_node_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = node_config(tmp.path(), free_port(), 1, 10);
+    config.destinations.clear();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = segnode::serve::run_on(listener, config, std::future::pending())
+        .await
+        .expect_err("the node refuses to start")
+        .to_string();
+    assert!(
+        err.contains("dce_breast") && err.contains("\"store\"") && err.contains("[[destinations]]"),
+        "{err}"
+    );
+}
