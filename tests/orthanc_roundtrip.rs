@@ -1,0 +1,397 @@
+//! Orthanc → segnode → Orthanc with a real Orthanc 1.10 started from `conf/orthanc/`: a
+//! synthetic DCE study is uploaded to Orthanc over REST, the Lua script routes it to
+//! segnode when it becomes stable, segnode makes the SEG and (with the outbox) C-STOREs it
+//! back into the same Orthanc study. Asserted through Orthanc's REST API: one SEG series,
+//! referencing the source series, each frame on its source slice; and no routing loop
+//! (Orthanc does not send the study to segnode again once the SEG has arrived).
+
+mod support_orthanc;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use segnode::config::Config;
+use segnode::pipeline::definition::EMBEDDED_DCE_BREAST;
+use segnode::serve::NodeSummary;
+use segnode::synth::{DceParams, Orientation, SynthStudy, write_dce_study};
+use support_orthanc::Orthanc;
+
+const NODE_AE: &str = "SEGNODE";
+/// Every wait is bounded by this.
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// The node config: loopback, its own spool, Orthanc allowed to store, the shipped DCE
+/// pipeline with `min_slices` lowered to the test study; with `orthanc` = Some(DICOM port),
+/// Orthanc (AE ORTHANC) as the pipeline's destination through the outbox.
+fn node_config(dir: &Path, orthanc: Option<u16>) -> Config {
+    let definitions = dir.join("pipelines");
+    std::fs::create_dir_all(&definitions).unwrap();
+    let mut pipeline = EMBEDDED_DCE_BREAST.replace("min_slices = 96", "min_slices = 24");
+    if orthanc.is_some() {
+        pipeline = pipeline.replace("destinations = []", "destinations = [\"orthanc\"]");
+        assert!(pipeline.contains("destinations = [\"orthanc\"]"));
+    }
+    std::fs::write(definitions.join("dce_breast.toml"), pipeline).unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    assert!(
+        models.join("dce_kinetic.pt").is_file(),
+        "models/dce_kinetic.pt is missing: run `make models` (make test does)"
+    );
+    let mut text = format!(
+        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
+         [storage]\nmin_free_disk_mb = 0\n\
+         [[access.allow]]\nae_title = 'ORTHANC'\nhost = '127.0.0.1'\n\
+         [pipelines]\nenabled = ['dce_breast']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
+        dir.join("spool").display(),
+        definitions.display(),
+        models.display()
+    );
+    if let Some(port) = orthanc {
+        text.push_str(&format!(
+            "[[destinations]]\nname = 'orthanc'\nae_title = 'ORTHANC'\nhost = '127.0.0.1'\n\
+             port = {port}\ncalling_ae = '{NODE_AE}'\n\
+             [outbox]\ninitial_delay_seconds = 1\nmax_delay_seconds = 5\nmax_attempts = 10\n"
+        ));
+    }
+    Config::from_toml(&text, "<test config>", None)
+        .unwrap_or_else(|e| panic!("the node config with an Orthanc destination is refused: {e}"))
+}
+
+/// segnode in-process on its own runtime and thread (the test drives blocking HTTP).
+struct Node {
+    port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<NodeSummary>>,
+}
+
+impl Node {
+    fn start(config: Config) -> Node {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                segnode::serve::run_on(listener, config, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .expect("segnode runs")
+            })
+        });
+        Node {
+            port,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> NodeSummary {
+        let _ = self.stop.take().unwrap().send(());
+        let thread = self.thread.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !thread.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "segnode did not stop within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        thread.join().expect("segnode thread")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn small_study(dir: &Path) -> SynthStudy {
+    let params = DceParams {
+        orientation: Orientation::Oblique,
+        slices: 24,
+        size: 96,
+        seed: 41,
+        with_localizer: true,
+        ..Default::default()
+    };
+    write_dce_study(dir, &params).unwrap()
+}
+
+/// Upload every file of the study; returns Orthanc's study ID.
+fn upload_study(orthanc: &Orthanc, study: &SynthStudy) -> String {
+    let mut study_id = None;
+    for file in &study.files {
+        let answer = orthanc.upload(file);
+        assert_eq!(answer["Status"], "Success", "{}: {answer}", file.display());
+        study_id = Some(answer["ParentStudy"].as_str().unwrap().to_string());
+    }
+    study_id.expect("the study has files")
+}
+
+fn seg_in_results(results: &Path, study_uid: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(results.join(study_uid))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Wait until the routing job Orthanc's Lua created has delivered the study to segnode.
+fn wait_routed(orthanc: &Orthanc) -> serde_json::Value {
+    orthanc.wait_for(
+        "the Lua routing job (DicomModalityStore to segnode) to succeed",
+        LIMIT,
+        || {
+            let jobs = orthanc.store_jobs();
+            if let Some(failed) = jobs.iter().find(|j| j["State"] == "Failure") {
+                panic!(
+                    "the routing job failed: {failed}\nOrthanc log:\n{}",
+                    orthanc.log_tail(40)
+                );
+            }
+            jobs.into_iter().find(|j| j["State"] == "Success")
+        },
+    )
+}
+
+fn parse_ipp(s: &str) -> [f64; 3] {
+    let v: Vec<f64> = s
+        .split('\\')
+        .map(|x| x.trim().parse().unwrap_or_else(|_| panic!("IPP {s:?}")))
+        .collect();
+    assert_eq!(v.len(), 3, "IPP {s:?}");
+    [v[0], v[1], v[2]]
+}
+
+/// The SEG is in the study exactly once, references the four DCE series and each frame
+/// lies on its source slice. Returns the SEG's SOP Instance UID.
+fn assert_seg_in_orthanc(orthanc: &Orthanc, study_id: &str, study: &SynthStudy) -> String {
+    let segs = orthanc.series_with_modality(study_id, "SEG");
+    assert_eq!(
+        segs.len(),
+        1,
+        "exactly one SEG series in the study: {segs:#?}"
+    );
+    let instances = segs[0]["Instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 1, "one SEG instance: {instances:?}");
+    let seg_id = instances[0].as_str().unwrap();
+    let tags = orthanc.get(&format!("/instances/{seg_id}/tags?simplify"));
+    assert_eq!(tags["SOPClassUID"], "1.2.840.10008.5.1.4.1.1.66.4");
+    assert_eq!(tags["StudyInstanceUID"], study.study_uid.as_str());
+
+    // ReferencedSeriesSequence: the four phases (not the localizer).
+    let referenced: Vec<String> = tags["ReferencedSeriesSequence"]
+        .as_array()
+        .expect("ReferencedSeriesSequence")
+        .iter()
+        .map(|r| r["SeriesInstanceUID"].as_str().unwrap().to_string())
+        .collect();
+    let phases: Vec<&str> = study
+        .series
+        .iter()
+        .filter(|s| s.temporal_position.is_some())
+        .map(|s| s.series_uid.as_str())
+        .collect();
+    assert_eq!(referenced.len(), 4, "the four phases: {referenced:?}");
+    for phase in &phases {
+        assert!(
+            referenced.iter().any(|r| r == phase),
+            "source series {phase} is referenced: {referenced:?}"
+        );
+    }
+
+    // Source slices as Orthanc stores them: SOP Instance UID → ImagePositionPatient.
+    let mut ipp_of: HashMap<String, [f64; 3]> = HashMap::new();
+    for series in orthanc.series_with_modality(study_id, "MR") {
+        let id = series["ID"].as_str().unwrap();
+        for inst in orthanc
+            .get(&format!("/series/{id}/instances"))
+            .as_array()
+            .unwrap()
+        {
+            let sop = inst["MainDicomTags"]["SOPInstanceUID"].as_str().unwrap();
+            let ipp = match inst["MainDicomTags"]["ImagePositionPatient"].as_str() {
+                Some(s) => s.to_string(),
+                None => {
+                    let iid = inst["ID"].as_str().unwrap();
+                    orthanc.get(&format!("/instances/{iid}/simplified-tags"))
+                        ["ImagePositionPatient"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                }
+            };
+            ipp_of.insert(sop.to_string(), parse_ipp(&ipp));
+        }
+    }
+
+    let frames = tags["PerFrameFunctionalGroupsSequence"]
+        .as_array()
+        .expect("PerFrameFunctionalGroupsSequence");
+    assert_eq!(frames.len(), 24, "one frame per source slice");
+    let mut positions = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let ipp = parse_ipp(
+            frame["PlanePositionSequence"][0]["ImagePositionPatient"]
+                .as_str()
+                .unwrap_or_else(|| panic!("frame {i}: no PlanePositionSequence IPP")),
+        );
+        let source = frame["DerivationImageSequence"][0]["SourceImageSequence"][0]
+            ["ReferencedSOPInstanceUID"]
+            .as_str()
+            .unwrap_or_else(|| panic!("frame {i}: no source image"));
+        let source_ipp = ipp_of
+            .get(source)
+            .unwrap_or_else(|| panic!("frame {i}: source {source} is not in the Orthanc study"));
+        for k in 0..3 {
+            assert!(
+                (ipp[k] - source_ipp[k]).abs() < 1e-4,
+                "frame {i}: IPP {ipp:?} is not on its source slice {source} at {source_ipp:?}"
+            );
+        }
+        positions.push(ipp);
+    }
+    positions.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    positions.dedup();
+    assert_eq!(positions.len(), 24, "the frames cover 24 distinct slices");
+    tags["SOPInstanceUID"].as_str().unwrap().to_string()
+}
+
+/// After the SEG arrived: the study becomes stable again; the Lua must decline to route it
+/// (its log line says so) and, past another StableAge, still only one routing job exists
+/// and one SEG series.
+fn assert_no_routing_loop(orthanc: &Orthanc, study_id: &str) {
+    orthanc.wait_for(
+        "the Lua script to decline the re-stabilised study (\"not sent again\")",
+        LIMIT,
+        || {
+            let jobs = orthanc.store_jobs().len();
+            assert!(
+                jobs <= 1,
+                "routing loop: Orthanc sent the study to segnode {jobs} times\nLua:\n{}",
+                orthanc.lua_lines().join("\n")
+            );
+            orthanc
+                .lua_lines()
+                .iter()
+                .any(|l| l.contains("not sent again"))
+                .then_some(())
+        },
+    );
+    // Another StableAge (5 s in the template) and some: nothing else may happen.
+    std::thread::sleep(Duration::from_secs(8));
+    let jobs = orthanc.store_jobs();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "Orthanc routed the study to segnode once: {jobs:#?}\nLua:\n{}",
+        orthanc.lua_lines().join("\n")
+    );
+    assert_eq!(
+        orthanc.series_with_modality(study_id, "SEG").len(),
+        1,
+        "still one SEG series"
+    );
+}
+
+fn assert_node_received_once(summary: &NodeSummary, study: &SynthStudy) {
+    assert!(
+        summary.pipelines.failed.is_empty(),
+        "failed jobs: {:?}",
+        summary.pipelines.failed
+    );
+    assert_eq!(summary.pipelines.completed.len(), 1, "one SEG made");
+    assert_eq!(
+        summary.scp.instances_stored,
+        study.files.len() as u64,
+        "segnode received the study's instances once (Orthanc sent no SEG and nothing twice)"
+    );
+    assert_eq!(summary.scp.associations, 1, "one association from Orthanc");
+}
+
+/// Orthanc routes the stable study to segnode (Lua) and segnode writes the SEG to its
+/// results folder; the SEG is then put into Orthanc over REST (standing in for segnode's
+/// outbox) to show the Lua does not route the study back.
+#[test]
+fn orthanc_routes_a_stable_study_to_segnode_and_the_seg_coming_back_does_not_loop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = small_study(&tmp.path().join("study"));
+    let config = node_config(&tmp.path().join("node"), None);
+    let results = config.results_dir();
+    let node = Node::start(config);
+    let orthanc = Orthanc::start(&tmp.path().join("orthanc"), node.port);
+
+    let study_id = upload_study(&orthanc, &study);
+    wait_routed(&orthanc);
+    let seg = orthanc.wait_for("segnode's SEG in its results folder", LIMIT, || {
+        seg_in_results(&results, &study.study_uid).pop()
+    });
+    assert_eq!(seg_in_results(&results, &study.study_uid).len(), 1);
+    let score = segnode::eval::evaluate_file(&seg, &study.truth_path, 1).unwrap();
+    assert!(score.dice >= 0.9, "Dice {:.4}", score.dice);
+
+    // The SEG arrives in the study (as segnode's outbox delivers it).
+    let answer = orthanc.upload(&seg);
+    assert_eq!(answer["ParentStudy"], study_id.as_str(), "same study");
+    let sop = assert_seg_in_orthanc(&orthanc, &study_id, &study);
+    assert_eq!(
+        sop,
+        segnode::pipeline::seg::read_seg(&seg)
+            .unwrap()
+            .sop_instance_uid
+    );
+    assert_no_routing_loop(&orthanc, &study_id);
+
+    let summary = node.stop();
+    assert_node_received_once(&summary, &study);
+}
+
+/// The whole loop: Lua routes, segnode's outbox C-STOREs the SEG into the same study.
+#[test]
+fn orthanc_to_segnode_and_back_the_seg_lands_once_in_the_same_study_without_a_loop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = small_study(&tmp.path().join("study"));
+    let orthanc_dir = tmp.path().join("orthanc");
+    // The node needs Orthanc's DICOM port and Orthanc needs the node's port: start the node
+    // on a config naming a port chosen now, then Orthanc on that DICOM port.
+    let dicom_port = support_orthanc::free_port();
+    let config = node_config(&tmp.path().join("node"), Some(dicom_port));
+    let results = config.results_dir();
+    let node = Node::start(config);
+    let orthanc = Orthanc::start_with_dicom_port(&orthanc_dir, node.port, dicom_port);
+
+    let study_id = upload_study(&orthanc, &study);
+    wait_routed(&orthanc);
+    let seg = orthanc.wait_for("segnode's SEG in its results folder", LIMIT, || {
+        seg_in_results(&results, &study.study_uid).pop()
+    });
+    orthanc.wait_for("the SEG delivered into the Orthanc study", LIMIT, || {
+        (!orthanc.series_with_modality(&study_id, "SEG").is_empty()).then_some(())
+    });
+    let sop = assert_seg_in_orthanc(&orthanc, &study_id, &study);
+    assert_eq!(
+        sop,
+        segnode::pipeline::seg::read_seg(&seg)
+            .unwrap()
+            .sop_instance_uid,
+        "Orthanc holds the SEG segnode made"
+    );
+    assert_no_routing_loop(&orthanc, &study_id);
+
+    let summary = node.stop();
+    assert_node_received_once(&summary, &study);
+}
