@@ -201,3 +201,98 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
         assert!(timings["inference"].as_f64().is_some(), "{timings}");
     }
 }
+
+/// Run a node on `config` until `until` returns true (polled, bounded) or `limit` passes.
+async fn run_node_until(
+    config: Config,
+    files: &[PathBuf],
+    until: impl Fn() -> bool,
+    limit: Duration,
+) -> segnode::serve::NodeSummary {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
+        let _ = stop_rx.await;
+    }));
+    if !files.is_empty() {
+        let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
+        let opts = segnode::scu::ScuOptions::new(AeTitle::parse("TESTSCU").unwrap());
+        let report = segnode::scu::send_files(&peer, &opts, files).await.unwrap();
+        assert_eq!(report.failed, 0);
+    }
+    let deadline = Instant::now() + limit;
+    while !until() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(60), node)
+        .await
+        .expect("node stops")
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_completes_a_collecting_study_once_and_never_repeats_a_finished_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = small_study(&tmp.path().join("study"), Orientation::Axial, 21);
+    let config = || {
+        let c = node_config(tmp.path(), 24);
+        // Wait for stability only, so that node 1 can stop before the study is complete.
+        let pipeline =
+            std::fs::read_to_string(tmp.path().join("pipelines/dce_breast.toml")).unwrap();
+        let pipeline = pipeline
+            .replace(
+                "on_association_release = true",
+                "on_association_release = false",
+            )
+            .replace("stable_seconds = 30", "stable_seconds = 2");
+        std::fs::write(tmp.path().join("pipelines/dce_breast.toml"), pipeline).unwrap();
+        c
+    };
+    let results = config().results_dir();
+    let segs = || -> usize {
+        std::fs::read_dir(results.join(&study.study_uid))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "dcm"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+
+    // Node 1 receives the whole study and stops before it is stable: no SEG yet.
+    let first = run_node_until(config(), &study.files, || false, Duration::from_millis(200)).await;
+    assert_eq!(first.scp.instances_stored as usize, study.files.len());
+    assert_eq!(segs(), 0, "node 1 stopped before the study was stable");
+
+    // Node 2 on the same spool reads the study back, and completes it once stable.
+    let second = run_node_until(config(), &[], || segs() > 0, Duration::from_secs(60)).await;
+    assert_eq!(
+        second.pipelines.completed.len(),
+        1,
+        "{:?}",
+        second.pipelines
+    );
+    assert_eq!(segs(), 1);
+    let seg = second.pipelines.completed[0].seg_path.clone();
+    let score = segnode::eval::evaluate_file(&seg, &study.truth_path, 1).unwrap();
+    assert!(score.dice >= 0.9, "Dice {:.4}", score.dice);
+
+    // Node 3 recognises the finished job: nothing runs again, however long it waits.
+    let third = run_node_until(config(), &[], || false, Duration::from_secs(5)).await;
+    assert!(
+        third.pipelines.completed.is_empty() && third.pipelines.failed.is_empty(),
+        "{:?}",
+        third.pipelines
+    );
+    assert_eq!(segs(), 1, "still exactly one SEG");
+    let spool = segnode::spool::Spool::open_existing(&tmp.path().join("spool")).unwrap();
+    let jobs = spool.jobs_of_study(&study.study_uid).unwrap();
+    assert_eq!(
+        jobs.iter().filter(|j| j.state == "done").count(),
+        1,
+        "{jobs:?}"
+    );
+}

@@ -10,7 +10,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::pipeline::assembler::{Assembler, Decision, InstanceSeen, JobSpec};
 use crate::pipeline::definition::PipelineDefinition;
 use crate::pipeline::post::Findings;
+use crate::pipeline::recovery;
 use crate::pipeline::run::{JobError, LoadedPipeline, run_job};
 use crate::scp::IngestEvent;
 use crate::spool::Spool;
@@ -145,11 +146,21 @@ pub fn spawn(
     let called_ae = config.node.ae_title.to_string();
     let definitions: Vec<PipelineDefinition> =
         pipelines.iter().map(|p| p.definition.clone()).collect();
+    // Studies are re-read back to the longest force timeout: older ones were decided.
+    let recovery_window = Duration::from_secs(
+        definitions
+            .iter()
+            .map(|d| d.completion.force_after_seconds)
+            .max()
+            .unwrap_or(0),
+    );
     let assembler = tokio::spawn(assemble(
         event_rx,
         job_tx,
         Assembler::new(&definitions),
         called_ae,
+        spool.clone(),
+        recovery_window,
     ));
     let results_dir = config.results_dir();
     let worker = tokio::spawn(work(job_rx, spool, pipelines, results_dir, outbox));
@@ -168,8 +179,36 @@ async fn assemble(
     jobs: mpsc::Sender<JobSpec>,
     mut assembler: Assembler,
     called_ae: String,
+    spool: Arc<Spool>,
+    recovery_window: Duration,
 ) -> Vec<(String, String, String)> {
     let mut given_up = Vec::new();
+    let recovered = {
+        let (spool, ae) = (spool.clone(), called_ae.clone());
+        tokio::task::spawn_blocking(move || recovery::recover(&spool, recovery_window, &ae)).await
+    };
+    match recovered {
+        Ok(Ok(r)) => {
+            let now = Instant::now();
+            for seen in &r.instances {
+                assembler.restore_instance(seen, now);
+            }
+            for (pipeline, study, fingerprint) in &r.done_jobs {
+                assembler.remember_job(pipeline, study, *fingerprint);
+            }
+            info!(
+                studies = r.studies,
+                instances = r.instances.len(),
+                interrupted_jobs = r.interrupted_jobs,
+                collecting = assembler.collecting(),
+                "state recovered from the spool"
+            );
+        }
+        Ok(Err(e)) => {
+            error!(cause = %e, "cannot read the spool back at start-up; studies received before this start need to be sent again")
+        }
+        Err(e) => error!(cause = %e, "start-up recovery task panicked"),
+    }
     loop {
         let deadline = assembler
             .next_deadline()

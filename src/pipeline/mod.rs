@@ -8,6 +8,7 @@ pub mod infer;
 pub mod offline;
 pub mod post;
 pub mod preprocess;
+pub mod recovery;
 pub mod run;
 pub mod seg;
 pub mod volume;

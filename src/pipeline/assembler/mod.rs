@@ -146,6 +146,19 @@ impl Assembler {
         out
     }
 
+    /// An instance read back from the spool at start-up: recorded, nothing decided yet
+    /// (call [`Assembler::remember_job`] for finished jobs first, then tick as usual).
+    pub fn restore_instance(&mut self, seen: &InstanceSeen, now: Instant) {
+        for p in &mut self.pipelines {
+            if p.accepts(seen)
+                && (p.studies.len() < MAX_STUDIES_IN_FLIGHT
+                    || p.studies.contains_key(&seen.header.study_uid))
+            {
+                p.record(seen, now);
+            }
+        }
+    }
+
     /// An association was released at `now`.
     pub fn on_association_released(&mut self, association_id: u64, now: Instant) -> Vec<Decision> {
         let mut out = Vec::new();
@@ -169,6 +182,16 @@ impl Assembler {
             .iter()
             .filter_map(|p| p.next_deadline())
             .min()
+    }
+
+    /// Tell the assembler that `pipeline` already produced a SEG for `study_uid` from the
+    /// inputs with `fingerprint` (a job record found at start-up). If the study, as now
+    /// collected, would give exactly those inputs, it is settled without a new job; a later
+    /// change of inputs still gives a new job.
+    pub fn remember_job(&mut self, pipeline: &str, study_uid: &str, fingerprint: u64) {
+        if let Some(p) = self.pipelines.iter_mut().find(|p| p.name == pipeline) {
+            p.remember_job(study_uid, fingerprint);
+        }
     }
 
     /// Studies currently collecting, over all pipelines (for logs).
@@ -209,6 +232,13 @@ impl PipelineAssembler {
 
     fn on_instance(&mut self, seen: &InstanceSeen, now: Instant) -> Vec<Decision> {
         let mut out = self.evict_if_full(&seen.header.study_uid);
+        self.record(seen, now);
+        out.extend(self.on_tick(now));
+        out
+    }
+
+    /// Add the instance to its study without deciding anything.
+    fn record(&mut self, seen: &InstanceSeen, now: Instant) {
         let h = &seen.header;
         let study = self
             .studies
@@ -245,8 +275,6 @@ impl PipelineAssembler {
         {
             part.acquisition_time = Some(h.acquisition_time.clone());
         }
-        out.extend(self.on_tick(now));
-        out
     }
 
     fn on_release(&mut self, association_id: u64, now: Instant) -> Vec<Decision> {
@@ -316,6 +344,35 @@ impl PipelineAssembler {
         out
     }
 
+    fn remember_job(&mut self, study_uid: &str, fingerprint: u64) {
+        let Some(study) = self.studies.get_mut(study_uid) else {
+            return;
+        };
+        study.last_job_fingerprint = Some(fingerprint);
+        if study.phase != Phase::Collecting {
+            return;
+        }
+        let selection = self.selection(study_uid);
+        if !selection.complete(self.min_slices) {
+            return;
+        }
+        let study = &self.studies[study_uid];
+        let channels: Vec<ChannelInput> = selection
+            .chosen
+            .iter()
+            .map(|c| ChannelInput {
+                name: self.channel_names[c.channel].clone(),
+                series_uid: c.part.series_uid.clone(),
+                temporal_position: c.part.temporal_position,
+                description: String::new(),
+                instances: study.parts[&c.part].instances.iter().cloned().collect(),
+            })
+            .collect();
+        if fingerprint_of(&channels) == fingerprint {
+            self.set_decided(study_uid, Some(fingerprint));
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         self.studies
             .values()
@@ -352,7 +409,7 @@ impl PipelineAssembler {
             })
             .collect();
         channels.sort_by_key(|c| self.channel_names.iter().position(|n| *n == c.name));
-        let fingerprint = fingerprint(&channels);
+        let fingerprint = fingerprint_of(&channels);
         let unchanged = study.last_job_fingerprint == Some(fingerprint);
         self.set_decided(study_uid, Some(fingerprint));
         if unchanged {
@@ -440,7 +497,7 @@ impl PipelineAssembler {
 
 /// FNV-1a over the chosen series and instances: stable across builds and Rust versions, so
 /// it can be stored in job records and compared after a restart.
-fn fingerprint(channels: &[ChannelInput]) -> u64 {
+fn fingerprint_of(channels: &[ChannelInput]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {
