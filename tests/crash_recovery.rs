@@ -1,0 +1,308 @@
+//! `kill -9` of `segnode serve`, in the middle of ingest and in the middle of a job: after a
+//! restart on the same spool the study completes and exactly one SEG comes out. The real
+//! binary runs as a child process; nothing here is simulated in-process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use segnode::spool::Spool;
+use segnode::synth::{DceParams, Orientation, write_dce_study};
+
+const BIN: &str = env!("CARGO_BIN_EXE_segnode");
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Config file + pipeline file for a node with its spool under `dir`. `pipeline` is the
+/// shipped pipeline to start from; slices and timings are set for small test studies.
+fn write_config(dir: &Path, pipeline: &str, port: u16) -> PathBuf {
+    let definitions = dir.join("pipelines");
+    std::fs::create_dir_all(&definitions).unwrap();
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("conf/pipelines/{pipeline}.toml")),
+    )
+    .unwrap();
+    let text = source
+        .replace("min_slices = 96", "min_slices = 24")
+        .replace("stable_seconds = 30", "stable_seconds = 2");
+    assert!(
+        text.contains("min_slices = 24") && text.contains("stable_seconds = 2"),
+        "pipeline text changed"
+    );
+    std::fs::write(definitions.join(format!("{pipeline}.toml")), text).unwrap();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    assert!(
+        models.join("dce_kinetic.pt").is_file(),
+        "run `make models` (make test does)"
+    );
+    let config = dir.join("segnode.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\nae_title = 'SEGNODE'\nbind = '127.0.0.1'\nport = {port}\ndata_dir = '{}'\n\
+             [storage]\nmin_free_disk_mb = 0\n\
+             [pipelines]\nenabled = ['{pipeline}']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
+            dir.join("spool").display(),
+            definitions.display(),
+            models.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `segnode serve` as a child; killed with SIGKILL on drop if still running.
+struct Node(Child);
+
+impl Node {
+    fn start(config: &Path, log: &Path) -> Node {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Node(child)
+    }
+
+    fn wait_ready(&mut self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok = Command::new(BIN)
+                .args([
+                    "echo",
+                    &format!("SEGNODE@127.0.0.1:{port}"),
+                    "--timeout",
+                    "2",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .unwrap()
+                .success();
+            if ok {
+                return;
+            }
+            assert!(
+                self.0.try_wait().unwrap().is_none(),
+                "segnode exited during start-up"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "segnode did not answer C-ECHO within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.0.kill(); // SIGKILL
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn send(port: u16, dir: &Path) -> Child {
+    Command::new(BIN)
+        .args(["send", &format!("SEGNODE@127.0.0.1:{port}")])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn segs(results: &Path) -> Vec<PathBuf> {
+    walk(results)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
+        .collect()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p))
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    out
+}
+
+fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn study(dir: &Path, seed: u64) -> segnode::synth::SynthStudy {
+    let params = DceParams {
+        orientation: Orientation::Axial,
+        slices: 24,
+        size: 96,
+        seed,
+        with_localizer: false,
+        ..Default::default()
+    };
+    write_dce_study(dir, &params).unwrap()
+}
+
+#[test]
+fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = study(&tmp.path().join("study"), 31);
+    let port = free_port();
+    let config = write_config(tmp.path(), "dce_breast", port);
+    let log = tmp.path().join("serve.log");
+    let spool_dir = tmp.path().join("spool");
+    let results = spool_dir.join("results");
+
+    let mut node = Node::start(&config, &log);
+    node.wait_ready(port);
+    let mut sender = send(port, &tmp.path().join("study"));
+    poll(
+        "the first instances to be stored",
+        Duration::from_secs(60),
+        || {
+            Spool::open_existing(&spool_dir)
+                .and_then(|sp| sp.counts())
+                .is_ok_and(|c| c.instances >= 10)
+        },
+    );
+    node.kill9();
+    let _ = sender.wait();
+    let stored_before = Spool::open_existing(&spool_dir)
+        .unwrap()
+        .counts()
+        .unwrap()
+        .instances;
+    assert!(
+        stored_before < s.files.len() as u64,
+        "the kill came before the study was complete ({stored_before})"
+    );
+    assert!(segs(&results).is_empty());
+
+    // Restart; the sender sends the study again (what it sent unacknowledged, and more).
+    let mut node = Node::start(&config, &log);
+    node.wait_ready(port);
+    assert!(
+        send(port, &tmp.path().join("study"))
+            .wait()
+            .unwrap()
+            .success()
+    );
+    poll("the SEG", Duration::from_secs(120), || {
+        !segs(&results).is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(3)); // a second SEG would show up by now
+    node.kill9();
+
+    let spool = Spool::open_existing(&spool_dir).unwrap();
+    assert_eq!(
+        spool.counts().unwrap().instances,
+        s.files.len() as u64,
+        "no instance lost or doubled"
+    );
+    assert_eq!(
+        segs(&results).len(),
+        1,
+        "exactly one SEG; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let jobs = spool.jobs_of_study(&s.study_uid).unwrap();
+    assert_eq!(
+        jobs.iter().filter(|j| j.state == "done").count(),
+        1,
+        "{jobs:?}"
+    );
+}
+
+#[test]
+fn kill_9_during_a_job_then_restart_runs_it_again_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = study(&tmp.path().join("study"), 32);
+    let port = free_port();
+    // The SwinUNETR pipeline takes seconds per job on a CPU: a kill lands inside it.
+    let config = write_config(tmp.path(), "dce_breast_swinunetr", port);
+    let log = tmp.path().join("serve.log");
+    let spool_dir = tmp.path().join("spool");
+    let results = spool_dir.join("results");
+
+    let mut node = Node::start(&config, &log);
+    node.wait_ready(port);
+    assert!(
+        send(port, &tmp.path().join("study"))
+            .wait()
+            .unwrap()
+            .success()
+    );
+    poll("the job to start", Duration::from_secs(60), || {
+        Spool::open_existing(&spool_dir)
+            .and_then(|sp| sp.jobs_of_study(&s.study_uid))
+            .is_ok_and(|jobs| jobs.iter().any(|j| j.state == "running"))
+    });
+    node.kill9();
+    assert!(
+        segs(&results).is_empty(),
+        "killed before the SEG was written"
+    );
+
+    let mut node = Node::start(&config, &log);
+    node.wait_ready(port);
+    poll(
+        "the SEG after the restart",
+        Duration::from_secs(180),
+        || !segs(&results).is_empty(),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    node.kill9();
+
+    assert_eq!(
+        segs(&results).len(),
+        1,
+        "exactly one SEG; log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let jobs = Spool::open_existing(&spool_dir)
+        .unwrap()
+        .jobs_of_study(&s.study_uid)
+        .unwrap();
+    let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
+    assert_eq!(
+        states,
+        ["failed", "done"],
+        "the interrupted job is recorded, then run again: {jobs:?}"
+    );
+    assert_eq!(
+        jobs[0].error.as_deref(),
+        Some(segnode::pipeline::recovery::INTERRUPTED)
+    );
+}
