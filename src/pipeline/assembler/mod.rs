@@ -410,7 +410,8 @@ impl PipelineAssembler {
             .collect();
         channels.sort_by_key(|c| self.channel_names.iter().position(|n| *n == c.name));
         let fingerprint = fingerprint_of(&channels);
-        let unchanged = study.last_job_fingerprint == Some(fingerprint);
+        let previous = study.last_job_fingerprint;
+        let unchanged = previous == Some(fingerprint);
         self.set_decided(study_uid, Some(fingerprint));
         if unchanged {
             return Some(Decision::GiveUp {
@@ -419,12 +420,18 @@ impl PipelineAssembler {
                 reason: "inputs unchanged since the last job (the same instances were sent again): no new SEG".into(),
             });
         }
+        let mut notes = selection.notes;
+        if let Some(previous) = previous {
+            notes.push(format!(
+                "inputs changed since the last SEG of this study (inputs {previous:016x} -> {fingerprint:016x}): a new SEG series follows"
+            ));
+        }
         Some(Decision::Ready(JobSpec {
             pipeline: self.name.clone(),
             study_uid: study_uid.to_string(),
             channels,
             trigger,
-            notes: selection.notes,
+            notes,
             fingerprint,
         }))
     }

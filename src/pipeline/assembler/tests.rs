@@ -276,7 +276,16 @@ fn the_same_study_sent_again_gives_no_second_job_but_changed_inputs_do() {
     let t2 = t1 + Duration::from_secs(100);
     send_series(&mut a, STUDY, 8, 5, 3, t2); // one more slice in post3
     let d = a.on_tick(t2 + Duration::from_secs(30));
-    assert_eq!(ready(&d).len(), 1, "changed inputs: a new job");
+    let jobs = ready(&d);
+    assert_eq!(jobs.len(), 1, "changed inputs: a new job");
+    assert!(
+        jobs[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("inputs changed since the last SEG")),
+        "{:?}",
+        jobs[0].notes
+    );
 }
 
 #[test]
