@@ -10,7 +10,7 @@ PYTHON := $(VENV)/bin/python
 MODELS_DIR ?= models
 export SEGNODE_VENV := $(VENV)
 
-.PHONY: setup build models test lint demo clean-data
+.PHONY: setup build models test lint demo bench clean-data
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +31,19 @@ lint: setup
 
 demo: build models
 	@bash scripts/demo.sh
+
+# make demo through a real Orthanc started from conf/orthanc (Lua routing, SEG back into the
+# study); prints the Orthanc URLs. DEMO_KEEP=1 keeps Orthanc and segnode up until Enter.
+.PHONY: demo-orthanc
+demo-orthanc: build models
+	@bash scripts/demo-orthanc.sh
+
+# Benchmarks (never in CI): segnode vs storescp / Orthanc / MONAI on this machine; tables on
+# stdout, CSV and JSON under the cargo target dir's bench/. BENCH_ARGS=--quick: a smoke run.
+BENCH_ARGS ?=
+bench: setup models
+	$(CARGO) build --release --bins --examples
+	$(PYTHON) scripts/bench/bench.py $(BENCH_ARGS)
 
 clean-data:
 	rm -rf segnode-data demo-output

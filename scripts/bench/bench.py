@@ -1,0 +1,581 @@
+#!/usr/bin/env python3
+"""`make bench`: segnode side by side with DCMTK storescp, Orthanc and MONAI (issue 5).
+
+Run from the repository root after `cargo build --release --bins --examples`:
+
+    $VENV/bin/python scripts/bench/bench.py            # the full benchmark (~10 min, 2 cores)
+    $VENV/bin/python scripts/bench/bench.py --quick    # smoke test: small study, 1 run each
+
+Parts (each prints a table; everything is also written under <cargo target dir>/bench/):
+  1 ingest  a synthetic 4-phase study (plain and JPEG-LS) sent by DCMTK storescu over one
+            association to segnode, storescp and Orthanc, receivers alternating, 1 warm-up
+            + N runs each, fresh storage per run, every run checked to have stored all.
+  2 stages  `segnode segment` on the study with the kinetic and the SwinUNETR pipelines.
+  3 infer   segnode's sliding window (examples/bench_infer.rs) vs MONAI's
+            sliding_window_inference (tools/monai_sliding_window.py), same model, input,
+            roi, overlap and threads.
+  4 e2e     TODO: end to end through Orthanc (built by the end-to-end work, issue 4).
+  5 load    4 studies from 4 concurrent storescu associations to one `segnode serve`
+            running the kinetic pipeline: time to 4 SEGs, studies/hour, peak RSS, losses.
+All traffic is on 127.0.0.1; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+PDU = 131072  # the same max PDU for every receiver (segnode's default)
+NODELAY = {"TCP_NODELAY": "1"}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def target_dir() -> Path:
+    out = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps"],
+        cwd=REPO, check=True, capture_output=True, text=True, timeout=120,
+    ).stdout
+    return Path(json.loads(out)["target_directory"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout} s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def run(cmd, timeout: float, env=None, cwd=REPO, check=True) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, **(env or {}))
+    p = subprocess.run([str(c) for c in cmd], cwd=cwd, env=full_env, capture_output=True,
+                       text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} -> {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    return p
+
+
+def dicom_files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.dcm"))
+
+
+def total_bytes(files: list[Path]) -> int:
+    return sum(f.stat().st_size for f in files)
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def fmt_table(title: str, header: list[str], rows: list[list]) -> str:
+    cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+    out = [f"\n== {title}", "  ".join(h.ljust(w) for h, w in zip(cells[0], widths)), line]
+    for r in cells[1:]:
+        out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    return "\n".join(out)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def synth(segnode: Path, out: Path, slices: int, size: int, seed: int) -> list[Path]:
+    run([segnode, "synth", out, "--slices", slices, "--size", size, "--seed", seed, "--no-localizer"], timeout=300)
+    (out / "truth.toml").unlink(missing_ok=True)  # storescu sends the folder: DICOM only
+    return dicom_files(out)
+
+
+def storescu(folder: Path, port: int, aec: str, jls: bool, timeout: float = 600) -> float:
+    cmd = ["storescu", "-aet", "BENCHSCU", "-aec", aec, "-pdu", PDU, "-ts", 60, "-ta", 30,
+           "+sd", "+r", "+sp", "*.dcm"]
+    if jls:
+        cmd.append("-xt")  # propose JPEG-LS lossless (+ uncompressed)
+    cmd += [HOST, port, folder]
+    t = time.perf_counter()
+    run(cmd, timeout=timeout, env=NODELAY)
+    return time.perf_counter() - t
+
+
+# ---------------------------------------------------------------- receivers
+
+
+class Segnode:
+    """`segnode serve` as a plain storage node (pipelines off), fresh data dir."""
+
+    name = "segnode"
+    aet = "SEGNODE"
+
+    def __init__(self, exe: Path, work: Path, pipelines: bool = False):
+        self.exe, self.work = exe, work
+        cfg = (REPO / "conf/segnode.toml").read_text()
+        if not pipelines:
+            cfg = cfg.replace('enabled = ["dce_breast"]', "enabled = []")
+        cfg = cfg.replace('definitions_dir = "conf/pipelines"', f'definitions_dir = "{REPO / "conf/pipelines"}"')
+        cfg = cfg.replace('models_dir = "models"', f'models_dir = "{REPO / "models"}"')
+        self.config = work / ("segnode-pipelines.toml" if pipelines else "segnode-store.toml")
+        self.config.write_text(cfg)
+
+    def start(self, data: Path) -> None:
+        self.data, self.port = data, free_port()
+        self.log = open(data.parent / f"{data.name}.log", "w")
+        self.proc = subprocess.Popen(
+            [str(self.exe), "serve", "--config", str(self.config), "--port", str(self.port),
+             "--data-dir", str(data)], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+
+    def count(self) -> int:
+        out = run([self.exe, "status", "--config", self.config, "--data-dir", self.data], timeout=60).stdout
+        # "spool D: N studies, M series, K instances"
+        return int(out.splitlines()[0].rsplit(",", 1)[1].split()[0])
+
+    def stop(self) -> None:
+        stop(self.proc)
+        self.log.close()
+
+
+class Storescp:
+    """DCMTK storescp writing every instance to a fresh folder (no fsync)."""
+
+    name = "storescp"
+    aet = "STORESCP"
+
+    def start(self, data: Path) -> None:
+        data.mkdir(parents=True)
+        self.data, self.port = data, free_port()
+        self.log = open(data.parent / f"{data.name}.log", "w")
+        self.proc = subprocess.Popen(
+            ["storescp", "-aet", self.aet, "-pdu", str(PDU), "+xa", "-od", str(data), str(self.port)],
+            cwd=REPO, env=dict(os.environ, **NODELAY), stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+
+    def count(self) -> int:
+        return sum(1 for f in self.data.iterdir() if f.is_file())
+
+    def stop(self) -> None:
+        stop(self.proc)
+        self.log.close()
+
+
+class Orthanc:
+    """Orthanc with fresh storage and index, no plugins, same max PDU, TCP_NODELAY."""
+
+    name = "orthanc"
+    aet = "ORTHANC"
+
+    def start(self, data: Path) -> None:
+        data.mkdir(parents=True)
+        self.data, self.port, self.http = data, free_port(), free_port()
+        cfg = {
+            "Name": "bench", "DicomAet": self.aet, "DicomPort": self.port, "HttpPort": self.http,
+            "StorageDirectory": str(data / "storage"), "IndexDirectory": str(data / "index"),
+            "RemoteAccessAllowed": False, "AuthenticationEnabled": False, "DicomAlwaysAllowStore": True,
+            "DicomCheckCalledAet": False, "StorageCompression": False, "Plugins": [],
+            "MaximumPduLength": PDU, "TcpNoDelay": True, "HttpServerEnabled": True,
+            "AcceptedTransferSyntaxes": ["1.2.840.10008.1.*"], "SaveJobs": False,
+        }
+        (data / "orthanc.json").write_text(json.dumps(cfg))
+        self.log = open(data.parent / f"{data.name}.log", "w")
+        self.proc = subprocess.Popen(["Orthanc", str(data / "orthanc.json")], cwd=data,
+                                     env=dict(os.environ, **NODELAY), stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.http, self.proc)
+        wait_port(self.port, self.proc)
+
+    def count(self) -> int:
+        with urllib.request.urlopen(f"http://{HOST}:{self.http}/statistics", timeout=30) as r:
+            return json.load(r)["CountInstances"]
+
+    def stop(self) -> None:
+        stop(self.proc)
+        self.log.close()
+
+
+# ---------------------------------------------------------------- part 1: ingest
+
+
+def part_ingest(a, segnode: Path, work: Path, results: dict) -> list[list]:
+    log(f"ingest: synthesising 4 x {a.slices} slices of {a.size}^2")
+    plain = work / "ingest-plain"
+    files = synth(segnode, plain, a.slices, a.size, seed=1)
+    jls = work / "ingest-jls"
+    log(f"ingest: JPEG-LS compressing {len(files)} files with dcmcjpls")
+
+    def compress(f: Path) -> None:
+        dst = jls / f.relative_to(plain)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        run(["dcmcjpls", f, dst], timeout=60)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(pool.map(compress, files))
+    n = len(files)
+    receivers = [Segnode(segnode, work), Storescp(), Orthanc()]
+    rows, raw = [], []
+    for syntax, folder in (("plain", plain), ("jpeg-ls", jls)):
+        size = total_bytes(dicom_files(folder))
+        times = {r.name: [] for r in receivers}
+        for i in range(a.runs + 1):
+            order = receivers[i % 3:] + receivers[:i % 3]  # alternate who goes first
+            for r in order:
+                data = work / f"recv-{r.name}-{syntax}-{i}"
+                # Flush what earlier runs left in the page cache (storescp and Orthanc do not
+                # fsync), so that their deferred writeback does not land in the next run.
+                os.sync()
+                r.start(data)
+                try:
+                    t = storescu(folder, r.port, r.aet, jls=syntax == "jpeg-ls")
+                    got = r.count()
+                finally:
+                    r.stop()
+                if got != n:
+                    raise RuntimeError(f"{r.name} stored {got} of {n} instances ({syntax}, run {i})")
+                shutil.rmtree(data, ignore_errors=True)
+                raw.append({"syntax": syntax, "receiver": r.name, "run": i, "warmup": i == 0,
+                            "seconds": t, "stored": got})
+                if i > 0:
+                    times[r.name].append(t)
+                log(f"ingest {syntax} run {i}{' (warm-up)' if i == 0 else ''}: {r.name} {t:.3f} s, {got}/{n} stored")
+        base = {k: med(v) for k, v in times.items()}
+        for r in receivers:
+            ts = times[r.name]
+            rows.append([syntax, r.name, n, round(size / 1e6, 1), len(ts), round(med(ts), 3), round(min(ts), 3),
+                         round(size / 1e6 / med(ts), 1), round(med(ts) / base["storescp"], 2),
+                         round(med(ts) / base["orthanc"], 2)])
+    header = ["syntax", "receiver", "instances", "MB", "runs", "median_s", "min_s", "MB/s",
+              "x storescp", "x orthanc"]
+    print(fmt_table(f"1. Ingest: storescu, one association, {n} instances ({a.slices} slices x 4 of {a.size}^2); "
+                    "segnode fsyncs each instance, storescp does not; max PDU 128 KiB for all; TCP_NODELAY=1",
+                    header, rows), flush=True)
+    write_csv(a.out / "ingest.csv", header, rows)
+    write_csv(a.out / "ingest_runs.csv", list(raw[0].keys()), [list(r.values()) for r in raw])
+    results["ingest"] = {"header": header, "rows": rows, "runs": raw}
+    return rows
+
+
+# ---------------------------------------------------------------- part 2: stages
+
+
+def parse_stages(out: str) -> dict[str, float]:
+    stages, on = {}, False
+    for line in out.splitlines():
+        if line.startswith("stage timings:"):
+            on = True
+            continue
+        if on and line.startswith("  ") and line.rstrip().endswith(" s"):
+            name, value = line.strip()[:-2].rsplit(None, 1)
+            stages[name.strip()] = float(value)
+    return stages
+
+
+def part_stages(a, segnode: Path, study: Path, work: Path, results: dict) -> dict:
+    per = {}
+    rows = []
+    for pipeline, reps in (("dce_breast", a.stage_runs), ("dce_breast_swinunetr", a.swin_runs)):
+        samples = []
+        for i in range(reps):
+            out = run([segnode, "segment", study, "--out", work / f"seg-{pipeline}.dcm", "--pipeline", pipeline,
+                       "--pipelines-dir", REPO / "conf/pipelines", "--models-dir", REPO / "models"],
+                      timeout=900, env={"RUST_LOG": "warn"}).stdout
+            s = parse_stages(out)
+            if "total" not in s:
+                raise RuntimeError(f"no stage table in segment output:\n{out}")
+            samples.append(s)
+            log(f"stages {pipeline} run {i}: total {s['total']:.3f} s")
+        names = list(samples[0].keys())
+        m = {k: med([s[k] for s in samples]) for k in names}
+        m["all but inference"] = sum(v for k, v in m.items() if k not in ("model load + warm-up", "inference", "total"))
+        per[pipeline] = m
+    names = list(per["dce_breast"].keys())
+    for k in names:
+        rows.append([k] + [round(per[p].get(k, float("nan")), 3) for p in per])
+    header = ["stage (median s)"] + list(per)
+    print(fmt_table(f"2. Pipeline stages, `segnode segment`, one study of 4 x {a.slices} slices of {a.size}^2 "
+                    f"(median of {a.stage_runs} kinetic, {a.swin_runs} SwinUNETR runs)", header, rows), flush=True)
+    write_csv(a.out / "stages.csv", header, rows)
+    results["stages"] = per
+    return per
+
+
+# ---------------------------------------------------------------- part 3: inference parity
+
+
+def part_infer(a, work: Path, results: dict) -> dict:
+    import numpy as np
+
+    shape = [4] + a.infer_shape
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    npy = work / "infer_input.npy"
+    np.save(npy, x)
+    model = REPO / "models/swinunetr_fs24_seed0.pt"
+    common = ["--model", model, "--input", npy, "--roi", *a.roi, "--overlap", 0.5, "--mode", "constant",
+              "--sw-batch-size", 1, "--threads", a.threads, "--repeat", a.infer_runs]
+    bench_infer = a.target / a.profile / "examples/bench_infer"
+    res = {}
+    # Alternate the two implementations (rounds x processes) so that a busy spell on a shared
+    # machine does not land on one side only; times are pooled over the rounds.
+    for rnd in range(a.infer_rounds):
+        for who in (["segnode", "monai"] if rnd % 2 == 0 else ["monai", "segnode"]):
+            if who == "segnode":
+                cmd = [bench_infer, *common, "--device", "cpu"]
+            else:
+                cmd = [sys.executable, REPO / "tools/monai_sliding_window.py", *common, "--output", work / "y.npy",
+                       "--time"]
+            out = run(cmd, timeout=1800, env={"RUST_LOG": "warn"}).stdout
+            line = json.loads(out.strip().splitlines()[-1])
+            if who in res:
+                res[who]["times_s"] += line["times_s"]
+            else:
+                res[who] = line
+            log(f"infer round {rnd} {who}: {line['times_s']}")
+    for line in res.values():
+        line["median_s"] = med(line["times_s"])
+        line["min_s"] = min(line["times_s"])
+    ratio = res["segnode"]["median_s"] / res["monai"]["median_s"]
+    header = ["implementation", "input", "roi", "windows", "threads", "runs", "median_s", "min_s", "x MONAI",
+              "x MONAI (min)"]
+    windows = res["segnode"].get("windows", "")
+    rows = [[w, "x".join(map(str, shape)), "x".join(map(str, a.roi)), windows, a.threads, len(res[w]["times_s"]),
+             round(res[w]["median_s"], 3), round(res[w]["min_s"], 3),
+             round(res[w]["median_s"] / res["monai"]["median_s"], 2),
+             round(res[w]["min_s"] / res["monai"]["min_s"], 2)] for w in ("segnode", "monai")]
+    print(fmt_table("3. Inference parity: SwinUNETR fs24 TorchScript, overlap 0.5, constant blending, "
+                    "CPU (segnode examples/bench_infer vs MONAI sliding_window_inference)", header, rows), flush=True)
+    write_csv(a.out / "infer.csv", header, rows)
+    results["infer"] = {"segnode": res["segnode"], "monai": res["monai"], "ratio": ratio,
+                        "ratio_min": res["segnode"]["min_s"] / res["monai"]["min_s"]}
+    return results["infer"]
+
+
+# ---------------------------------------------------------------- part 5: load
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    hwm = rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1])
+            elif line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    return hwm, rss
+
+
+def part_load(a, segnode: Path, work: Path, results: dict) -> dict:
+    studies = []
+    for k in range(4):
+        d = work / f"load-study-{k}"
+        files = synth(segnode, d, a.slices, a.size, seed=10 + k)
+        studies.append((d, len(files)))
+    expected = sum(n for _, n in studies)
+    node = Segnode(segnode, work, pipelines=True)
+    data = work / "load-data"
+    os.sync()
+    node.start(data)
+    results_dir = data / "results"
+    peak_rss = 0
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            sends = [pool.submit(storescu, d, node.port, node.aet, False) for d, _ in studies]
+            segs: list[Path] = []
+            deadline = time.monotonic() + a.load_timeout
+            t_sent = None
+            while time.monotonic() < deadline:
+                peak_rss = max(peak_rss, rss_kib(node.proc.pid)[1])
+                if t_sent is None and all(s.done() for s in sends):
+                    t_sent = time.perf_counter() - t0
+                segs = list(results_dir.rglob("*.dcm")) if results_dir.exists() else []
+                if len(segs) >= 4 and t_sent is not None:
+                    break
+                if node.proc.poll() is not None:
+                    raise RuntimeError(f"segnode serve exited with {node.proc.returncode}; see {data}.log")
+                time.sleep(0.05)
+            total = time.perf_counter() - t0
+            send_times = [s.result() for s in sends]
+        hwm, _ = rss_kib(node.proc.pid)
+        if len(segs) < 4:
+            raise RuntimeError(f"only {len(segs)} of 4 SEGs after {a.load_timeout} s; see {data}.log")
+        stored = node.count()
+    finally:
+        node.stop()
+    lost = expected - stored
+    r = {"studies": 4, "instances_sent": expected, "instances_stored": stored, "lost": lost,
+         "segs": len(segs), "send_s": send_times, "all_sent_s": t_sent, "total_s": total,
+         "studies_per_hour": 4 * 3600 / total, "peak_rss_mib": hwm / 1024,
+         "polled_max_rss_mib": peak_rss / 1024}
+    header = ["studies", "instances", "stored", "lost", "SEGs", "all sent s", "total s (4 SEGs)",
+              "studies/hour", "peak RSS MiB (VmHWM)"]
+    rows = [[4, expected, stored, lost, len(segs), round(t_sent, 2), round(total, 2),
+             round(r["studies_per_hour"]), round(r["peak_rss_mib"])]]
+    print(fmt_table(f"5. Load: 4 studies (4 x {a.slices} slices of {a.size}^2 each) from 4 concurrent storescu "
+                    "associations to one `segnode serve` (kinetic pipeline)", header, rows), flush=True)
+    write_csv(a.out / "load.csv", header, rows)
+    results["load"] = r
+    return r
+
+
+# ---------------------------------------------------------------- targets
+
+
+def targets(results: dict, a) -> None:
+    rows = []
+
+    def add(name, value, goal, met):
+        rows.append([name, value, goal, "n/a" if met is None else ("met" if met else "NOT MET")])
+
+    ing = results.get("ingest")
+    if ing:
+        for r in ing["rows"]:
+            if r[1] == "segnode":
+                add(f"ingest {r[0]}: segnode / storescp (median)", f"{r[8]:.2f}x", "<= 1.0x", r[8] <= 1.0)
+                add(f"ingest {r[0]}: Orthanc / segnode (median)", f"{1 / r[9]:.2f}x faster", ">= 2x faster",
+                    1 / r[9] >= 2.0)
+    st = results.get("stages")
+    if st:
+        for p, m in st.items():
+            v = m["all but inference"]
+            add(f"all but the forward pass, {p}", f"{v:.3f} s", "<= 2 s", v <= 2.0)
+    inf = results.get("infer")
+    if inf:
+        add("inference segnode / MONAI (median)", f"{inf['ratio']:.2f}x (min/min {inf['ratio_min']:.2f}x)",
+            "<= 1.0x", inf["ratio"] <= 1.0)
+    add("end to end through Orthanc beyond StableAge", "TODO (issue 4's Orthanc e2e harness)", "<= 5 s", None)
+    ld = results.get("load")
+    if ld:
+        add("peak RSS, 4-study load", f"{ld['peak_rss_mib']:.0f} MiB", "<= 1536 MiB", ld["peak_rss_mib"] <= 1536)
+        add("nothing lost, 4-study load", f"{ld['lost']} lost, {ld['segs']} SEGs", "0 lost, 4 SEGs",
+            ld["lost"] == 0 and ld["segs"] == 4)
+    header = ["target", "measured", "goal", "status"]
+    note = " (QUICK smoke run: small study, 1 run; not the targets' conditions)" if a.quick else ""
+    print(fmt_table("Targets (issue 5)" + note, header, rows), flush=True)
+    write_csv(a.out / "targets.csv", header, rows)
+    results["targets"] = [dict(zip(header, r)) for r in rows]
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="smoke test: small study, 1 run each")
+    ap.add_argument("--parts", default="ingest,stages,infer,load", help="comma-separated subset")
+    ap.add_argument("--runs", type=int, help="timed ingest runs per receiver (after 1 warm-up); default 5")
+    ap.add_argument("--threads", type=int, default=2, help="libtorch threads for the inference part")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (target/bench/work)")
+    ap.add_argument("--profile", default="release", help="cargo profile folder of the binaries (release)")
+    a = ap.parse_args()
+    parts = set(a.parts.split(","))
+
+    if a.quick:
+        a.slices, a.size, a.runs = 96, 128, a.runs or 1
+        a.stage_runs, a.swin_runs, a.infer_rounds, a.infer_runs = 1, 1, 1, 1
+        a.infer_shape, a.roi = [64, 64, 64], [64, 64, 64]
+    else:
+        a.slices, a.size, a.runs = 128, 256, a.runs or 5
+        a.stage_runs, a.swin_runs, a.infer_rounds, a.infer_runs = 3, 2, 2, 2
+        a.infer_shape, a.roi = [96, 96, 96], [96, 96, 96]
+    a.load_timeout = 900
+
+    a.target = target_dir()
+    a.out = a.target / "bench"
+    a.out.mkdir(parents=True, exist_ok=True)
+    segnode = a.target / a.profile / "segnode"
+    need = [segnode] + ([a.target / a.profile / "examples/bench_infer"] if "infer" in parts else [])
+    for exe in need:
+        if not exe.exists():
+            print(f"{exe} is missing: run `cargo build --release --bins --examples` first", file=sys.stderr)
+            return 2
+    for tool in ("storescu", "storescp", "dcmcjpls", "Orthanc"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not on PATH: run `make setup`", file=sys.stderr)
+            return 2
+
+    work = a.out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    results = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "quick": a.quick,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?"),
+                    "loadavg_at_start": os.getloadavg()},
+        "study": {"slices_per_phase": a.slices, "size": a.size, "phases": 4},
+    }
+    m = results["machine"]
+    print(f"machine: {m['cpus']} CPUs ({m['cpu']}), load average at start {m['loadavg_at_start'][0]:.2f} "
+          f"(anything above 0 is other work sharing these cores); {'QUICK smoke run' if a.quick else 'full run'}",
+          flush=True)
+    started = time.perf_counter()
+    try:
+        if "ingest" in parts:
+            part_ingest(a, segnode, work, results)
+        if "stages" in parts:
+            study = work / "stages-study"
+            synth(segnode, study, a.slices, a.size, seed=1)
+            os.sync()
+            part_stages(a, segnode, study, work, results)
+        if "infer" in parts:
+            part_infer(a, work, results)
+        print(fmt_table("4. End to end through Orthanc", ["part", "status"],
+                        [["Orthanc push -> SEG stored back in Orthanc", "TODO: issue 4's e2e harness"]]), flush=True)
+        if "load" in parts:
+            part_load(a, segnode, work, results)
+        targets(results, a)
+    finally:
+        results["elapsed_s"] = time.perf_counter() - started
+        results["machine"]["loadavg_at_end"] = os.getloadavg()
+        (a.out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    log(f"done in {results['elapsed_s']:.0f} s; results in {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
