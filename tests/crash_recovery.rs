@@ -2,45 +2,24 @@
 //! restart on the same spool the study completes and exactly one SEG comes out. The real
 //! binary runs as a child process; nothing here is simulated in-process.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use segnode::spool::Spool;
-use segnode::synth::{DceParams, Orientation, write_dce_study};
+use segnode::synth::Orientation;
 
 const BIN: &str = env!("CARGO_BIN_EXE_segnode");
 
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Config file + pipeline file for a node with its spool under `dir`. `pipeline` is the
-/// shipped pipeline to start from; slices and timings are set for small test studies.
+/// Config file for a node with its spool under `dir`, running the shipped `pipeline`
+/// sized for small test studies, stable after 2 s.
 fn write_config(dir: &Path, pipeline: &str, port: u16) -> PathBuf {
-    let definitions = dir.join("pipelines");
-    std::fs::create_dir_all(&definitions).unwrap();
-    let source = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("conf/pipelines/{pipeline}.toml")),
-    )
-    .unwrap();
-    let text = source
-        .replace("min_slices = 96", "min_slices = 24")
-        .replace("stable_seconds = 30", "stable_seconds = 2");
-    assert!(
-        text.contains("min_slices = 24") && text.contains("stable_seconds = 2"),
-        "pipeline text changed"
-    );
-    std::fs::write(definitions.join(format!("{pipeline}.toml")), text).unwrap();
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    assert!(
-        models.join("dce_kinetic.pt").is_file(),
-        "run `make models` (make test does)"
+    let definitions = common::dce::pipelines_dir(
+        dir,
+        pipeline,
+        &[("stable_seconds = 30", "stable_seconds = 2")],
     );
     let config = dir.join("segnode.toml");
     std::fs::write(
@@ -51,7 +30,7 @@ fn write_config(dir: &Path, pipeline: &str, port: u16) -> PathBuf {
              [pipelines]\nenabled = ['{pipeline}']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
             dir.join("spool").display(),
             definitions.display(),
-            models.display()
+            common::dce::models_dir().display()
         ),
     )
     .unwrap();
@@ -164,22 +143,14 @@ fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn study(dir: &Path, seed: u64) -> segnode::synth::SynthStudy {
-    let params = DceParams {
-        orientation: Orientation::Axial,
-        slices: 24,
-        size: 96,
-        seed,
-        with_localizer: false,
-        ..Default::default()
-    };
-    write_dce_study(dir, &params).unwrap()
+    common::dce::small_study(dir, Orientation::Axial, seed, false)
 }
 
 #[test]
 fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
     let tmp = tempfile::tempdir().unwrap();
     let s = study(&tmp.path().join("study"), 31);
-    let port = free_port();
+    let port = common::free_port();
     let config = write_config(tmp.path(), "dce_breast", port);
     let log = tmp.path().join("serve.log");
     let spool_dir = tmp.path().join("spool");
@@ -249,7 +220,7 @@ fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
 fn kill_9_during_a_job_then_restart_runs_it_again_once() {
     let tmp = tempfile::tempdir().unwrap();
     let s = study(&tmp.path().join("study"), 32);
-    let port = free_port();
+    let port = common::free_port();
     // The SwinUNETR pipeline takes seconds per job on a CPU: a kill lands inside it.
     let config = write_config(tmp.path(), "dce_breast_swinunetr", port);
     let log = tmp.path().join("serve.log");

@@ -2,50 +2,34 @@
 //! interleaved on one association; each comes out as a SEG in the results folder that
 //! lies on its source slices (Dice against the phantom truth, `dciodvfy` clean).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use segnode::ae::{AeTitle, Peer};
 use segnode::config::Config;
-use segnode::pipeline::definition::EMBEDDED_DCE_BREAST;
-use segnode::synth::{DceParams, Orientation, write_dce_study};
+use segnode::synth::Orientation;
 
 const NODE_AE: &str = "SEGNODE";
 
-/// A node config for the test: loopback, its own spool, the shipped DCE pipeline with
-/// `min_slices` lowered to what the small test studies have, the repo's models.
-fn node_config(dir: &Path, min_slices: usize) -> Config {
-    let definitions = dir.join("pipelines");
-    std::fs::create_dir_all(&definitions).unwrap();
-    let pipeline =
-        EMBEDDED_DCE_BREAST.replace("min_slices = 96", &format!("min_slices = {min_slices}"));
-    std::fs::write(definitions.join("dce_breast.toml"), pipeline).unwrap();
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    assert!(
-        models.join("dce_kinetic.pt").is_file(),
-        "models/dce_kinetic.pt is missing: run `make models` (make test does)"
-    );
+/// A node config for the test: loopback, its own spool, the shipped DCE pipeline sized for
+/// the small test studies (with `edits`), the repo's models.
+fn node_config(dir: &Path, edits: &[(&str, &str)]) -> Config {
+    let definitions = common::dce::pipelines_dir(dir, "dce_breast", edits);
     let text = format!(
         "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
          [storage]\nmin_free_disk_mb = 0\n\
          [pipelines]\nenabled = ['dce_breast']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
         dir.join("spool").display(),
         definitions.display(),
-        models.display()
+        common::dce::models_dir().display()
     );
     Config::from_toml(&text, "<test config>", None).unwrap()
 }
 
 fn small_study(dir: &Path, orientation: Orientation, seed: u64) -> segnode::synth::SynthStudy {
-    let params = DceParams {
-        orientation,
-        slices: 24,
-        size: 96,
-        seed,
-        with_localizer: true,
-        ..Default::default()
-    };
-    write_dce_study(dir, &params).unwrap()
+    common::dce::small_study(dir, orientation, seed, true)
 }
 
 /// A deterministic shuffle (xorshift), so a failure can be reproduced.
@@ -84,7 +68,7 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
     }
     shuffle(&mut files, 0x5EED);
 
-    let config = node_config(tmp.path(), 24);
+    let config = node_config(tmp.path(), &[]);
     let results = config.results_dir();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -237,19 +221,18 @@ async fn run_node_until(
 async fn a_restart_completes_a_collecting_study_once_and_never_repeats_a_finished_one() {
     let tmp = tempfile::tempdir().unwrap();
     let study = small_study(&tmp.path().join("study"), Orientation::Axial, 21);
+    // Wait for stability only, so that node 1 can stop before the study is complete.
     let config = || {
-        let c = node_config(tmp.path(), 24);
-        // Wait for stability only, so that node 1 can stop before the study is complete.
-        let pipeline =
-            std::fs::read_to_string(tmp.path().join("pipelines/dce_breast.toml")).unwrap();
-        let pipeline = pipeline
-            .replace(
-                "on_association_release = true",
-                "on_association_release = false",
-            )
-            .replace("stable_seconds = 30", "stable_seconds = 2");
-        std::fs::write(tmp.path().join("pipelines/dce_breast.toml"), pipeline).unwrap();
-        c
+        node_config(
+            tmp.path(),
+            &[
+                (
+                    "on_association_release = true",
+                    "on_association_release = false",
+                ),
+                ("stable_seconds = 30", "stable_seconds = 2"),
+            ],
+        )
     };
     let results = config().results_dir();
     let segs = || -> usize {

@@ -7,108 +7,33 @@
 //! `segnode status`; a delivery pending when the node stops is made by the next node on
 //! the same data folder.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::storescp::Storescp;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dicom_dictionary_std::tags;
 use segnode::ae::{AeTitle, Peer};
 use segnode::config::Config;
-use segnode::pipeline::definition::EMBEDDED_DCE_BREAST;
 use segnode::serve::NodeSummary;
 use segnode::spool::{OutboxRecord, Spool};
-use segnode::synth::{DceParams, Orientation, SynthStudy, write_dce_study};
+use segnode::synth::{Orientation, SynthStudy};
 
 const NODE_AE: &str = "SEGNODE";
 /// Every wait is bounded by this.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A DCMTK storescp writing into its own folder; killed on drop.
-struct Storescp {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Storescp {
-    /// `storescp -aet STORE +uf -od DIR PORT`, once it accepts TCP connections. `+uf`
-    /// gives every received instance its own file, so a SEG stored twice shows as two.
-    fn start_on(port: u16) -> Storescp {
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("storescp.log")).unwrap();
-        let received = dir.path().join("received");
-        std::fs::create_dir(&received).unwrap();
-        let child = Command::new("storescp")
-            // DCMTK keeps Nagle's algorithm on unless told otherwise: ~40 ms per response.
-            .env("TCP_NODELAY", "1")
-            .args(["-aet", "STORE", "+uf", "-od"])
-            .arg(&received)
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("DCMTK storescp must be installed (make setup)");
-        let mut scp = Storescp { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(status)) = scp.child.try_wait() {
-                panic!("storescp on port {port} exited: {status}");
-            }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return scp;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "storescp did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// The files storescp wrote.
-    fn received(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(self.dir.path().join("received"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.is_file())
-            .collect()
-    }
-}
-
-impl Drop for Storescp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nothing listens on (bound, then released): the destination while it is down.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The node config: loopback, its own spool, the DCE pipeline with `min_slices` lowered to
 /// the test study and `output.destinations = ["store"]`, storescp on `store_port` as the
 /// destination, the given retry policy.
 fn node_config(dir: &Path, store_port: u16, initial_delay: u64, max_attempts: u32) -> Config {
-    let definitions = dir.join("pipelines");
-    std::fs::create_dir_all(&definitions).unwrap();
-    let pipeline = EMBEDDED_DCE_BREAST
-        .replace("min_slices = 96", "min_slices = 24")
-        .replace("destinations = []", "destinations = [\"store\"]");
-    assert!(pipeline.contains("destinations = [\"store\"]"));
-    std::fs::write(definitions.join("dce_breast.toml"), pipeline).unwrap();
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    assert!(
-        models.join("dce_kinetic.pt").is_file(),
-        "models/dce_kinetic.pt is missing: run `make models` (make test does)"
+    let definitions = common::dce::pipelines_dir(
+        dir,
+        "dce_breast",
+        &[("destinations = []", "destinations = [\"store\"]")],
     );
+    let models = common::dce::models_dir();
     let text = format!(
         "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
          [network]\nconnect_timeout_seconds = 5\nread_timeout_seconds = 10\n\
@@ -125,15 +50,7 @@ fn node_config(dir: &Path, store_port: u16, initial_delay: u64, max_attempts: u3
 }
 
 fn small_study(dir: &Path, seed: u64) -> SynthStudy {
-    let params = DceParams {
-        orientation: Orientation::Axial,
-        slices: 24,
-        size: 96,
-        seed,
-        with_localizer: false,
-        ..Default::default()
-    };
-    write_dce_study(dir, &params).unwrap()
+    common::dce::small_study(dir, Orientation::Axial, seed, false)
 }
 
 /// The node running in-process on port 0.
@@ -213,7 +130,7 @@ fn assert_arrived_once(scp: &Storescp, spool_dir: &Path, study_uid: &str) {
     let jobs = spool.jobs_of_study(study_uid).unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     let seg_uid = jobs[0].seg_sop_instance_uid.clone().expect("job done");
-    let files = scp.received();
+    let files = scp.files();
     assert_eq!(
         files.len(),
         1,
@@ -239,7 +156,7 @@ fn assert_arrived_once(scp: &Storescp, spool_dir: &Path, study_uid: &str) {
 async fn the_seg_is_delivered_once() {
     let tmp = tempfile::tempdir().unwrap();
     let study = small_study(&tmp.path().join("study"), 31);
-    let scp = Storescp::start_on(free_port());
+    let scp = Storescp::start_on(common::free_port(), "STORE", &["+uf"]);
     let spool_dir = tmp.path().join("spool");
     let node = Node::start(node_config(tmp.path(), scp.port, 2, 10)).await;
     node.send(&study).await;
@@ -270,7 +187,7 @@ async fn the_seg_is_delivered_once() {
 async fn a_destination_down_then_up_gets_the_seg_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let study = small_study(&tmp.path().join("study"), 32);
-    let port = free_port();
+    let port = common::free_port();
     let spool_dir = tmp.path().join("spool");
     let node = Node::start(node_config(tmp.path(), port, 1, 10)).await;
     node.send(&study).await;
@@ -283,7 +200,7 @@ async fn a_destination_down_then_up_gets_the_seg_exactly_once() {
     assert_eq!(row.state, "pending", "{row:?}");
     assert!(row.last_error.is_some(), "{row:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let scp = Storescp::start_on(port);
+    let scp = Storescp::start_on(port, "STORE", &["+uf"]);
 
     let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
         r.state != "pending"
@@ -303,7 +220,7 @@ async fn a_destination_that_never_answers_ends_in_a_visible_dead_letter() {
     let tmp = tempfile::tempdir().unwrap();
     let study = small_study(&tmp.path().join("study"), 33);
     let spool_dir = tmp.path().join("spool");
-    let node = Node::start(node_config(tmp.path(), free_port(), 1, 2)).await;
+    let node = Node::start(node_config(tmp.path(), common::free_port(), 1, 2)).await;
     node.send(&study).await;
 
     let row = wait_row(&spool_dir, &study.study_uid, "the dead letter", |r| {
@@ -339,7 +256,7 @@ async fn a_destination_that_never_answers_ends_in_a_visible_dead_letter() {
 async fn a_delivery_pending_at_shutdown_is_made_by_the_next_node() {
     let tmp = tempfile::tempdir().unwrap();
     let study = small_study(&tmp.path().join("study"), 34);
-    let port = free_port();
+    let port = common::free_port();
     let spool_dir = tmp.path().join("spool");
     let config = node_config(tmp.path(), port, 1, 10);
 
@@ -359,7 +276,7 @@ async fn a_delivery_pending_at_shutdown_is_made_by_the_next_node() {
     );
 
     // The destination comes up; a new node on the same data folder delivers, unprompted.
-    let scp = Storescp::start_on(port);
+    let scp = Storescp::start_on(port, "STORE", &["+uf"]);
     let node = Node::start(config).await;
     let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
         r.state != "pending"
@@ -376,7 +293,7 @@ async fn a_delivery_pending_at_shutdown_is_made_by_the_next_node() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipeline_naming_an_unknown_destination_stops_the_node_at_start() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut config = node_config(tmp.path(), free_port(), 1, 10);
+    let mut config = node_config(tmp.path(), common::free_port(), 1, 10);
     config.destinations.clear();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let err = segnode::serve::run_on(listener, config, std::future::pending())

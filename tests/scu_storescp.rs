@@ -8,10 +8,13 @@
 //! unreachable, silent, rejecting, aborting and stalling peers give clear errors or failed
 //! instances within the timeouts, never a hang.
 
+mod common;
+
+use common::storescp::Storescp;
 use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dicom_dictionary_std::tags;
@@ -20,101 +23,6 @@ use segnode::ae::{AeTitle, Peer};
 use segnode::dimse::Status;
 use segnode::scu::{self, ScuError, ScuOptions};
 use segnode::uids;
-
-/// A DCMTK storescp on a free port, writing into its own folder; killed on drop.
-struct Storescp {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-    _log_dir: tempfile::TempDir,
-}
-
-impl Storescp {
-    /// Start `storescp -aet STORESCP -od DIR [extra] PORT` and wait (bounded) until it accepts
-    /// TCP connections.
-    fn start(extra: &[&str]) -> Storescp {
-        for _attempt in 0..3 {
-            let port = free_port();
-            let dir = tempfile::tempdir().unwrap();
-            let log_dir = tempfile::tempdir().unwrap();
-            let log = std::fs::File::create(log_dir.path().join("storescp.log")).unwrap();
-            let child = Command::new("storescp")
-                // DCMTK keeps Nagle's algorithm on unless told otherwise: ~40 ms per response.
-                .env("TCP_NODELAY", "1")
-                .args(["-aet", "STORESCP", "-od"])
-                .arg(dir.path())
-                .args(extra)
-                .arg(port.to_string())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("DCMTK storescp must be installed");
-            let mut scp = Storescp {
-                child,
-                port,
-                dir,
-                _log_dir: log_dir,
-            };
-            if scp.wait_listening(Duration::from_secs(10)) {
-                return scp;
-            }
-            // Lost the port race or failed to start: try another port.
-        }
-        panic!("storescp did not start listening");
-    }
-
-    fn wait_listening(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
-    fn peer(&self) -> Peer {
-        format!("STORESCP@127.0.0.1:{}", self.port).parse().unwrap()
-    }
-
-    /// Files storescp wrote, once `n` are there (bounded wait: it writes before answering,
-    /// but be tolerant of slow disks).
-    fn received(&self, n: usize) -> Vec<PathBuf> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .filter(|p| p.is_file())
-                .collect();
-            if files.len() >= n || Instant::now() > deadline {
-                return files;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Storescp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port nothing listens on (bound, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn opts(timeout: Duration) -> ScuOptions {
     ScuOptions {
@@ -162,7 +70,7 @@ fn write_series(dir: &Path, slices: usize, size: usize, seed: u64) -> Vec<PathBu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn echo_succeeds() {
-    let scp = Storescp::start(&[]);
+    let scp = Storescp::start("STORESCP", &[]);
     let status = scu::echo(&scp.peer(), &opts(Duration::from_secs(5)))
         .await
         .unwrap();
@@ -172,7 +80,7 @@ async fn echo_succeeds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn folder_arrives_complete_and_unchanged() {
     // 4 KiB PDUs: every 64x64 16-bit instance (8 KiB of pixels) spans several PDUs.
-    let scp = Storescp::start(&["-pdu", "4096"]);
+    let scp = Storescp::start("STORESCP", &["-pdu", "4096"]);
     let src = tempfile::tempdir().unwrap();
     let root = src.path().join("study");
     let mut sources = write_series(&root.join("series1"), 5, 64, 1);
@@ -206,7 +114,7 @@ async fn folder_arrives_complete_and_unchanged() {
     let table = report.summary_table();
     assert!(table.contains("sent") && table.contains("MB/s"), "{table}");
 
-    let received = by_instance(&scp.received(n));
+    let received = by_instance(&scp.wait_for_files(n, Duration::from_secs(10)));
     assert_eq!(received.len(), n);
     for path in &sources {
         let original = open_file(path).unwrap();
@@ -249,12 +157,12 @@ async fn jpeg_ls_is_decoded_for_an_uncompressed_only_peer_and_kept_for_one_that_
     }
 
     // storescp's default accepts uncompressed syntaxes only: we must decode.
-    let scp = Storescp::start(&[]);
+    let scp = Storescp::start("STORESCP", &[]);
     let report = scu::send_files(&scp.peer(), &opts(Duration::from_secs(10)), &jls)
         .await
         .unwrap();
     assert_eq!((report.sent, report.failed), (2, 0), "{report:#?}");
-    let received = by_instance(&scp.received(2));
+    let received = by_instance(&scp.wait_for_files(2, Duration::from_secs(10)));
     for p in &plain {
         let original = open_file(p).unwrap();
         let copy = &received[&sop_instance(&original)];
@@ -271,12 +179,12 @@ async fn jpeg_ls_is_decoded_for_an_uncompressed_only_peer_and_kept_for_one_that_
     }
 
     // A peer that accepts JPEG-LS gets the compressed stream exactly as stored.
-    let scp = Storescp::start(&["+xa"]);
+    let scp = Storescp::start("STORESCP", &["+xa"]);
     let report = scu::send_files(&scp.peer(), &opts(Duration::from_secs(10)), &jls)
         .await
         .unwrap();
     assert_eq!((report.sent, report.failed), (2, 0), "{report:#?}");
-    let received = by_instance(&scp.received(2));
+    let received = by_instance(&scp.wait_for_files(2, Duration::from_secs(10)));
     for p in &jls {
         let original = open_file(p).unwrap();
         let copy = &received[&sop_instance(&original)];
@@ -294,7 +202,9 @@ async fn jpeg_ls_is_decoded_for_an_uncompressed_only_peer_and_kept_for_one_that_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_port_fails_fast_with_a_connect_error() {
-    let peer: Peer = format!("NOBODY@127.0.0.1:{}", free_port()).parse().unwrap();
+    let peer: Peer = format!("NOBODY@127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let src = tempfile::tempdir().unwrap();
     let files = write_series(&src.path().join("s"), 1, 16, 3);
     let t0 = Instant::now();
@@ -381,7 +291,7 @@ async fn rejected_calling_ae_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn peer_abort_fails_every_remaining_instance() {
     // storescp aborts the association after receiving the first C-STORE-RQ.
-    let scp = Storescp::start(&["--abort-after"]);
+    let scp = Storescp::start("STORESCP", &["--abort-after"]);
     let src = tempfile::tempdir().unwrap();
     let files = write_series(&src.path().join("s"), 3, 32, 4);
     let report = scu::send_files(&scp.peer(), &opts(Duration::from_secs(5)), &files)
@@ -404,7 +314,7 @@ async fn peer_abort_fails_every_remaining_instance() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_response_times_out() {
     // storescp sleeps 10 s while receiving each instance; our read timeout is 1 s.
-    let scp = Storescp::start(&["--sleep-during", "10"]);
+    let scp = Storescp::start("STORESCP", &["--sleep-during", "10"]);
     let src = tempfile::tempdir().unwrap();
     let files = write_series(&src.path().join("s"), 2, 32, 5);
     let t0 = Instant::now();
@@ -428,7 +338,7 @@ async fn stalled_response_times_out() {
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "benchmark"]
 async fn throughput_200_mr_256() {
-    let scp = Storescp::start(&["-pdu", "131072"]);
+    let scp = Storescp::start("STORESCP", &["-pdu", "131072"]);
     let src = tempfile::tempdir().unwrap();
     let files = write_series(&src.path().join("s"), 200, 256, 9);
     let report = scu::send_paths(&scp.peer(), &opts(Duration::from_secs(30)), &files, false)

@@ -6,9 +6,11 @@
 //! Each test binary compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod dce;
 pub mod fixtures;
 pub mod j2k;
 pub mod raw_scu;
+pub mod storescp;
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;

@@ -1,0 +1,58 @@
+//! A node with the shipped DCE pipeline sized for small test studies: the pipeline file
+//! with checked edits, the models folder, a small synthetic study.
+
+use std::path::{Path, PathBuf};
+
+use segnode::synth::{DceParams, Orientation, SynthStudy, write_dce_study};
+
+/// Slices of [`small_study`]; the test pipelines use it as `min_slices`.
+pub const SLICES: usize = 24;
+
+/// Write `<dir>/pipelines/<name>.toml`: the shipped pipeline `name` with `min_slices`
+/// lowered to [`SLICES`] and each `(from, to)` edit applied. An edit that no longer finds
+/// its text fails the test, so a changed shipped file cannot silently void a test.
+pub fn pipelines_dir(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("conf/pipelines/{name}.toml"));
+    let mut text = std::fs::read_to_string(&shipped).unwrap();
+    let min = format!("min_slices = {SLICES}");
+    for (from, to) in [("min_slices = 96", min.as_str())].iter().chain(edits) {
+        assert!(
+            text.contains(from),
+            "{} no longer contains {from:?}",
+            shipped.display()
+        );
+        text = text.replace(from, to);
+    }
+    let definitions = dir.join("pipelines");
+    std::fs::create_dir_all(&definitions).unwrap();
+    std::fs::write(definitions.join(format!("{name}.toml")), text).unwrap();
+    definitions
+}
+
+/// The repository's models folder, which `make models` fills.
+pub fn models_dir() -> PathBuf {
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    assert!(
+        models.join("dce_kinetic.pt").is_file(),
+        "models/dce_kinetic.pt is missing: run `make models` (make test does)"
+    );
+    models
+}
+
+/// A 4-phase study of [`SLICES`] slices of 96², with or without the localizer.
+pub fn small_study(
+    dir: &Path,
+    orientation: Orientation,
+    seed: u64,
+    with_localizer: bool,
+) -> SynthStudy {
+    let params = DceParams {
+        orientation,
+        slices: SLICES,
+        size: 96,
+        seed,
+        with_localizer,
+        ..Default::default()
+    };
+    write_dce_study(dir, &params).unwrap()
+}
