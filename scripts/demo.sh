@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: the embedded default config end to end. Start segnode on a free port with
 # a local spool, write a synthetic 4-phase DCE study, send it with segnode's own SCU, wait
-# for the SEG the node writes to its results folder, score it against the phantom truth,
-# stop the node.
+# for the SEG the node writes to its results folder, score it against the phantom truth;
+# then the same for a synthetic fetal head ultrasound image (the second pipeline); stop
+# the node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,6 +58,31 @@ echo "== summary"
 
 echo "== conformance (dciodvfy)"
 dciodvfy "$seg" 2>&1 | head -n 5
+
+echo
+echo "== fetal head ultrasound: a synthetic image as an ultrasound machine stores it (RGB, JPEG baseline, region calibration)"
+"$bin" synth --preset fetal-us "$out/us"
+us_study=$(sed -n 's/^study_uid = "\(.*\)"$/\1/p' "$out/us/truth.toml")
+echo "== sending it"
+started=$(date +%s.%N)
+"$bin" send "SEGNODE@127.0.0.1:$port" "$out/us/US0001.dcm"
+echo "== waiting for its SEG"
+us_seg=""
+for _ in $(seq 1 300); do
+  us_seg=$(find "$out/spool/results/$us_study" -name '*.dcm' 2>/dev/null | head -n 1 || true)
+  [ -n "$us_seg" ] && break
+  sleep 0.2
+done
+[ -n "$us_seg" ] || { echo "no ultrasound SEG after 60 s; log:"; tail -n 30 "$out/serve.log"; exit 1; }
+finished=$(date +%s.%N)
+printf 'SEG %s\n(%.1f s from the image sent to the SEG on disk)\n' "$us_seg" "$(echo "$finished - $started" | bc)"
+"$bin" eval "$us_seg" "$out/us"
+"$bin" eval "$us_seg" "$out/us" --json >"$out/us-eval.json"
+"${SEGNODE_VENV:-$HOME/.cache/segnode/venv}/bin/python" tools/demo_report_us.py \
+  --spool "$out/spool" --image "$out/us/US0001.dcm" --seg "$us_seg" --eval "$out/us-eval.json" \
+  --out "$out/us-preview.png"
+echo "== conformance (dciodvfy)"
+dciodvfy "$us_seg" 2>&1 | head -n 5
 
 stop_node
 trap - EXIT

@@ -54,28 +54,40 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Write a synthetic 4-phase DCE-MRI breast study with its ground truth (truth.toml).
+    /// Write a synthetic study with its ground truth (truth.toml): a 4-phase DCE-MRI breast
+    /// study (dce-breast) or a fetal head ultrasound image (fetal-us).
     Synth {
         /// Output folder (created).
         outdir: PathBuf,
-        /// Slice orientation.
-        #[arg(long, default_value = "axial")]
-        orientation: segnode::synth::Orientation,
-        /// Number InstanceNumber against the slice order (a reader sorting by it gets it backwards).
-        #[arg(long)]
-        reverse: bool,
-        /// Slices per phase.
-        #[arg(long, default_value_t = 128)]
-        slices: usize,
-        /// Rows and columns.
-        #[arg(long, default_value_t = 256)]
-        size: usize,
-        /// Random seed (lesion position, noise).
+        /// What to generate.
+        #[arg(long, value_enum, default_value_t = Preset::DceBreast)]
+        preset: Preset,
+        /// Random seed (anatomy, lesion or head placement, noise).
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Do not write the 3-plane localizer series.
+        /// dce-breast: slice orientation [default: axial].
+        #[arg(long)]
+        orientation: Option<segnode::synth::Orientation>,
+        /// dce-breast: number InstanceNumber against the slice order (a reader sorting by it
+        /// gets it backwards).
+        #[arg(long)]
+        reverse: bool,
+        /// dce-breast: slices per phase [default: 128].
+        #[arg(long)]
+        slices: Option<usize>,
+        /// dce-breast: rows and columns [default: 256].
+        #[arg(long)]
+        size: Option<usize>,
+        /// dce-breast: do not write the 3-plane localizer series.
         #[arg(long)]
         no_localizer: bool,
+        /// fetal-us: pixel encoding, jpeg (JPEG Baseline, YBR_FULL_422), rgb or mono
+        /// [default: jpeg].
+        #[arg(long)]
+        encoding: Option<segnode::synth::UsEncoding>,
+        /// fetal-us: frames; more than 1 writes a multi-frame cine loop [default: 1].
+        #[arg(long)]
+        frames: Option<u32>,
     },
     /// Run a pipeline offline on a folder holding one study; write the SEG.
     Segment {
@@ -94,15 +106,16 @@ enum Command {
         #[arg(long, default_value = "models")]
         models_dir: PathBuf,
     },
-    /// Score a SEG against a synthetic study's truth: Dice and IoU in patient coordinates.
+    /// Score a SEG against a synthetic image's truth (DCE lesion or fetal head): Dice, IoU
+    /// and pixel accuracy per segment.
     Eval {
         /// The SEG file.
         seg: PathBuf,
         /// truth.toml, or the synthetic study folder holding it.
         truth: PathBuf,
-        /// Segment number to score.
-        #[arg(long, default_value_t = 1)]
-        segment: u16,
+        /// Score only this segment number (default: every segment).
+        #[arg(long)]
+        segment: Option<u16>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -124,6 +137,29 @@ enum Command {
         #[command(flatten)]
         scu: ScuArgs,
     },
+}
+
+/// What `segnode synth` generates.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Preset {
+    /// Synthetic 4-phase DCE-MRI breast study.
+    DceBreast,
+    /// Synthetic fetal head ultrasound image (transventricular plane).
+    FetalUs,
+}
+
+/// The options of `segnode synth`, as given.
+struct SynthArgs {
+    outdir: PathBuf,
+    preset: Preset,
+    seed: u64,
+    orientation: Option<segnode::synth::Orientation>,
+    reverse: bool,
+    slices: Option<usize>,
+    size: Option<usize>,
+    no_localizer: bool,
+    encoding: Option<segnode::synth::UsEncoding>,
+    frames: Option<u32>,
 }
 
 #[derive(clap::Args)]
@@ -221,35 +257,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Synth {
             outdir,
+            preset,
+            seed,
             orientation,
             reverse,
             slices,
             size,
-            seed,
             no_localizer,
-        } => {
-            let params = segnode::synth::DceParams {
-                orientation,
-                reverse,
-                slices,
-                size,
-                seed,
-                with_localizer: !no_localizer,
-                ..Default::default()
-            };
-            let study = segnode::synth::write_dce_study(&outdir, &params)?;
-            println!("study {} (patient {})", study.study_uid, study.patient_id);
-            for s in &study.series {
-                println!(
-                    "  series {:>3}  {:<28} {:>4} files",
-                    s.series_number,
-                    s.description,
-                    s.files.len()
-                );
-            }
-            println!("truth: {}", study.truth_path.display());
-            Ok(ExitCode::SUCCESS)
-        }
+            encoding,
+            frames,
+        } => synth(SynthArgs {
+            outdir,
+            preset,
+            seed,
+            orientation,
+            reverse,
+            slices,
+            size,
+            no_localizer,
+            encoding,
+            frames,
+        }),
         Command::Segment {
             input,
             out,
@@ -267,11 +295,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             segment,
             json,
         } => {
-            let score = segnode::eval::evaluate_file(&seg, &truth, segment)?;
+            let scores = segnode::eval::evaluate_files(&seg, &truth, segment)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&[&score])?);
+                println!("{}", serde_json::to_string_pretty(&scores)?);
             } else {
-                print!("{}", segnode::eval::table(std::slice::from_ref(&score)));
+                print!("{}", segnode::eval::table(&scores));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -305,6 +333,89 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// `segnode synth`: write the preset's study and print what was written.
+fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
+    use segnode::synth::{FetalStructure, FetalUsParams};
+
+    match args.preset {
+        Preset::DceBreast => {
+            if args.encoding.is_some() || args.frames.is_some() {
+                anyhow::bail!("--encoding and --frames apply to --preset fetal-us only");
+            }
+            let defaults = segnode::synth::DceParams::default();
+            let params = segnode::synth::DceParams {
+                orientation: args.orientation.unwrap_or(defaults.orientation),
+                reverse: args.reverse,
+                slices: args.slices.unwrap_or(defaults.slices),
+                size: args.size.unwrap_or(defaults.size),
+                seed: args.seed,
+                with_localizer: !args.no_localizer,
+                ..defaults
+            };
+            let study = segnode::synth::write_dce_study(&args.outdir, &params)?;
+            println!("study {} (patient {})", study.study_uid, study.patient_id);
+            for s in &study.series {
+                println!(
+                    "  series {:>3}  {:<28} {:>4} files",
+                    s.series_number,
+                    s.description,
+                    s.files.len()
+                );
+            }
+            println!("truth: {}", study.truth_path.display());
+        }
+        Preset::FetalUs => {
+            if args.orientation.is_some()
+                || args.reverse
+                || args.slices.is_some()
+                || args.size.is_some()
+                || args.no_localizer
+            {
+                anyhow::bail!(
+                    "--orientation, --reverse, --slices, --size and --no-localizer apply to \
+                     --preset dce-breast only"
+                );
+            }
+            let defaults = FetalUsParams::default();
+            let params = FetalUsParams {
+                seed: args.seed,
+                encoding: args.encoding.unwrap_or(defaults.encoding),
+                frames: args.frames.unwrap_or(defaults.frames),
+                ..defaults
+            };
+            let image = segnode::synth::write_fetal_us(&args.outdir, &params)?;
+            let counts = image.truth.pixels;
+            let lines = [
+                ("file", image.path.display().to_string()),
+                ("SOP class", image.sop_class_uid.clone()),
+                ("transfer syntax", image.transfer_syntax.clone()),
+                ("photometric", image.photometric_interpretation.clone()),
+                (
+                    "frames",
+                    format!("{} of {} x {}", image.frames, image.columns, image.rows),
+                ),
+                ("truth", image.truth_path.display().to_string()),
+                (
+                    "pixels/frame",
+                    format!(
+                        "{} {}, {} {}, {} {}",
+                        FetalStructure::Brain,
+                        counts.brain,
+                        FetalStructure::Csp,
+                        counts.csp,
+                        FetalStructure::Lv,
+                        counts.lv
+                    ),
+                ),
+            ];
+            for (label, value) in lines {
+                println!("{:<16} {value}", format!("{label}:"));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `segnode segment`: plan, load the model, run, print what was chosen, found and how long.
@@ -371,8 +482,10 @@ fn segment(
     );
     for (label, f) in &outcome.findings {
         println!(
-            "  {label}: {} voxels, {:.2} mL, {:.4} % of the volume",
-            f.voxels, f.volume_ml, f.fraction_percent
+            "  {label}: {} voxels, {}, {:.4} % of the image",
+            f.voxels,
+            f.size(),
+            f.fraction_percent
         );
     }
     println!(

@@ -199,6 +199,7 @@ fn swinunetr_sliding_window_matches_monai() {
             sigma_scale: 0.125,
             device: DeviceChoice::Cpu,
             half_precision: false,
+            image_model: false,
         };
         let model =
             Model::load(&model_path, &settings, SHAPE.0).expect("SwinUNETR loads and warms up");

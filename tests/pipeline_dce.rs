@@ -931,7 +931,10 @@ fn study_without_enhancement_gives_an_empty_seg() {
     assert_eq!(outcome.findings.len(), 1);
     let f = &outcome.findings[0].1;
     assert_eq!(f.voxels, 0, "no enhancement, no lesion: {f:?}");
-    assert!(f.volume_ml == 0.0 && f.fraction_percent == 0.0, "{f:?}");
+    assert!(
+        f.volume_ml == Some(0.0) && f.fraction_percent == 0.0,
+        "{f:?}"
+    );
 
     let seg = read_seg(&seg_path).unwrap();
     assert_eq!(

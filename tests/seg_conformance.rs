@@ -66,6 +66,7 @@ fn geometry() -> SourceGeometry {
                 image_position: (0..3)
                     .map(|i| format!("{:.10}", origin[i] + d * n[i]))
                     .collect(),
+                frame_number: None,
             }
         })
         .collect();
@@ -477,5 +478,60 @@ fn image_without_patient_geometry_is_conformant() {
     let uid = geometry.slices[0].sop_instance_uid.as_str();
     for (s, mask) in masks.iter().enumerate() {
         assert_eq!(&seg.segment_volume(s as u16 + 1, &[uid]).unwrap(), mask);
+    }
+}
+
+/// An ultrasound cine (one multi-frame instance, no frame of reference): one SEG frame per
+/// source frame and segment, each referencing its source frame; the frame number is a
+/// dimension, so readers tell the frames apart.
+#[test]
+fn frames_of_a_cine_without_patient_geometry_are_conformant() {
+    const US_MULTIFRAME: &str = "1.2.840.10008.5.1.4.1.1.3.1";
+    let dir = tempfile::tempdir().unwrap();
+    let mut geometry = geometry();
+    let cine = geometry.slices[0].sop_instance_uid.clone();
+    for (k, slice) in geometry.slices.iter_mut().enumerate() {
+        slice.sop_class_uid = US_MULTIFRAME.into();
+        slice.sop_instance_uid = cine.clone();
+        slice.image_position.clear();
+        // Handed over out of order: the encoder orders frames by source frame number.
+        slice.frame_number = Some([3, 1, 5, 2, 4][k]);
+    }
+    geometry.image_orientation.clear();
+    geometry.frame_of_reference_uid = None;
+    geometry.slice_thickness = None;
+    geometry.spacing_between_slices = None;
+    let masks = masks();
+    let path = encode_to(dir.path(), &geometry, &masks, false);
+    assert_dciodvfy_clean(&path);
+    if let Ok(keep) = std::env::var("SEGNODE_KEEP_CINE_SEG") {
+        std::fs::copy(&path, keep).unwrap();
+    }
+
+    let seg = read_seg(&path).unwrap();
+    assert_eq!(seg.frames.len(), 2 * SLICES);
+    assert_eq!(seg.referenced_series.len(), 1);
+    assert_eq!(seg.referenced_series[0].instances.len(), 1, "the cine once");
+    for (s, mask) in masks.iter().enumerate() {
+        let frames: Vec<_> = seg
+            .frames
+            .iter()
+            .filter(|f| f.segment_number == s as u16 + 1)
+            .collect();
+        let numbers: Vec<u32> = frames
+            .iter()
+            .map(|f| f.referenced_frame_number.unwrap())
+            .collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5], "segment {} in frame order", s + 1);
+        for f in frames {
+            let n = f.referenced_frame_number.unwrap();
+            assert_eq!(f.dimension_index_values, [s as u32 + 1, n]);
+            let k = geometry
+                .slices
+                .iter()
+                .position(|sl| sl.frame_number == Some(n))
+                .unwrap();
+            assert_eq!(f.pixels, mask.index_axis(ndarray::Axis(0), k));
+        }
     }
 }

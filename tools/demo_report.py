@@ -19,18 +19,14 @@ import numpy as np
 import pydicom
 from PIL import Image, ImageDraw
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo_common import finished_job, format_rows, outline, timing_rows  # noqa: E402
+
 
 def summary(spool: Path, seg: pydicom.Dataset, score: dict) -> str:
-    db = sqlite3.connect(f"file:{spool / 'index.sqlite'}?mode=ro", uri=True)
     study = str(seg.StudyInstanceUID)
-    job = db.execute(
-        "SELECT pipeline, trigger, findings, timings FROM jobs WHERE study_uid = ? AND state = 'done' "
-        "ORDER BY id DESC LIMIT 1",
-        (study,),
-    ).fetchone()
-    if job is None:
-        sys.exit(f"no finished job for study {study} in {spool}")
-    pipeline, trigger, findings, timings = job[0], job[1], json.loads(job[2]), json.loads(job[3])
+    pipeline, trigger, findings, timings = finished_job(spool, study)
+    db = sqlite3.connect(f"file:{spool / 'index.sqlite'}?mode=ro", uri=True)
     referenced = {str(s.SeriesInstanceUID) for s in seg.ReferencedSeriesSequence}
     series = db.execute(
         "SELECT series_number, series_description, series_uid, "
@@ -46,11 +42,8 @@ def summary(spool: Path, seg: pydicom.Dataset, score: dict) -> str:
         rows.append((f"segment {f['label']!r}", f"{f['voxels']} voxels, {f['volume_ml']:.2f} mL, "
                      f"{f['fraction_percent']:.3f} % of the volume"))
     rows.append(("Dice / IoU vs truth", f"{score['dice']:.4f} / {score['iou']:.4f}  (patient coordinates)"))
-    for stage, seconds in timings.items():
-        rows.append((f"time: {stage}", f"{seconds:8.3f} s"))
-    rows.append(("time: total job", f"{sum(timings.values()):8.3f} s"))
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+    rows += timing_rows(timings)
+    return format_rows(rows)
 
 
 def frames_by_position(seg: pydicom.Dataset) -> dict:
@@ -87,12 +80,7 @@ def preview(study_dir: Path, seg: pydicom.Dataset, out: Path) -> int:
         lo, hi = np.percentile(img, [1, 99.5])
         grey = np.clip((img - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8)
         rgb = np.stack([grey] * 3, axis=-1)
-        inner = mask.copy()
-        inner[1:, :] &= mask[:-1, :]
-        inner[:-1, :] &= mask[1:, :]
-        inner[:, 1:] &= mask[:, :-1]
-        inner[:, :-1] &= mask[:, 1:]
-        rgb[mask & ~inner] = (255, 40, 40)
+        rgb[outline(mask)] = (255, 40, 40)
         tile = Image.fromarray(rgb).resize((320, 320), Image.NEAREST)
         ImageDraw.Draw(tile).text((6, 6), f"z={ipp[2]:.1f} mm", fill=(255, 255, 0))
         tiles.append(tile)

@@ -4,7 +4,8 @@
   $HOME/.cache/segnode/venv/bin/python tools/test_models.py [-k NAME] [--keep DIR]
 
 Runs every test_* function, prints PASS/FAIL per test, exits non-zero on any failure.
-Everything is built fresh into a temporary directory; CPU only, 2 threads, ~2-3 minutes.
+Everything is built fresh into a temporary directory; CPU only, 2 threads, ~2-3 minutes
+(the fetal-head and U-Net tests take seconds: -k fetal, -k unet2d).
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 torch.set_num_threads(2)
 
+import build_fetal_head_model  # noqa: E402
 import build_kinetic_model  # noqa: E402
 import export_swinunetr  # noqa: E402
+import export_unet  # noqa: E402
+import fetal_phantom_check  # noqa: E402
+from unet2d import UNet2D  # noqa: E402
 
 WORK = ""  # set in main()
 LOGIT_07 = math.log(0.7 / 0.3)
@@ -37,6 +42,13 @@ def _kinetic_path() -> str:
     path = os.path.join(WORK, "dce_kinetic.pt")
     if not os.path.exists(path):
         assert build_kinetic_model.main(["--out", path]) == 0
+    return path
+
+
+def _fetal_path(mode: str) -> str:
+    path = os.path.join(WORK, f"fetal_head_{mode}.pt")
+    if not os.path.exists(path):
+        assert build_fetal_head_model.main(["--out", path, "--mode", mode]) == 0
     return path
 
 
@@ -241,6 +253,124 @@ def test_sliding_window_runner_swinunetr():
     y = np.load(outp)
     assert y.shape == (1, 1, 40, 70, 64), y.shape
     assert np.isfinite(y).all()
+
+
+def test_fetal_head_phantom_dice():
+    """Phantom rendered at 959x661 with speckle and annotations, run at 256x256: Dice >= 0.95
+    per structure in both modes, and no CSP/LV outside the head."""
+    for mode, seed in (("overlap", 0), ("exclusive", 1)):
+        m = torch.jit.load(_fetal_path(mode))
+        result = fetal_phantom_check.score(m, seed)
+        print(f"  {mode} seed {seed}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()
+                                                     if not k.endswith("_outside_head")))
+        for name, value in result.items():
+            if name.endswith("_outside_head"):
+                if not name.startswith("brain"):
+                    assert value == 0, f"{mode}: {value:.0f} {name} pixels"
+            else:
+                assert value >= 0.95, f"{mode} seed {seed}: Dice {name} {value:.4f}"
+
+
+def test_fetal_head_contract():
+    """Shapes at odd sizes, finite logits, overlap nesting, exclusive log-probabilities,
+    empty output for frames without a head (blank, empty sector, annotations only)."""
+    ov = torch.jit.load(_fetal_path("overlap"))
+    ex = torch.jit.load(_fetal_path("exclusive"))
+    assert ov.class_names() == ["brain", "csp", "lv"] and ov.contract()["out_channels"] == 3.0
+    assert ex.class_names() == ["background", "brain_only", "csp", "lv"] and ex.contract()["exclusive"] == 1.0
+    ph = fetal_phantom_check.render(2)
+    x = torch.nn.functional.interpolate(torch.from_numpy(ph.image)[None, None], size=(256, 256),
+                                        mode="bilinear", align_corners=False)
+    p = torch.sigmoid(ov(x))
+    assert (p[:, 0] + 1e-6 >= p[:, 1:].amax(dim=1)).all(), "brain must contain CSP and LV"
+    lp = ex(x)
+    assert torch.allclose(lp.exp().sum(1), torch.ones(1, 256, 256), atol=1e-5)
+    assert torch.equal(lp.argmax(1) > 0, p[:, 0] >= 0.5), "exclusive brain != overlap brain"
+    empty = fetal_phantom_check.render(3, head=False).image  # speckled sector and annotations
+    notes = np.zeros((fetal_phantom_check.HEIGHT, fetal_phantom_check.WIDTH), dtype=np.float32)
+    fetal_phantom_check._annotations(notes, np.random.default_rng(0))
+    for img in (torch.zeros(1, 1, 256, 256), torch.from_numpy(empty)[None, None], torch.from_numpy(notes)[None, None]):
+        img = torch.nn.functional.interpolate(img, size=(256, 256), mode="bilinear", align_corners=False)
+        assert (torch.sigmoid(ov(img)) < 0.5).all(), "segmented a frame without a head"
+        assert (ex(img).argmax(1) == 0).all(), "segmented a frame without a head (exclusive)"
+    for shape in [(1, 1, 1, 1), (3, 1, 17, 5), (2, 1, 200, 333)]:
+        for m, k in ((ov, 3), (ex, 4)):
+            y = m(torch.rand(shape))
+            assert y.shape == (shape[0], k) + shape[2:] and torch.isfinite(y).all(), (shape, tuple(y.shape))
+    bad = torch.rand(1, 1, 32, 32)
+    bad[0, 0, 3, 3] = float("nan")
+    assert torch.isfinite(ov(bad)).all()
+    try:
+        ov(torch.zeros(1, 3, 16, 16))
+    except Exception as e:
+        assert "[N, 1, H, W]" in str(e), str(e)
+    else:
+        raise AssertionError("3-channel input accepted")
+
+
+def test_unet2d_export_matches_eager():
+    """Scripted == eager (<= 1e-5) at sizes that are and are not multiples of 16; same seed,
+    same weights; output cropped back to the input size."""
+    out = os.path.join(WORK, "unet_b8_s0.pt")
+    export_unet.main(["--random-init", "--seed", "0", "--base-channels", "8", "--out", out])
+    ts = torch.jit.load(out)
+    meta = json.loads(_extra(out)["segnode.json"])
+    assert meta["base_channels"] == 8 and meta["out_channels"] == 3, meta
+    torch.manual_seed(0)
+    eager = UNet2D(1, 3, 8).eval()
+    sd = ts.state_dict()
+    assert all(torch.equal(v, sd[k]) for k, v in eager.state_dict().items()), "seed 0 weights differ"
+    for shape in [(1, 1, 96, 80), (2, 1, 64, 64), (1, 1, 37, 101), (1, 1, 1, 1)]:
+        x = torch.randn(shape)
+        with torch.no_grad():
+            a, b = eager(x), ts(x)
+        assert b.shape == (shape[0], 3) + shape[2:], f"{shape}: {tuple(b.shape)}"
+        d = (a - b).abs().max().item()
+        assert d <= 1e-5, f"{shape}: max abs diff {d}"
+    full = UNet2D(1, 3, 64)
+    n = sum(p.numel() for p in full.parameters())
+    assert 31_000_000 < n < 31_100_000, f"base 64 U-Net has {n} parameters"
+
+
+def test_unet2d_checkpoint_and_eager_helper():
+    """--checkpoint round trip (DataParallel prefix), clear key-mismatch error, and the Rust
+    test's helper tests/helpers/unet_eager.py reproducing the TorchScript output."""
+    torch.manual_seed(5)
+    src = UNet2D(2, 4, 4).eval()
+    ckpt = os.path.join(WORK, "unet_ckpt.pth")
+    torch.save({"epoch": 1, "model_state_dict": {"module." + k: v for k, v in src.state_dict().items()}}, ckpt)
+    out = os.path.join(WORK, "unet_ckpt.pt")
+    export_unet.main(["--checkpoint", ckpt, "--in-channels", "2", "--out-channels", "4", "--base-channels", "4",
+                      "--out", out])
+    ts = torch.jit.load(out)
+    x = torch.randn(2, 2, 50, 70)
+    with torch.no_grad():
+        want = src(x)
+    assert (ts(x) - want).abs().max().item() <= 1e-5
+    r = subprocess.run([sys.executable, os.path.join(HERE, "export_unet.py"), "--checkpoint", ckpt,
+                        "--base-channels", "4", "--out", os.path.join(WORK, "bad.pt")], capture_output=True, text=True)
+    assert r.returncode != 0 and "shapes do not match" in r.stderr, r.stderr[-500:]
+    bad = os.path.join(WORK, "unet_bad.pth")
+    torch.save({"model_state_dict": {"nope": torch.zeros(1)}}, bad)
+    r = subprocess.run([sys.executable, os.path.join(HERE, "export_unet.py"), "--checkpoint", bad,
+                        "--out", os.path.join(WORK, "bad.pt")], capture_output=True, text=True)
+    assert r.returncode != 0 and "missing" in r.stderr and "unexpected 1 [nope]" in r.stderr, r.stderr[-500:]
+    assert not os.path.exists(os.path.join(WORK, "bad.pt"))
+
+    helper = os.path.join(os.path.dirname(HERE), "tests", "helpers", "unet_eager.py")
+    xin, yout = os.path.join(WORK, "x.f32"), os.path.join(WORK, "y.f32")
+    x.numpy().astype("<f4").tofile(xin)
+    r = subprocess.run([sys.executable, helper, "--model", out, "--in-channels", "2", "--out-channels", "4",
+                        "--base-channels", "4", "--input", xin, "--shape", "2,2,50,70", "--output", yout],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout)["output_shape"] == [2, 4, 50, 70]
+    got = np.fromfile(yout, dtype="<f4").reshape(2, 4, 50, 70)
+    assert np.abs(got - want.numpy()).max() <= 1e-5
+    r = subprocess.run([sys.executable, helper, "--model", out, "--in-channels", "2", "--out-channels", "4",
+                        "--base-channels", "8", "--input", xin, "--shape", "2,2,50,70", "--output", yout],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "do not fit" in r.stderr, r.stderr[-500:]
 
 
 def _extra(path: str) -> dict:

@@ -17,6 +17,8 @@ use crate::uids;
 
 /// The DCE breast pipeline shipped in `conf/pipelines/dce_breast.toml`, compiled in.
 pub const EMBEDDED_DCE_BREAST: &str = include_str!("../../conf/pipelines/dce_breast.toml");
+/// The fetal head ultrasound pipeline shipped in `conf/pipelines/fetal_head_us.toml`.
+pub const EMBEDDED_FETAL_HEAD_US: &str = include_str!("../../conf/pipelines/fetal_head_us.toml");
 
 /// One pipeline definition.
 #[derive(Debug, Clone, Deserialize)]
@@ -76,7 +78,11 @@ pub struct TagRule {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Inputs {
-    /// Minimum slices per channel (96 for the DCE model).
+    /// What one job covers: a whole study (series grouped into channels, the default) or
+    /// each matching instance on its own (ultrasound images and cines).
+    #[serde(default)]
+    pub job_per: JobPer,
+    /// Minimum slices per channel (96 for the DCE model); 1 with `job_per = "instance"`.
     pub min_slices: usize,
     /// Series whose description matches this regex are never channels (localizers,
     /// subtractions, MIPs, calibration scans).
@@ -86,6 +92,18 @@ pub struct Inputs {
     pub assign_by: AssignBy,
     /// The channels, in model input order.
     pub channels: Vec<ChannelRule>,
+}
+
+/// What one job covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobPer {
+    /// One job per study, once every channel has its series (volumes: DCE-MRI).
+    #[default]
+    Study,
+    /// One job per matching instance, on its own (2D images: each image, or each frame of
+    /// a cine, is a model input; one SEG per instance). Needs exactly one channel.
+    Instance,
 }
 
 /// Channel assignment strategy.
@@ -152,6 +170,11 @@ pub struct Preprocess {
     /// Tolerance (mm) for channels to count as sharing a grid; beyond it they are resampled.
     #[serde(default = "default_grid_tolerance")]
     pub grid_tolerance_mm: f64,
+    /// Images only: set pixels outside the ultrasound regions (SequenceOfUltrasoundRegions)
+    /// to 0 before the model and clear the masks there afterwards, so burned-in text,
+    /// calipers and colour bars around the sector never reach the model or the SEG.
+    #[serde(default)]
+    pub mask_outside_regions: bool,
 }
 
 /// Model and sliding-window settings.
@@ -162,6 +185,10 @@ pub struct ModelSection {
     pub file: PathBuf,
     /// Channels the model takes.
     pub in_channels: usize,
+    /// 3 for a volume model (`[N, C, D, H, W]`), 2 for an image model (`[N, C, H, W]`,
+    /// run frame by frame: `roi` is then `[1, H, W]`).
+    #[serde(default = "three")]
+    pub spatial_dims: usize,
     /// Window size `[D, H, W]`.
     pub roi: [usize; 3],
     /// Window overlap, `[0, 1)`.
@@ -252,6 +279,9 @@ fn yes() -> bool {
 fn one() -> usize {
     1
 }
+fn three() -> usize {
+    3
+}
 fn default_overlap() -> f64 {
     0.5
 }
@@ -283,6 +313,10 @@ impl PipelineDefinition {
         }
         match name {
             "dce_breast" => Self::embedded_dce_breast(),
+            "fetal_head_us" => Self::from_toml(
+                EMBEDDED_FETAL_HEAD_US,
+                "<embedded conf/pipelines/fetal_head_us.toml>",
+            ),
             _ => Err(ConfigError::Read {
                 path,
                 source: std::io::Error::new(
@@ -400,6 +434,34 @@ impl PipelineDefinition {
                     self.inputs.channels.len()
                 ),
             ));
+        }
+        if self.inputs.job_per == JobPer::Instance && self.inputs.channels.len() != 1 {
+            return Err(invalid(
+                "inputs.channels",
+                format!(
+                    "job_per = \"instance\" takes exactly one channel (the image), not {}",
+                    self.inputs.channels.len()
+                ),
+            ));
+        }
+        match self.model.spatial_dims {
+            3 => {}
+            2 if self.model.roi[0] == 1 => {}
+            2 => {
+                return Err(invalid(
+                    "model.roi",
+                    format!(
+                        "{:?}: a 2D model (spatial_dims = 2) runs frame by frame, so roi must be [1, H, W]",
+                        self.model.roi
+                    ),
+                ));
+            }
+            d => {
+                return Err(invalid(
+                    "model.spatial_dims",
+                    format!("{d}: use 2 (image model) or 3 (volume model)"),
+                ));
+            }
         }
         if !(0.0..1.0).contains(&self.model.overlap) {
             return Err(invalid(
@@ -565,6 +627,38 @@ mod tests {
                 shape: crate::pipeline::post::Structure::Cube
             }
         );
+    }
+
+    #[test]
+    fn the_shipped_fetal_head_pipeline_is_valid() {
+        let def = PipelineDefinition::find("fetal_head_us", Path::new("/nonexistent")).unwrap();
+        assert_eq!(def.inputs.job_per, JobPer::Instance);
+        assert_eq!(def.model.spatial_dims, 2);
+        assert_eq!(def.preprocess.target, TargetGrid::InPlane([256, 256]));
+        assert!(def.preprocess.mask_outside_regions);
+        let types: Vec<String> = def
+            .segment_specs()
+            .iter()
+            .map(|s| s.property_type.value.clone())
+            .collect();
+        assert_eq!(types, ["12738006", "74968005", "66720007"]);
+    }
+
+    #[test]
+    fn image_pipelines_need_one_channel_and_a_flat_roi() {
+        let two = EMBEDDED_FETAL_HEAD_US.replace(
+            "[[inputs.channels]]\nname = \"image\"",
+            "[[inputs.channels]]\nname = \"a\"\n[[inputs.channels]]\nname = \"b\"",
+        );
+        let err = PipelineDefinition::from_toml(&two, "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inputs.channels"), "{err}");
+        let thick = EMBEDDED_FETAL_HEAD_US.replace("roi = [1, 256, 256]", "roi = [2, 256, 256]");
+        let err = PipelineDefinition::from_toml(&thick, "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("model.roi"), "{err}");
     }
 
     #[test]

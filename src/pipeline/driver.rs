@@ -351,14 +351,7 @@ async fn run_one(
                 let findings: Vec<serde_json::Value> = done
                     .findings
                     .iter()
-                    .map(|(label, f)| {
-                        serde_json::json!({
-                            "label": label,
-                            "voxels": f.voxels,
-                            "volume_ml": f.volume_ml,
-                            "fraction_percent": f.fraction_percent,
-                        })
-                    })
+                    .map(|(label, f)| f.to_json(label))
                     .collect();
                 spool.job_done_with_deliveries(
                     job_id,

@@ -84,6 +84,10 @@ pub struct InferSettings {
     /// bf16 autocast for the forward passes on CUDA (about 2x faster, slightly different
     /// logits); ignored, with a warning, on the CPU.
     pub half_precision: bool,
+    /// Whether the model itself is 2D (`[N, C, H, W]` in and out) rather than 3D. A 2D
+    /// model runs with `roi = [1, H, W]`: every window is one slice (one image frame),
+    /// handed to the model without its depth axis.
+    pub image_model: bool,
 }
 
 impl Default for InferSettings {
@@ -97,6 +101,7 @@ impl Default for InferSettings {
             sigma_scale: 0.125,
             device: DeviceChoice::Auto,
             half_precision: false,
+            image_model: false,
         }
     }
 }
@@ -116,6 +121,12 @@ impl InferSettings {
         }
         if self.sw_batch_size == 0 {
             return bad("sw_batch_size 0: must be at least 1".into());
+        }
+        if self.image_model && self.roi[0] != 1 {
+            return bad(format!(
+                "roi {:?}: a 2D model runs one slice at a time, so the roi must be [1, H, W]",
+                self.roi
+            ));
         }
         if self.blending == Blending::Gaussian
             && !(self.sigma_scale.is_finite() && self.sigma_scale > 0.0)

@@ -9,7 +9,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 
 use crate::pipeline::assembler::{Assembler, Decision, InstanceSeen, JobSpec};
-use crate::pipeline::definition::PipelineDefinition;
+use crate::pipeline::definition::{JobPer, PipelineDefinition};
 use crate::scu::collect_dicom_files;
 use crate::spool::InstanceHeader;
 
@@ -22,6 +22,8 @@ pub enum PlanError {
     Unreadable { path: PathBuf, reason: String },
     #[error("more than one study under {dir} ({count}); point at one study's folder")]
     SeveralStudies { dir: PathBuf, count: usize },
+    #[error("{count} images under {dir}; pipeline runs one job per image: point at one image file")]
+    SeveralImages { dir: PathBuf, count: usize },
     #[error("pipeline {pipeline} cannot run on this study: {reason}")]
     NotApplicable { pipeline: String, reason: String },
 }
@@ -97,6 +99,12 @@ pub fn plan_folder(definition: &PipelineDefinition, dir: &Path) -> Result<Planne
             + Duration::from_secs(definition.completion.force_after_seconds)
             + Duration::from_secs(1);
         decisions = assembler.on_tick(later);
+    }
+    if definition.inputs.job_per == JobPer::Instance && decisions.len() > 1 {
+        return Err(PlanError::SeveralImages {
+            dir: dir.to_path_buf(),
+            count: decisions.len(),
+        });
     }
     match decisions.into_iter().next() {
         Some(Decision::Ready(spec)) => {

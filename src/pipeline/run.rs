@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
-use ndarray::{Array3, Array4, Axis};
 use tracing::{info, warn};
 
-use crate::pipeline::definition::PipelineDefinition;
+use crate::pipeline::activation;
+use crate::pipeline::definition::{JobPer, PipelineDefinition};
 use crate::pipeline::infer::{InferError, InferSettings, Model};
 use crate::pipeline::post::{self, Findings};
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
@@ -22,6 +22,8 @@ use crate::pipeline::volume::{ChannelInfo, VolumeError, load_series, stack_chann
 pub enum JobError {
     #[error("volume: {0}")]
     Volume(#[from] VolumeError),
+    #[error("image: {0}")]
+    Image(#[from] crate::pipeline::image::ImageError),
     #[error("inference: {0}")]
     Infer(#[from] InferError),
     #[error("SEG encoding: {0}")]
@@ -70,6 +72,7 @@ impl LoadedPipeline {
             blending: m.blending,
             device: m.device,
             half_precision: m.precision == "bf16",
+            image_model: m.spatial_dims == 2,
             ..InferSettings::default()
         };
         let model = Model::load(&path, &settings, m.in_channels)?;
@@ -98,7 +101,7 @@ impl LoadedPipeline {
 pub struct StageTimings(pub Vec<(&'static str, Duration)>);
 
 impl StageTimings {
-    fn time<T>(&mut self, stage: &'static str, f: impl FnOnce() -> T) -> T {
+    pub(crate) fn time<T>(&mut self, stage: &'static str, f: impl FnOnce() -> T) -> T {
         let t = Instant::now();
         let out = f();
         self.0.push((stage, t.elapsed()));
@@ -140,7 +143,9 @@ pub struct JobOutcome {
     pub timings: StageTimings,
 }
 
-/// Run one job: `channels[i]` holds the files of channel i (any order).
+/// Run one job: `channels[i]` holds the files of channel i (any order). A pipeline that
+/// runs per instance (2D images) gets its one file from channel 0 and runs as
+/// [`run_image_job`](crate::pipeline::run_image::run_image_job).
 pub fn run_job(
     pipeline: &LoadedPipeline,
     study_uid: &str,
@@ -156,6 +161,15 @@ pub fn run_job(
                 channel: name.clone(),
             });
         }
+    }
+    if def.inputs.job_per == JobPer::Instance {
+        return crate::pipeline::run_image::run_image_job(
+            pipeline,
+            study_uid,
+            &channels[0].1[0],
+            out_path,
+            progress,
+        );
     }
 
     progress("decoding and ordering slices");
@@ -210,19 +224,24 @@ pub fn run_job(
 
     progress("post-processing");
     let (masks, findings) = timings.time("post-process", || {
-        let probabilities = activate(logits, &def.model.activation);
+        let probabilities = activation::probabilities(logits, &def.model.activation);
         let on_source = from_model_grid(&probabilities, &mapping);
-        let mut masks: Vec<Array3<bool>> = Vec::with_capacity(on_source.shape()[0]);
-        let mut findings = Vec::new();
-        for (k, prob) in on_source.axis_iter(Axis(0)).enumerate() {
-            let mut mask = post::threshold(&prob, def.postprocess.threshold);
-            post::apply(&mut mask, &def.postprocess.steps);
-            findings.push((
-                def.output.segments[k].label.clone(),
-                post::findings(&mask, &grid),
-            ));
-            masks.push(mask);
+        drop(probabilities);
+        let mut masks =
+            activation::decide(&on_source, &def.model.activation, def.postprocess.threshold);
+        let exclusive = def.model.activation == "softmax";
+        let decided = if exclusive { masks.clone() } else { Vec::new() };
+        for mask in masks.iter_mut() {
+            post::apply(mask, &def.postprocess.steps);
         }
+        if exclusive {
+            activation::restore_exclusivity(&mut masks, &decided);
+        }
+        let findings = masks
+            .iter()
+            .zip(&def.output.segments)
+            .map(|(mask, segment)| (segment.label.clone(), post::findings(mask, &grid)))
+            .collect::<Vec<_>>();
         (masks, findings)
     });
 
@@ -243,22 +262,12 @@ pub fn run_job(
                 path: header_path.clone(),
                 reason: e.to_string(),
             })?;
-        let options = SegOptions {
-            series_number: def.output.series_number,
-            series_description: def.output.series_description.clone(),
-            content_label: content_label(&def.name),
-            content_description: def.description.chars().take(64).collect(),
-            omit_empty_frames: def.output.omit_empty_frames,
-            software_version: env!("CARGO_PKG_VERSION").into(),
-            other_sources,
-            ..SegOptions::default()
-        };
         Ok(encode_seg(
             &header,
             &geometry,
             &def.segment_specs(),
             &masks,
-            &options,
+            &seg_options(def, other_sources),
         )?)
     })?;
 
@@ -270,7 +279,7 @@ pub fn run_job(
         .trim_end_matches('\0')
         .to_string();
     for (label, f) in &findings {
-        info!(study = %study_uid, pipeline = %def.name, segment = %label, voxels = f.voxels, volume_ml = format!("{:.2}", f.volume_ml), fraction_percent = format!("{:.4}", f.fraction_percent), "finding");
+        info!(study = %study_uid, pipeline = %def.name, segment = %label, voxels = f.voxels, size = %f.size(), fraction_percent = format!("{:.4}", f.fraction_percent), "finding");
     }
     Ok(JobOutcome {
         seg_path: out_path.to_path_buf(),
@@ -283,24 +292,22 @@ pub fn run_job(
     })
 }
 
-/// Logits → probabilities, per the pipeline's `model.activation`. With `softmax` the
-/// first (background) channel is dropped, so the result has one channel per segment.
-fn activate(logits: Array4<f32>, activation: &str) -> Array4<f32> {
-    match activation {
-        "sigmoid" => logits.mapv_into(|x| 1.0 / (1.0 + (-x).exp())),
-        "softmax" => {
-            let max = logits.fold_axis(Axis(0), f32::NEG_INFINITY, |m, &x| m.max(x));
-            let mut e = logits;
-            for mut channel in e.axis_iter_mut(Axis(0)) {
-                channel.zip_mut_with(&max, |x, &m| *x = (*x - m).exp());
-            }
-            let sum = e.sum_axis(Axis(0));
-            for mut channel in e.axis_iter_mut(Axis(0)) {
-                channel.zip_mut_with(&sum, |x, &s| *x /= s);
-            }
-            e.slice_move(ndarray::s![1.., .., .., ..])
-        }
-        _ => logits,
+/// How a pipeline's SEG describes itself. Segments may overlap unless the classes are
+/// exclusive (`softmax`).
+pub(crate) fn seg_options(
+    def: &PipelineDefinition,
+    other_sources: Vec<SeriesReference>,
+) -> SegOptions {
+    SegOptions {
+        series_number: def.output.series_number,
+        series_description: def.output.series_description.clone(),
+        content_label: content_label(&def.name),
+        content_description: def.description.chars().take(64).collect(),
+        omit_empty_frames: def.output.omit_empty_frames,
+        software_version: env!("CARGO_PKG_VERSION").into(),
+        segments_overlap: def.model.activation != "softmax" && def.output.segments.len() > 1,
+        other_sources,
+        ..SegOptions::default()
     }
 }
 
@@ -324,7 +331,7 @@ fn content_label(pipeline: &str) -> String {
     }
 }
 
-fn write_atomically(
+pub(crate) fn write_atomically(
     seg: &dicom_object::FileDicomObject<dicom_object::InMemDicomObject>,
     out_path: &Path,
 ) -> Result<(), JobError> {
@@ -347,24 +354,6 @@ fn write_atomically(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn softmax_drops_background_and_sums_to_one_with_it() {
-        let logits =
-            Array4::from_shape_vec((3, 1, 1, 2), vec![0.0, 5.0, 1.0, 0.0, 2.0, 0.0]).unwrap();
-        let p = activate(logits, "softmax");
-        assert_eq!(p.shape(), &[2, 1, 1, 2]);
-        let e = [1f32, 1f32.exp(), 2f32.exp()];
-        let total: f32 = e.iter().sum();
-        assert!((p[[0, 0, 0, 0]] - e[1] / total).abs() < 1e-6);
-        assert!((p[[1, 0, 0, 0]] - e[2] / total).abs() < 1e-6);
-    }
-
-    #[test]
-    fn sigmoid_threshold_point() {
-        let logits = Array4::from_elem((1, 1, 1, 1), (0.7f32 / 0.3).ln());
-        assert!((activate(logits, "sigmoid")[[0, 0, 0, 0]] - 0.7).abs() < 1e-6);
-    }
 
     #[test]
     fn content_labels_are_cs() {

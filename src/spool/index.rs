@@ -354,7 +354,8 @@ pub struct JobRecord {
     pub seg_path: Option<String>,
     /// SOP Instance UID of the SEG, when done.
     pub seg_sop_instance_uid: Option<String>,
-    /// JSON array of per-segment findings (label, voxels, volume_ml, fraction_percent).
+    /// JSON array of per-segment findings (label, voxels, volume_ml or area_mm2 when
+    /// known, fraction_percent).
     pub findings: Option<String>,
     /// JSON object of stage timings in seconds.
     pub timings: Option<String>,

@@ -9,23 +9,42 @@
 //! is exactly the test the renderer used per voxel centre, so a perfect segmentation on
 //! the source grid has Dice 1.0.
 //!
+//! [`write_fetal_us`] writes what an obstetric ultrasound machine sends after a fetal head
+//! biometry: one Ultrasound Image (or, with several frames, a Multi-frame cine loop) of the
+//! transventricular plane, 959 x 661, RGB with burned-in annotations, JPEG Baseline
+//! compressed by default (or uncompressed RGB or MONOCHROME2), calibrated by a US region
+//! rather than PixelSpacing, and `truth.toml` with the skull, brain, cavum septi pellucidi
+//! and lateral ventricle ellipses in pixel coordinates. [`FetalHeadTruth::contains`] is
+//! exactly the renderer's per-pixel test, so a perfect segmentation has Dice 1.0 there too.
+//!
 //! Everything but the UIDs is a function of the seed. [`write_mr_series`] writes a single
 //! plain series for tests that only need valid instances.
 
+mod fetal_layout;
+mod fetal_truth;
+mod fetal_us;
 mod geometry;
 mod instance;
 mod params;
 mod phantom;
 mod rng;
+mod shapes2d;
 mod study;
 mod truth;
+mod us_instance;
+mod us_phantom;
 
+#[cfg(test)]
+mod fetal_us_tests;
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
 
+pub use fetal_truth::{FetalHeadTruth, FetalStructure, StructurePixels};
+pub use fetal_us::{FetalUsParams, SynthUsImage, UsEncoding, write_fetal_us};
 pub use params::{DceParams, Orientation};
+pub use shapes2d::{Ellipse, UsSector};
 pub use study::{write_dce_study, write_mr_series};
 pub use truth::LesionTruth;
 
@@ -68,6 +87,9 @@ pub enum SynthError {
     /// An orientation name that is not one of the four.
     #[error("unknown orientation {0:?}: use axial, sagittal, coronal or oblique")]
     UnknownOrientation(String),
+    /// An ultrasound pixel encoding name that is not one of the three.
+    #[error("unknown ultrasound encoding {0:?}: use jpeg, rgb or mono")]
+    UnknownEncoding(String),
     /// No lesion of useful size fits the tissue and field of view (too few slices or pixels).
     #[error(
         "cannot place a lesion inside the breast tissue and field of view; use more slices or a larger matrix"
@@ -99,6 +121,14 @@ pub enum SynthError {
         /// The underlying error.
         #[source]
         source: Box<dicom_object::WriteError>,
+    },
+    /// The pixel data could not be encoded in the requested transfer syntax.
+    #[error("cannot encode the pixel data of {path}: {why}")]
+    Encode {
+        /// The file being written.
+        path: PathBuf,
+        /// What the encoder reported.
+        why: String,
     },
     /// `truth.toml` is not valid TOML or lacks fields.
     #[error("cannot parse ground truth {path}: {source}")]

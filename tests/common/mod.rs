@@ -9,6 +9,7 @@
 pub mod dce;
 pub mod fixtures;
 pub mod j2k;
+pub mod python;
 pub mod raw_scu;
 pub mod storescp;
 

@@ -9,6 +9,10 @@
 //! `min_slices` distinct instances AND either no instance arrived for `stable_seconds` or
 //! (when configured) an association that brought its instances was released. After
 //! `force_after_seconds` the pipeline's force policy applies.
+//!
+//! A pipeline with `inputs.job_per = "instance"` (2D images) is assembled the same way with
+//! each instance as its own unit: it is complete on arrival, and the stable time or the
+//! release of its association lets the job go.
 
 mod select;
 mod study;
@@ -20,7 +24,9 @@ pub use select::{ChannelChoice, Selection};
 pub use study::PartKey;
 use study::{Phase, SeriesPart, StudyState};
 
-use crate::pipeline::definition::{AssignBy, ForcePolicy, PipelineDefinition, SelectionRules};
+use crate::pipeline::definition::{
+    AssignBy, ForcePolicy, JobPer, PipelineDefinition, SelectionRules,
+};
 use crate::spool::InstanceHeader;
 
 /// Studies tracked per pipeline at most; past it the oldest is given up (bounded memory).
@@ -106,6 +112,9 @@ struct PipelineAssembler {
     on_release: bool,
     force_after: Duration,
     force_policy: ForcePolicy,
+    /// One job per instance rather than per study.
+    per_instance: bool,
+    /// Units under assembly: studies, or instances when `per_instance`.
     studies: HashMap<String, StudyState>,
 }
 
@@ -129,6 +138,7 @@ impl Assembler {
                 on_release: d.completion.on_association_release,
                 force_after: Duration::from_secs(d.completion.force_after_seconds),
                 force_policy: d.completion.force_policy,
+                per_instance: d.inputs.job_per == JobPer::Instance,
                 studies: HashMap::new(),
             })
             .collect();
@@ -152,7 +162,7 @@ impl Assembler {
         for p in &mut self.pipelines {
             if p.accepts(seen)
                 && (p.studies.len() < MAX_STUDIES_IN_FLIGHT
-                    || p.studies.contains_key(&seen.header.study_uid))
+                    || p.studies.contains_key(p.unit_of(seen)))
             {
                 p.record(seen, now);
             }
@@ -230,8 +240,18 @@ impl PipelineAssembler {
                 .all(|(keyword, re)| h.attributes.get(keyword).is_some_and(|v| re.is_match(v)))
     }
 
+    /// The key an instance is assembled under: its study, or itself.
+    fn unit_of<'a>(&self, seen: &'a InstanceSeen) -> &'a str {
+        if self.per_instance {
+            &seen.header.sop_instance_uid
+        } else {
+            &seen.header.study_uid
+        }
+    }
+
     fn on_instance(&mut self, seen: &InstanceSeen, now: Instant) -> Vec<Decision> {
-        let mut out = self.evict_if_full(&seen.header.study_uid);
+        let unit = self.unit_of(seen).to_string();
+        let mut out = self.evict_if_full(&unit);
         self.record(seen, now);
         out.extend(self.on_tick(now));
         out
@@ -240,10 +260,11 @@ impl PipelineAssembler {
     /// Add the instance to its study without deciding anything.
     fn record(&mut self, seen: &InstanceSeen, now: Instant) {
         let h = &seen.header;
+        let unit = self.unit_of(seen).to_string();
         let study = self
             .studies
-            .entry(h.study_uid.clone())
-            .or_insert_with(|| StudyState::new(now));
+            .entry(unit)
+            .or_insert_with(|| StudyState::new(&h.study_uid, now));
         if matches!(study.phase, Phase::Decided { .. }) {
             // New material for a decided study: collect again; the fingerprint tells later
             // whether the inputs really changed.
@@ -333,11 +354,7 @@ impl PipelineAssembler {
                         self.force_policy
                     );
                     self.set_decided(&uid, None);
-                    out.push(Decision::GiveUp {
-                        pipeline: self.name.clone(),
-                        study_uid: uid,
-                        reason,
-                    });
+                    out.push(self.give_up(&uid, reason));
                 }
             }
         }
@@ -345,6 +362,23 @@ impl PipelineAssembler {
     }
 
     fn remember_job(&mut self, study_uid: &str, fingerprint: u64) {
+        if self.per_instance {
+            // Any instance of the study may be the one that job was for.
+            let units: Vec<String> = self
+                .studies
+                .iter()
+                .filter(|(_, s)| s.study_uid == study_uid)
+                .map(|(unit, _)| unit.clone())
+                .collect();
+            for unit in units {
+                self.remember_unit_job(&unit, fingerprint);
+            }
+        } else {
+            self.remember_unit_job(study_uid, fingerprint);
+        }
+    }
+
+    fn remember_unit_job(&mut self, study_uid: &str, fingerprint: u64) {
         let Some(study) = self.studies.get_mut(study_uid) else {
             return;
         };
@@ -370,6 +404,12 @@ impl PipelineAssembler {
             .collect();
         if fingerprint_of(&channels) == fingerprint {
             self.set_decided(study_uid, Some(fingerprint));
+        } else if self.per_instance {
+            // That job was for another instance of the study.
+            self.studies
+                .get_mut(study_uid)
+                .expect("present above")
+                .last_job_fingerprint = None;
         }
     }
 
@@ -411,14 +451,14 @@ impl PipelineAssembler {
         channels.sort_by_key(|c| self.channel_names.iter().position(|n| *n == c.name));
         let fingerprint = fingerprint_of(&channels);
         let previous = study.last_job_fingerprint;
+        let real_study_uid = study.study_uid.clone();
         let unchanged = previous == Some(fingerprint);
         self.set_decided(study_uid, Some(fingerprint));
         if unchanged {
-            return Some(Decision::GiveUp {
-                pipeline: self.name.clone(),
-                study_uid: study_uid.to_string(),
-                reason: "inputs unchanged since the last job (the same instances were sent again): no new SEG".into(),
-            });
+            return Some(self.give_up(
+                study_uid,
+                "inputs unchanged since the last job (the same instances were sent again): no new SEG".into(),
+            ));
         }
         let mut notes = selection.notes;
         if let Some(previous) = previous {
@@ -428,12 +468,30 @@ impl PipelineAssembler {
         }
         Some(Decision::Ready(JobSpec {
             pipeline: self.name.clone(),
-            study_uid: study_uid.to_string(),
+            study_uid: real_study_uid,
             channels,
             trigger,
             notes,
             fingerprint,
         }))
+    }
+
+    /// A give-up decision for a unit; an instance unit names itself in the reason.
+    fn give_up(&self, unit: &str, reason: String) -> Decision {
+        let study_uid = self
+            .studies
+            .get(unit)
+            .map_or_else(|| unit.to_string(), |s| s.study_uid.clone());
+        let reason = if self.per_instance {
+            format!("instance {unit}: {reason}")
+        } else {
+            reason
+        };
+        Decision::GiveUp {
+            pipeline: self.name.clone(),
+            study_uid,
+            reason,
+        }
     }
 
     fn set_decided(&mut self, study_uid: &str, job_fingerprint: Option<u64>) {
@@ -484,15 +542,15 @@ impl PipelineAssembler {
             .map(|(u, s)| (u.clone(), s.phase.clone()));
         match oldest {
             Some((uid, phase)) => {
+                let decision = self.give_up(
+                    &uid,
+                    format!(
+                        "more than {MAX_STUDIES_IN_FLIGHT} studies in flight; this was the least recent"
+                    ),
+                );
                 self.studies.remove(&uid);
                 if phase == Phase::Collecting {
-                    vec![Decision::GiveUp {
-                        pipeline: self.name.clone(),
-                        study_uid: uid,
-                        reason: format!(
-                            "more than {MAX_STUDIES_IN_FLIGHT} studies in flight; this was the least recent"
-                        ),
-                    }]
+                    vec![decision]
                 } else {
                     Vec::new()
                 }

@@ -54,9 +54,11 @@ pub enum Phase {
     Decided { fingerprint: Option<u64> },
 }
 
-/// One study under assembly.
+/// One study under assembly (or one instance, for pipelines that run per instance).
 #[derive(Debug, Clone)]
 pub struct StudyState {
+    /// Study Instance UID.
+    pub study_uid: String,
     /// When its first instance arrived (since the last decision).
     pub first_seen: Instant,
     /// When its latest instance arrived.
@@ -73,8 +75,9 @@ pub struct StudyState {
 
 impl StudyState {
     /// A new study seen at `now`.
-    pub fn new(now: Instant) -> Self {
+    pub fn new(study_uid: &str, now: Instant) -> Self {
         StudyState {
+            study_uid: study_uid.to_string(),
             first_seen: now,
             last_instance: now,
             parts: BTreeMap::new(),

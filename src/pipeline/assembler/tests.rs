@@ -330,3 +330,105 @@ fn tag_rules_select_the_studies_a_pipeline_takes() {
         "{err}"
     );
 }
+
+fn us_instance(study: &str, sop: usize, association: u64) -> InstanceSeen {
+    InstanceSeen {
+        header: InstanceHeader {
+            sop_class_uid: uids::US_IMAGE_STORAGE.into(),
+            sop_instance_uid: format!("{study}.9.{sop}"),
+            study_uid: study.into(),
+            series_uid: format!("{study}.9"),
+            modality: "US".into(),
+            series_number: Some(9),
+            series_description: "Fetal head".into(),
+            ..Default::default()
+        },
+        called_ae: "SEGNODE".into(),
+        association_id: association,
+    }
+}
+
+fn fetal_and_dce() -> Assembler {
+    let fetal =
+        PipelineDefinition::from_toml(crate::pipeline::definition::EMBEDDED_FETAL_HEAD_US, "fetal")
+            .unwrap();
+    let dce = PipelineDefinition::embedded_dce_breast().unwrap();
+    Assembler::new(&[dce, fetal])
+}
+
+#[test]
+fn per_instance_pipelines_make_one_job_per_image_of_the_study() {
+    let mut a = fetal_and_dce();
+    let t0 = Instant::now();
+    for sop in 0..3 {
+        assert!(a.on_instance(&us_instance(STUDY, sop, 7), t0).is_empty());
+    }
+    // The association ends: every image is a job of its own, for the same study.
+    let jobs = a.on_association_released(7, t0 + Duration::from_millis(10));
+    let jobs = ready(&jobs);
+    assert_eq!(jobs.len(), 3);
+    let mut sops: Vec<&str> = jobs
+        .iter()
+        .map(|j| {
+            assert_eq!(
+                (j.pipeline.as_str(), j.study_uid.as_str()),
+                ("fetal_head_us", STUDY)
+            );
+            assert_eq!(j.channels.len(), 1);
+            j.channels[0].instances[0].as_str()
+        })
+        .collect();
+    sops.sort();
+    assert_eq!(
+        sops,
+        [
+            format!("{STUDY}.9.0"),
+            format!("{STUDY}.9.1"),
+            format!("{STUDY}.9.2")
+        ]
+    );
+    let fingerprints: std::collections::HashSet<u64> = jobs.iter().map(|j| j.fingerprint).collect();
+    assert_eq!(fingerprints.len(), 3, "each image its own inputs");
+
+    // Without a release, the stable time (2 s) lets an image go.
+    let t1 = t0 + Duration::from_secs(60);
+    assert!(a.on_instance(&us_instance(STUDY, 3, 8), t1).is_empty());
+    assert!(a.on_tick(t1 + Duration::from_secs(1)).is_empty());
+    assert_eq!(ready(&a.on_tick(t1 + Duration::from_secs(2))).len(), 1);
+    // The same image again: nothing new.
+    let again = a.on_instance(&us_instance(STUDY, 3, 9), t1 + Duration::from_secs(5));
+    let again: Vec<Decision> = again
+        .into_iter()
+        .chain(a.on_association_released(9, t1 + Duration::from_secs(5)))
+        .collect();
+    assert!(ready(&again).is_empty(), "{again:?}");
+    assert!(
+        matches!(&again[0], Decision::GiveUp { reason, .. } if reason.contains("unchanged") && reason.contains(".9.3"))
+    );
+}
+
+#[test]
+fn per_instance_jobs_remembered_after_a_restart_do_not_run_again() {
+    let mut first = fetal_and_dce();
+    let t0 = Instant::now();
+    for sop in 0..2 {
+        first.on_instance(&us_instance(STUDY, sop, 1), t0);
+    }
+    let jobs = first.on_association_released(1, t0);
+    let done = ready(&jobs)
+        .into_iter()
+        .find(|j| j.channels[0].instances[0].ends_with(".9.1"))
+        .unwrap()
+        .fingerprint;
+
+    // Restart: both images are read back; only .9.1 had finished.
+    let mut again = fetal_and_dce();
+    for sop in 0..2 {
+        again.restore_instance(&us_instance(STUDY, sop, 0), t0);
+    }
+    again.remember_job("fetal_head_us", STUDY, done);
+    let jobs = again.on_tick(t0 + Duration::from_secs(3));
+    let jobs = ready(&jobs);
+    assert_eq!(jobs.len(), 1);
+    assert!(jobs[0].channels[0].instances[0].ends_with(".9.0"));
+}

@@ -226,17 +226,27 @@ impl Model {
         Ok(Array4::from_shape_vec((k, d, h, w), buf).expect("buffer sized to [K, D, H, W]"))
     }
 
-    /// One forward pass (under bf16 autocast when enabled), returned as float32.
+    /// One forward pass (under bf16 autocast when enabled) of `[N, C, D, H, W]` windows,
+    /// returned as float32 `[N, K, D, H, W]`. A 2D model gets `[N, C, H, W]` (the windows
+    /// are one slice deep) and its output gets the depth axis back.
     fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
-        let y = if self.autocast {
-            device::with_bf16_autocast(|| self.module.forward_ts(&[x]))?
+        let run = |x: &Tensor| {
+            if self.autocast {
+                device::with_bf16_autocast(|| self.module.forward_ts(&[x]))
+            } else {
+                self.module.forward_ts(&[x])
+            }
+        };
+        let y = if self.settings.image_model {
+            run(&x.f_squeeze_dim(2)?)?.f_unsqueeze(2)?
         } else {
-            self.module.forward_ts(&[x])?
+            run(x)?
         };
         y.f_to_kind(Kind::Float)
     }
 
-    /// Forward zeros once; return K after checking the output is `[1, K ≥ 1, roi]`.
+    /// Forward zeros once; return K after checking the output is `[1, K ≥ 1, roi]`
+    /// (`[1, K ≥ 1, H, W]` from a 2D model).
     fn warm_up(&self) -> Result<usize, InferError> {
         let roi = self.settings.roi.map(|r| r as i64);
         let y = tch::no_grad(|| {
@@ -255,13 +265,22 @@ impl Model {
         let size = y.size();
         let k = size.get(1).copied().unwrap_or(0);
         if size.len() != 5 || size[0] != 1 || k < 1 || size[2..] != roi {
-            return Err(InferError::WrongOutputShape {
-                expected: format!(
+            let expected = if self.settings.image_model {
+                format!(
+                    "[1, K≥1, {}, {}] (2D logits at the input's size)",
+                    roi[1], roi[2]
+                )
+            } else {
+                format!(
                     "[1, K≥1, {}, {}, {}] (logits at the input's size)",
                     roi[0], roi[1], roi[2]
-                ),
-                got: size,
-            });
+                )
+            };
+            let mut got = size;
+            if self.settings.image_model && got.len() == 5 {
+                got.remove(2);
+            }
+            return Err(InferError::WrongOutputShape { expected, got });
         }
         Ok(k as usize)
     }

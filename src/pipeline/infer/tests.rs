@@ -121,6 +121,7 @@ fn settings(roi: [usize; 3], blending: Blending, sw_batch_size: usize) -> InferS
         sigma_scale: 0.125,
         device: DeviceChoice::Cpu,
         half_precision: false,
+        image_model: false,
     }
 }
 

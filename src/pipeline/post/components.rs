@@ -8,7 +8,7 @@
 
 use ndarray::Array3;
 
-use super::{Crop, step};
+use super::{Crop, Reach, step};
 
 /// Keep only the largest 26-connected component (the first in raster order on ties).
 pub(crate) fn keep_largest(mask: &mut Array3<bool>) {
@@ -176,7 +176,15 @@ const OUTSIDE: u8 = 2;
 
 /// Set every background voxel that is not 6-connected (through background) to the volume
 /// border.
+#[cfg(test)]
 pub(crate) fn fill_holes(mask: &mut Array3<bool>) {
+    fill_holes_within(mask, Reach::Volume);
+}
+
+/// Fill the holes of the whole volume (`Reach::Volume`: background not 6-connected to the
+/// volume border), or of each slice on its own (`Reach::InPlane`: background not
+/// 4-connected to the slice's border).
+pub(crate) fn fill_holes_within(mask: &mut Array3<bool>, reach: Reach) {
     // A one-voxel margin of background around the foreground box (or the volume border
     // itself) is connected to the border, so flooding from the box faces is exact.
     let Some(mut crop) = Crop::around_foreground(mask, 1) else {
@@ -207,7 +215,8 @@ pub(crate) fn fill_holes(mask: &mut Array3<bool>) {
     };
     for k in 0..d {
         for r in 0..h {
-            let whole_row = k == 0 || k + 1 == d || r == 0 || r + 1 == h;
+            let slice_face = reach == Reach::Volume && (k == 0 || k + 1 == d);
+            let whole_row = slice_face || r == 0 || r + 1 == h;
             let i = crop.index(k, r, 0);
             if whole_row {
                 (i..i + w).for_each(|i| seed(&mut crop.voxels, i));
@@ -217,7 +226,7 @@ pub(crate) fn fill_holes(mask: &mut Array3<bool>) {
             }
         }
     }
-    let offsets = crop.face_offsets();
+    let offsets = crop.neighbour_offsets(reach);
     while let Some(i) = stack.pop() {
         for &o in &offsets {
             let n = step(i, o);

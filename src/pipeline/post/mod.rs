@@ -78,13 +78,41 @@ pub fn threshold<S: Data<Elem = f32>>(prob: &ArrayBase<S, Ix3>, t: f32) -> Array
     Array3::from_shape_vec(prob.raw_dim(), out).expect("same shape")
 }
 
-/// Apply `steps` to `mask` in order.
+/// Which neighbours a step looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// Across slices too: the mask is a volume.
+    Volume,
+    /// Within the slice only: each slice is an image of its own (2D pipelines).
+    InPlane,
+}
+
+/// Apply `steps` to `mask` (a volume) in order.
 pub fn apply(mask: &mut Array3<bool>, steps: &[PostStep]) {
+    apply_within(mask, steps, Reach::Volume);
+}
+
+/// Apply `steps` to each slice of `mask` on its own, as 2D images: erosion, dilation and
+/// hole filling stay within the slice, and components (8-connected in the plane) are
+/// counted per slice, so `keep_largest` keeps the largest of every frame of a cine.
+pub fn apply_in_plane(mask: &mut Array3<bool>, steps: &[PostStep]) {
+    for mut slice in mask.outer_iter_mut() {
+        let mut frame = slice.to_owned().insert_axis(ndarray::Axis(0));
+        apply_within(&mut frame, steps, Reach::InPlane);
+        slice.assign(&frame.index_axis(ndarray::Axis(0), 0));
+    }
+}
+
+fn apply_within(mask: &mut Array3<bool>, steps: &[PostStep], reach: Reach) {
     for step in steps {
         match *step {
-            PostStep::Erode { radius, shape } => morphology::erode(mask, radius, shape),
-            PostStep::Dilate { radius, shape } => morphology::dilate(mask, radius, shape),
-            PostStep::FillHoles => components::fill_holes(mask),
+            PostStep::Erode { radius, shape } => {
+                morphology::erode_within(mask, radius, shape, reach)
+            }
+            PostStep::Dilate { radius, shape } => {
+                morphology::dilate_within(mask, radius, shape, reach)
+            }
+            PostStep::FillHoles => components::fill_holes_within(mask, reach),
             PostStep::KeepLargest => components::keep_largest(mask),
             PostStep::MinComponentVoxels(min) => components::remove_smaller_than(mask, min),
         }
@@ -94,11 +122,14 @@ pub fn apply(mask: &mut Array3<bool>, steps: &[PostStep]) {
 /// What a mask amounts to, for the job log and report.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Findings {
-    /// Foreground voxels.
+    /// Foreground voxels (pixels, for images).
     pub voxels: u64,
-    /// Foreground volume in millilitres (voxels × voxel volume).
-    pub volume_ml: f64,
-    /// Foreground voxels as a percentage of all voxels of the volume.
+    /// Foreground volume in millilitres (voxels × voxel volume); volumes only.
+    pub volume_ml: Option<f64>,
+    /// Foreground area in mm² per frame (the mean over the frames of a cine); images whose
+    /// pixel size is known only.
+    pub area_mm2: Option<f64>,
+    /// Foreground voxels as a percentage of all voxels of the volume (pixels of the image).
     pub fraction_percent: f64,
 }
 
@@ -114,15 +145,56 @@ pub fn findings(mask: &Array3<bool>, grid: &Grid) -> Findings {
         "mask shape does not match its grid"
     );
     let voxels = mask.iter().filter(|&&v| v).count() as u64;
-    let total = mask.len();
     Findings {
         voxels,
-        volume_ml: voxels as f64 * grid.voxel_volume_mm3() / 1000.0,
-        fraction_percent: if total == 0 {
-            0.0
-        } else {
-            100.0 * voxels as f64 / total as f64
-        },
+        volume_ml: Some(voxels as f64 * grid.voxel_volume_mm3() / 1000.0),
+        area_mm2: None,
+        fraction_percent: percent(voxels, mask.len()),
+    }
+}
+
+/// Count the foreground of the frames of an image (`[frames, rows, columns]`); with the
+/// pixel area known, the area per frame in mm².
+pub fn image_findings(mask: &Array3<bool>, pixel_area_mm2: Option<f64>) -> Findings {
+    let voxels = mask.iter().filter(|&&v| v).count() as u64;
+    let frames = mask.shape()[0].max(1) as f64;
+    Findings {
+        voxels,
+        volume_ml: None,
+        area_mm2: pixel_area_mm2.map(|a| voxels as f64 * a / frames),
+        fraction_percent: percent(voxels, mask.len()),
+    }
+}
+
+fn percent(part: u64, total: usize) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / total as f64
+    }
+}
+
+impl Findings {
+    /// The size in the unit that fits: `12.34 mL`, `567.8 mm²` or `1234 pixels`.
+    pub fn size(&self) -> String {
+        match (self.volume_ml, self.area_mm2) {
+            (Some(ml), _) => format!("{ml:.2} mL"),
+            (None, Some(mm2)) => format!("{mm2:.1} mm²"),
+            (None, None) => format!("{} pixels", self.voxels),
+        }
+    }
+
+    /// As JSON for the job record: label, voxels, the size fields that apply, fraction.
+    pub fn to_json(&self, label: &str) -> serde_json::Value {
+        let mut v = serde_json::json!({ "label": label, "voxels": self.voxels });
+        if let Some(ml) = self.volume_ml {
+            v["volume_ml"] = serde_json::json!(ml);
+        }
+        if let Some(mm2) = self.area_mm2 {
+            v["area_mm2"] = serde_json::json!(mm2);
+        }
+        v["fraction_percent"] = serde_json::json!(self.fraction_percent);
+        v
     }
 }
 
@@ -255,6 +327,16 @@ impl Crop {
         let (plane, row) = ((ph * pw) as isize, pw as isize);
         [-plane, plane, -row, row, -1, 1]
     }
+
+    /// The face neighbours `reach` allows, in ± pairs per axis: all six, or the four
+    /// within the slice.
+    pub(crate) fn neighbour_offsets(&self, reach: Reach) -> Vec<isize> {
+        let all = self.face_offsets();
+        match reach {
+            Reach::Volume => all.to_vec(),
+            Reach::InPlane => all[2..].to_vec(),
+        }
+    }
 }
 
 /// `base + offset` for a neighbour offset that stays inside the padded buffer.
@@ -266,6 +348,91 @@ pub(crate) fn step(base: usize, offset: isize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two frames of a cine: a ring (hole inside) and a big plus a small blob in frame 0,
+    /// a small blob only in frame 1.
+    fn cine() -> Array3<bool> {
+        let mut m = Array3::from_elem((2, 9, 9), false);
+        for r in 1..6 {
+            for c in 1..6 {
+                m[[0, r, c]] = r == 1 || r == 5 || c == 1 || c == 5;
+            }
+        }
+        m[[0, 8, 8]] = true;
+        m[[1, 7, 7]] = true;
+        m[[1, 7, 8]] = true;
+        m
+    }
+
+    #[test]
+    fn in_plane_steps_treat_each_frame_as_an_image() {
+        let mut m = cine();
+        apply_in_plane(&mut m, &[PostStep::FillHoles, PostStep::KeepLargest]);
+        // Frame 0: the ring is filled (25 pixels) and the stray pixel dropped; frame 1
+        // keeps its own largest (its only) component although frame 0's is bigger.
+        assert_eq!(
+            m.index_axis(ndarray::Axis(0), 0)
+                .iter()
+                .filter(|&&v| v)
+                .count(),
+            25
+        );
+        assert!(!m[[0, 8, 8]]);
+        assert!(m[[1, 7, 7]] && m[[1, 7, 8]]);
+
+        // A volume-wide fill finds no hole in a 1-frame-deep mask: every background voxel
+        // touches the front or back face. In-plane filling does.
+        let mut one = cine().slice(ndarray::s![0..1, .., ..]).to_owned();
+        apply(&mut one, &[PostStep::FillHoles]);
+        assert!(!one[[0, 3, 3]]);
+        apply_in_plane(&mut one, &[PostStep::FillHoles]);
+        assert!(one[[0, 3, 3]]);
+    }
+
+    #[test]
+    fn in_plane_erosion_keeps_what_a_2d_erosion_keeps() {
+        let mut m = Array3::from_elem((1, 7, 7), false);
+        m.slice_mut(ndarray::s![0, 1..6, 1..6]).fill(true);
+        let mut volume = m.clone();
+        apply(
+            &mut volume,
+            &[PostStep::Erode {
+                radius: 1,
+                shape: Structure::Cross,
+            }],
+        );
+        assert!(volume.iter().all(|&v| !v), "a 1-deep volume erodes away");
+        apply_in_plane(
+            &mut m,
+            &[PostStep::Erode {
+                radius: 1,
+                shape: Structure::Cross,
+            }],
+        );
+        assert_eq!(m.iter().filter(|&&v| v).count(), 9, "the 3x3 core stays");
+        apply_in_plane(
+            &mut m,
+            &[PostStep::Dilate {
+                radius: 1,
+                shape: Structure::Cube,
+            }],
+        );
+        assert_eq!(m.iter().filter(|&&v| v).count(), 25);
+    }
+
+    #[test]
+    fn image_findings_give_the_area_per_frame() {
+        let m = cine();
+        let f = image_findings(&m, Some(0.04));
+        assert_eq!(f.voxels, 19);
+        assert_eq!(f.volume_ml, None);
+        assert!((f.area_mm2.unwrap() - 19.0 * 0.04 / 2.0).abs() < 1e-12);
+        assert_eq!(f.size(), "0.4 mm²");
+        assert_eq!(image_findings(&m, None).size(), "19 pixels");
+        let json = f.to_json("Brain");
+        assert_eq!(json["label"], "Brain");
+        assert!(json.get("volume_ml").is_none() && json["area_mm2"].is_number());
+    }
 
     #[test]
     fn threshold_is_inclusive() {
@@ -300,7 +467,7 @@ mod tests {
         mask.slice_mut(ndarray::s![1..3, 0..10, 0..4]).fill(true);
         let f = findings(&mask, &grid);
         assert_eq!(f.voxels, 80);
-        assert!((f.volume_ml - 80.0 * 0.5 / 1000.0).abs() < 1e-12);
+        assert!((f.volume_ml.unwrap() - 80.0 * 0.5 / 1000.0).abs() < 1e-12);
         assert!((f.fraction_percent - 20.0).abs() < 1e-12);
         assert_eq!(bounding_box(&mask, 1), Some(([0, 0, 0], [4, 10, 5])));
     }

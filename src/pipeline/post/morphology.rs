@@ -4,22 +4,48 @@
 
 use ndarray::Array3;
 
-use super::{Crop, Structure, step};
+use super::{Crop, Reach, Structure, step};
 
 /// Erode `mask` by the ball of `radius` voxels of `shape`; beyond the border is background.
+#[cfg(test)]
 pub(crate) fn erode(mask: &mut Array3<bool>, radius: usize, shape: Structure) {
-    // Erosion only shrinks, so the foreground box holds the whole result; voxels just
-    // outside it are background, as the step assumes for out-of-box neighbours.
-    morph(mask, radius, 0, true, shape);
+    erode_within(mask, radius, shape, Reach::Volume);
 }
 
 /// Dilate `mask` by the ball of `radius` voxels of `shape`.
+#[cfg(test)]
 pub(crate) fn dilate(mask: &mut Array3<bool>, radius: usize, shape: Structure) {
-    // The result lies within `radius` of the foreground box.
-    morph(mask, radius, radius, false, shape);
+    dilate_within(mask, radius, shape, Reach::Volume);
 }
 
-fn morph(mask: &mut Array3<bool>, radius: usize, margin: usize, erode: bool, shape: Structure) {
+/// Erode by the ball of `radius` voxels of `shape`, with neighbours taken across slices
+/// (`Reach::Volume`) or only within each slice (`Reach::InPlane`); beyond the border is
+/// background.
+pub(crate) fn erode_within(mask: &mut Array3<bool>, radius: usize, shape: Structure, reach: Reach) {
+    // Erosion only shrinks, so the foreground box holds the whole result; voxels just
+    // outside it are background, as the step assumes for out-of-box neighbours.
+    morph(mask, radius, 0, true, shape, reach);
+}
+
+/// Dilate by the ball of `radius` voxels of `shape`, across slices or within each slice.
+pub(crate) fn dilate_within(
+    mask: &mut Array3<bool>,
+    radius: usize,
+    shape: Structure,
+    reach: Reach,
+) {
+    // The result lies within `radius` of the foreground box.
+    morph(mask, radius, radius, false, shape, reach);
+}
+
+fn morph(
+    mask: &mut Array3<bool>,
+    radius: usize,
+    margin: usize,
+    erode: bool,
+    shape: Structure,
+    reach: Reach,
+) {
     if radius == 0 {
         return;
     }
@@ -27,7 +53,7 @@ fn morph(mask: &mut Array3<bool>, radius: usize, margin: usize, erode: bool, sha
         return;
     };
     let mut next = vec![0_u8; crop.voxels.len()];
-    let offsets = crop.face_offsets();
+    let offsets = crop.neighbour_offsets(reach);
     for _ in 0..radius {
         match shape {
             Structure::Cross => {

@@ -22,8 +22,8 @@ pub use resample::{ModelGridMapping, from_model_grid, to_model_grid};
 /// How the intensities of each channel are normalised before the model sees them.
 /// Statistics are taken per channel (never across channels).
 ///
-/// In config files: `"per_slice_minmax"`, `"volume_minmax"`, `"zscore"`, `"none"`, or
-/// `{ percentile = { low = 0.5, high = 99.5 } }`; on the command line ([`FromStr`]) also
+/// In config files: `"per_slice_minmax"`, `"volume_minmax"`, `"zscore"`, `"none"`,
+/// `{ percentile = { low = 0.5, high = 99.5 } }` or `{ range = { low = 0.0, high = 255.0 } }`; on the command line ([`FromStr`]) also
 /// `"percentile"` (0.5 and 99.5) or `"percentile(1,99)"`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -47,6 +47,15 @@ pub enum Normalisation {
         /// Upper percentile, 0–100, above `low`.
         high: f64,
     },
+    /// Each channel clipped to the fixed range `low`..`high` and scaled to \[0, 1\] (for
+    /// example 0..255 for 8-bit ultrasound): the same mapping for every image, whatever
+    /// its content.
+    Range {
+        /// Value mapped to 0.
+        low: f64,
+        /// Value mapped to 1, above `low`.
+        high: f64,
+    },
     /// Intensities passed through unchanged.
     None,
 }
@@ -62,6 +71,13 @@ impl Normalisation {
                     "percentile bounds must satisfy 0 <= low < high <= 100, got low = {low}, high = {high}"
                 ))
             }
+            Normalisation::Range { low, high }
+                if !(low.is_finite() && high.is_finite() && low < high) =>
+            {
+                Err(format!(
+                    "range bounds must be finite with low < high, got low = {low}, high = {high}"
+                ))
+            }
             _ => Ok(()),
         }
     }
@@ -74,6 +90,7 @@ impl fmt::Display for Normalisation {
             Normalisation::VolumeMinMax => f.write_str("volume_minmax"),
             Normalisation::ZScore => f.write_str("zscore"),
             Normalisation::Percentile { low, high } => write!(f, "percentile({low},{high})"),
+            Normalisation::Range { low, high } => write!(f, "range({low},{high})"),
             Normalisation::None => f.write_str("none"),
         }
     }
@@ -94,19 +111,22 @@ impl FromStr for Normalisation {
                 high: 99.5,
             },
             other => {
-                let args = other
-                    .strip_prefix("percentile(")
-                    .and_then(|r| r.strip_suffix(')'))
-                    .and_then(|r| r.split_once(','))
-                    .and_then(|(l, h)| Some((l.trim().parse().ok()?, h.trim().parse().ok()?)));
-                match args {
-                    Some((low, high)) => Normalisation::Percentile { low, high },
-                    None => {
-                        return Err(format!(
-                            "unknown normalisation {s:?}: use per_slice_minmax, volume_minmax, zscore, \
-                             percentile, percentile(LOW,HIGH) or none"
-                        ));
-                    }
+                let args = |prefix: &str| {
+                    other
+                        .strip_prefix(prefix)
+                        .and_then(|r| r.strip_suffix(')'))
+                        .and_then(|r| r.split_once(','))
+                        .and_then(|(l, h)| Some((l.trim().parse().ok()?, h.trim().parse().ok()?)))
+                };
+                if let Some((low, high)) = args("percentile(") {
+                    Normalisation::Percentile { low, high }
+                } else if let Some((low, high)) = args("range(") {
+                    Normalisation::Range { low, high }
+                } else {
+                    return Err(format!(
+                        "unknown normalisation {s:?}: use per_slice_minmax, volume_minmax, zscore, \
+                         percentile, percentile(LOW,HIGH), range(LOW,HIGH) or none"
+                    ));
                 }
             }
         };
@@ -117,8 +137,9 @@ impl FromStr for Normalisation {
 
 /// The grid the model runs on.
 ///
-/// In config files: `{ shape = [96, 96, 96] }`, `{ spacing = [1.5, 0.7, 0.7] }` or
-/// `"native"`. Axes are `[slice, row, col]` like the source volume.
+/// In config files: `{ shape = [96, 96, 96] }`, `{ spacing = [1.5, 0.7, 0.7] }`,
+/// `{ in_plane = [256, 256] }` or `"native"`. Axes are `[slice, row, col]` like the source
+/// volume.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetGrid {
@@ -129,6 +150,9 @@ pub enum TargetGrid {
     /// is rounded and the spacing adjusted so the grid covers exactly the source field of
     /// view.
     Spacing([f64; 3]),
+    /// Each slice (or image frame) resized to `[rows, cols]`; the slice axis is kept. For
+    /// 2D models trained on a fixed input size.
+    InPlane([usize; 2]),
     /// The source grid itself.
     Native,
 }
@@ -139,6 +163,9 @@ impl TargetGrid {
         match self {
             TargetGrid::Shape(s) if s.contains(&0) => {
                 Err(format!("target shape {s:?} has a zero dimension"))
+            }
+            TargetGrid::InPlane(s) if s.contains(&0) => {
+                Err(format!("target in-plane size {s:?} has a zero dimension"))
             }
             TargetGrid::Spacing(s) if !s.iter().all(|v| v.is_finite() && *v > 0.0) => {
                 Err(format!("target spacing {s:?} mm must be positive"))
@@ -161,6 +188,10 @@ mod tests {
             Normalisation::Percentile {
                 low: 1.0,
                 high: 99.0,
+            },
+            Normalisation::Range {
+                low: 0.0,
+                high: 255.0,
             },
             Normalisation::None,
         ] {
@@ -191,7 +222,7 @@ mod tests {
         }
         let c: C = toml::from_str(
             r#"n = ["per_slice_minmax", "zscore", { percentile = { low = 1.0, high = 99.0 } }, "none"]
-               t = [{ shape = [96, 96, 96] }, { spacing = [1.5, 0.7, 0.7] }, "native"]"#,
+               t = [{ shape = [96, 96, 96] }, { spacing = [1.5, 0.7, 0.7] }, "native", { in_plane = [256, 192] }]"#,
         )
         .unwrap();
         assert_eq!(c.n[0], Normalisation::PerSliceMinMax);
@@ -207,7 +238,8 @@ mod tests {
             vec![
                 TargetGrid::Shape([96; 3]),
                 TargetGrid::Spacing([1.5, 0.7, 0.7]),
-                TargetGrid::Native
+                TargetGrid::Native,
+                TargetGrid::InPlane([256, 192])
             ]
         );
         assert!(TargetGrid::Shape([96, 0, 96]).validate().is_err());

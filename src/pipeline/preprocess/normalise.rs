@@ -54,6 +54,9 @@ fn normalise_channel(channel: &mut ArrayViewMut3<f32>, how: &Normalisation) {
             let [lo, hi] = percentiles(channel.view(), [low, high]);
             rescale(channel.iter_mut(), lo, hi);
         }
+        Normalisation::Range { low, high } => {
+            rescale(channel.iter_mut(), low as f32, high as f32);
+        }
     }
 }
 

@@ -41,6 +41,7 @@ impl ModelGridMapping {
             TargetGrid::Spacing(t) => std::array::from_fn(|a| {
                 ((source.shape[a] as f64 * source.spacing[a] / t[a]).round() as usize).max(1)
             }),
+            TargetGrid::InPlane([rows, cols]) => [source.shape[0], *rows, *cols],
             TargetGrid::Native => source.shape,
         };
         let mut model_grid = source.clone();

@@ -45,10 +45,11 @@ pub fn encode_seg(
     check_segments(segments, masks)?;
     let checked = geometry.check()?;
     check_shapes(geometry, masks)?;
-    let overlap = options.segments_overlap || masks_overlap(masks);
+    // SegmentsOverlap says what the masks do, whatever the pipeline expected.
+    let overlap = masks_overlap(masks);
     if overlap && !options.segments_overlap {
         tracing::warn!(
-            "segments overlap although the pipeline says they do not; writing SegmentsOverlap YES"
+            "segments overlap although the pipeline says its classes are exclusive; writing SegmentsOverlap YES"
         );
     }
     let plan = plan_frames(masks, &checked, options.omit_empty_frames);
@@ -71,7 +72,7 @@ pub fn encode_seg(
         .map(|&f| per_frame_item(f, geometry, &checked))
         .collect();
     ds.put(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame));
-    put_dimensions(&mut ds, checked.patient);
+    put_dimensions(&mut ds, &checked);
     ds.put(referenced_series(&plan, geometry, &options.other_sources));
     ds.put(pixel_data(&plan, masks, geometry)?);
     put_character_set(&mut ds);
@@ -278,6 +279,7 @@ mod tests {
             sop_instance_uid: format!("1.2.3.{i}"),
             series_instance_uid: "1.2.4".into(),
             image_position: vec!["0".into(), "0".into(), z.into()],
+            frame_number: None,
         };
         SourceGeometry {
             rows: 2,

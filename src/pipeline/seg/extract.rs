@@ -42,6 +42,7 @@ impl SourceGeometry {
                 sop_instance_uid: uid(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?,
                 series_instance_uid: uid(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?,
                 image_position: get_strs(ds, tags::IMAGE_POSITION_PATIENT),
+                frame_number: None,
             };
             let same_size = dim(ds, tags::ROWS, "Rows")? == geometry.rows
                 && dim(ds, tags::COLUMNS, "Columns")? == geometry.columns;

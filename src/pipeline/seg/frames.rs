@@ -63,6 +63,12 @@ pub(crate) fn shared_item(
     checked: &CheckedGeometry,
 ) -> InMemDicomObject {
     let mut item = InMemDicomObject::new_empty();
+    if !checked.patient {
+        // Without patient geometry the frames have no plane in space: no Pixel Measures
+        // (as highdicom writes, and reads back); the source images keep their calibration
+        // (SpatialLocationsPreserved YES).
+        return item;
+    }
     let mut measures = InMemDicomObject::new_empty();
     if geometry.pixel_spacing.len() == 2 {
         measures.put(texts(tags::PIXEL_SPACING, VR::DS, &geometry.pixel_spacing));
@@ -82,16 +88,14 @@ pub(crate) fn shared_item(
     if measures.iter().next().is_some() {
         item.put(seq(tags::PIXEL_MEASURES_SEQUENCE, vec![measures]));
     }
-    if checked.patient {
-        item.put(seq(
-            tags::PLANE_ORIENTATION_SEQUENCE,
-            vec![obj([texts(
-                tags::IMAGE_ORIENTATION_PATIENT,
-                VR::DS,
-                &geometry.image_orientation,
-            )])],
-        ));
-    }
+    item.put(seq(
+        tags::PLANE_ORIENTATION_SEQUENCE,
+        vec![obj([texts(
+            tags::IMAGE_ORIENTATION_PATIENT,
+            VR::DS,
+            &geometry.image_orientation,
+        )])],
+    ));
     item
 }
 
@@ -119,6 +123,10 @@ pub(crate) fn per_frame_item(
         ),
         text(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES"),
     ]);
+    let mut source_image = source_image;
+    if let Some(n) = source.frame_number {
+        source_image.put(text(tags::REFERENCED_FRAME_NUMBER, VR::IS, &n.to_string()));
+    }
     let derivation = obj([
         seq(
             tags::DERIVATION_CODE_SEQUENCE,
@@ -126,7 +134,7 @@ pub(crate) fn per_frame_item(
         ),
         seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_image]),
     ]);
-    let index_values: Vec<u32> = if checked.patient {
+    let index_values: Vec<u32> = if checked.patient || checked.source_frames {
         vec![
             u32::from(frame.segment),
             checked.position_index[frame.slice],
@@ -134,12 +142,16 @@ pub(crate) fn per_frame_item(
     } else {
         vec![u32::from(frame.segment)]
     };
+    let mut content = obj([ul(tags::DIMENSION_INDEX_VALUES, &index_values)]);
+    if checked.source_frames {
+        content.put(ul(
+            tags::TEMPORAL_POSITION_INDEX,
+            &[checked.position_index[frame.slice]],
+        ));
+    }
     let mut item = obj([
         seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]),
-        seq(
-            tags::FRAME_CONTENT_SEQUENCE,
-            vec![obj([ul(tags::DIMENSION_INDEX_VALUES, &index_values)])],
-        ),
+        seq(tags::FRAME_CONTENT_SEQUENCE, vec![content]),
         seq(
             tags::SEGMENT_IDENTIFICATION_SEQUENCE,
             vec![obj([us(tags::REFERENCED_SEGMENT_NUMBER, &[frame.segment])])],
@@ -159,8 +171,9 @@ pub(crate) fn per_frame_item(
 }
 
 /// Multi-frame Dimension module: frames are indexed by segment number and, with patient
-/// geometry, by ImagePositionPatient.
-pub(crate) fn put_dimensions(out: &mut InMemDicomObject, patient: bool) {
+/// geometry, by ImagePositionPatient; for the frames of a multi-frame source without
+/// patient geometry, by the source frame number (TemporalPositionIndex).
+pub(crate) fn put_dimensions(out: &mut InMemDicomObject, checked: &CheckedGeometry) {
     let organization = crate::uids::new_uid();
     let index = |pointer, group, label: &str| {
         obj([
@@ -175,13 +188,19 @@ pub(crate) fn put_dimensions(out: &mut InMemDicomObject, patient: bool) {
         tags::SEGMENT_IDENTIFICATION_SEQUENCE,
         "Segment Number",
     )];
-    if patient {
+    if checked.patient {
         indices.push(index(
             tags::IMAGE_POSITION_PATIENT,
             tags::PLANE_POSITION_SEQUENCE,
             "Image Position Patient",
         ));
         out.put(text(tags::DIMENSION_ORGANIZATION_TYPE, VR::CS, "3D"));
+    } else if checked.source_frames {
+        indices.push(index(
+            tags::TEMPORAL_POSITION_INDEX,
+            tags::FRAME_CONTENT_SEQUENCE,
+            "Source Frame Number",
+        ));
     }
     out.put(seq(
         tags::DIMENSION_ORGANIZATION_SEQUENCE,
@@ -204,7 +223,8 @@ pub(crate) fn referenced_series(
     let mut series: Vec<(&str, Vec<usize>)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for frame in plan {
-        if !seen.insert(frame.slice) {
+        // Frames of one multi-frame source list their instance once.
+        if !seen.insert(geometry.slices[frame.slice].sop_instance_uid.as_str()) {
             continue;
         }
         let uid = geometry.slices[frame.slice].series_instance_uid.as_str();
@@ -274,6 +294,7 @@ mod tests {
             position_index: vec![2, 3, 1],
             spacing: None,
             patient: true,
+            source_frames: false,
         };
         let mut a = Array3::from_elem((3, 2, 2), false);
         a[[0, 1, 1]] = true;

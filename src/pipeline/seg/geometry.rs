@@ -8,7 +8,11 @@
 //! Images without patient geometry (for example ultrasound without a frame of reference)
 //! are described by `frame_of_reference_uid: None`, an empty `image_orientation` and empty
 //! slice positions; the encoder then writes no plane position/orientation and indexes
-//! frames by segment only (as highdicom does), which supports a single source image.
+//! frames by segment only (as highdicom does) for a single source image. For the frames of
+//! one multi-frame source without patient geometry (an ultrasound cine), each slice names
+//! its source frame, and frames are indexed by segment and by that frame number (Frame
+//! Content TemporalPositionIndex), each SEG frame referencing its source frame
+//! (ReferencedFrameNumber).
 
 use super::error::SegError;
 use crate::uids::is_valid_uid;
@@ -38,8 +42,8 @@ pub struct SourceGeometry {
     pub slices: Vec<SourceSlice>,
 }
 
-/// One source image (slice) of the reference series.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One source image (slice) of the reference series, or one frame of a multi-frame source.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SourceSlice {
     /// SOP Class UID of the source image (referenced from the SEG frame).
     pub sop_class_uid: String,
@@ -49,6 +53,9 @@ pub struct SourceSlice {
     pub series_instance_uid: String,
     /// The 3 ImagePositionPatient DS values verbatim; empty without patient geometry.
     pub image_position: Vec<String>,
+    /// The 1-based frame of a multi-frame source this slice is; `None` for single-frame
+    /// sources.
+    pub frame_number: Option<u32>,
 }
 
 /// What the encoder needs to know once the geometry has been checked.
@@ -62,6 +69,9 @@ pub(crate) struct CheckedGeometry {
     pub(crate) spacing: Option<f64>,
     /// Whether the source has patient geometry (frame of reference, orientation, positions).
     pub(crate) patient: bool,
+    /// Whether the slices are frames of one multi-frame source without patient geometry
+    /// (frames are then indexed by source frame number; `position_index` holds it).
+    pub(crate) source_frames: bool,
 }
 
 /// Slices closer than this along the normal (mm) count as the same position.
@@ -101,7 +111,7 @@ impl SourceGeometry {
         {
             return bad(format!("FrameOfReferenceUID {uid:?} is not a valid UID"));
         }
-        let mut seen = std::collections::HashSet::new();
+        let mut seen_frames = std::collections::HashSet::new();
         for s in &self.slices {
             for (name, uid) in [
                 ("SOPClassUID", &s.sop_class_uid),
@@ -112,13 +122,25 @@ impl SourceGeometry {
                     return bad(format!("slice {name} {uid:?} is not a valid UID"));
                 }
             }
-            if !seen.insert(s.sop_instance_uid.as_str()) {
-                return Err(SegError::Unsupported(format!(
-                    "instance {} appears more than once; multi-frame source images (which need \
-                     referenced frame numbers) are not supported yet",
+            if s.frame_number == Some(0) {
+                return bad(format!(
+                    "frame number 0 of {}: frames are numbered from 1",
                     s.sop_instance_uid
-                )));
+                ));
             }
+            if !seen_frames.insert((s.sop_instance_uid.as_str(), s.frame_number)) {
+                return bad(format!(
+                    "instance {} frame {:?} appears more than once",
+                    s.sop_instance_uid, s.frame_number
+                ));
+            }
+        }
+        if self.slices.iter().any(|s| s.frame_number.is_some()) && self.has_patient_geometry() {
+            return Err(SegError::Unsupported(
+                "frames of multi-frame sources with patient geometry (enhanced MR/CT): convert \
+                 them to single-frame images first"
+                    .into(),
+            ));
         }
         if !self.has_patient_geometry() {
             return self.check_without_patient_geometry();
@@ -185,6 +207,7 @@ impl SourceGeometry {
             position_index,
             spacing,
             patient: true,
+            source_frames: false,
         })
     }
 
@@ -197,10 +220,37 @@ impl SourceGeometry {
                     .into(),
             ));
         }
+        let first = &self.slices[0];
+        if first.frame_number.is_some() {
+            if let Some(other) = self
+                .slices
+                .iter()
+                .find(|s| s.sop_instance_uid != first.sop_instance_uid || s.frame_number.is_none())
+            {
+                return Err(SegError::Unsupported(format!(
+                    "source frames of {} mixed with {} frame {:?}; a SEG of images without a \
+                     frame of reference covers the frames of one instance",
+                    first.sop_instance_uid, other.sop_instance_uid, other.frame_number
+                )));
+            }
+            let mut order: Vec<usize> = (0..self.slices.len()).collect();
+            order.sort_by_key(|&i| self.slices[i].frame_number);
+            return Ok(CheckedGeometry {
+                order,
+                position_index: self
+                    .slices
+                    .iter()
+                    .map(|s| s.frame_number.unwrap_or(1))
+                    .collect(),
+                spacing: None,
+                patient: false,
+                source_frames: true,
+            });
+        }
         if self.slices.len() > 1 {
             return Err(SegError::Unsupported(format!(
                 "{} source images without a frame of reference; a SEG of images without patient \
-                 geometry can reference one source image only (as highdicom)",
+                 geometry references one source image, or the frames of one multi-frame image",
                 self.slices.len()
             )));
         }
@@ -209,6 +259,7 @@ impl SourceGeometry {
             position_index: vec![1],
             spacing: None,
             patient: false,
+            source_frames: false,
         })
     }
 }
@@ -278,6 +329,7 @@ mod tests {
                     sop_instance_uid: format!("1.2.3.{}", i + 1),
                     series_instance_uid: "1.2.4".into(),
                     image_position: strs(p),
+                    frame_number: None,
                 })
                 .collect(),
         }

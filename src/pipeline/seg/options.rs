@@ -27,8 +27,9 @@ pub struct SegOptions {
     pub software_version: String,
     /// DeviceSerialNumber of the equipment modules (LO, required), e.g. the node's AE title.
     pub device_serial: String,
-    /// Whether segments may overlap (SegmentsOverlap `YES`). With `false` the encoder still
-    /// checks the masks and writes `YES` (with a warning) if they do overlap.
+    /// Whether the segments may overlap (independent classes, e.g. structures inside an
+    /// organ). SegmentsOverlap always states what the masks do (`YES` only when a pixel is in
+    /// two segments); with `false`, overlapping masks also log a warning.
     pub segments_overlap: bool,
     /// Series the segmentation was also derived from besides the reference series (the
     /// other channels of a multi-channel model). They are listed, with their instances,

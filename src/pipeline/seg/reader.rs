@@ -70,6 +70,9 @@ pub struct SegFrame {
     pub segment_number: u16,
     /// Source images the frame was derived from (usually one).
     pub referenced_sop_instance_uids: Vec<String>,
+    /// The source frame (ReferencedFrameNumber of the first source image), when the source
+    /// is a multi-frame image.
+    pub referenced_frame_number: Option<u32>,
     /// ImagePositionPatient of the frame (DS strings as written); empty without geometry.
     pub image_position: Vec<String>,
     /// DimensionIndexValues of the frame.
@@ -161,6 +164,9 @@ impl SegContents {
                         .collect()
                 })
                 .unwrap_or_default();
+            let referenced_frame_number = group(tags::DERIVATION_IMAGE_SEQUENCE)
+                .and_then(|d| get_items(d, tags::SOURCE_IMAGE_SEQUENCE).first())
+                .and_then(|s| get_u32(s, tags::REFERENCED_FRAME_NUMBER));
             let image_position = group(tags::PLANE_POSITION_SEQUENCE)
                 .map(|p| get_strs(p, tags::IMAGE_POSITION_PATIENT))
                 .unwrap_or_default();
@@ -172,6 +178,7 @@ impl SegContents {
             frames.push(SegFrame {
                 segment_number,
                 referenced_sop_instance_uids,
+                referenced_frame_number,
                 image_position,
                 dimension_index_values,
                 pixels,

@@ -1,0 +1,153 @@
+//! One image job, start to finish: one instance (a single image or a cine) → luminance
+//! frames → resized to the model's input → 2D model, frame by frame → masks resized back
+//! onto the image's own pixels → a SEG with one frame set per source frame. Blocking.
+//!
+//! With `preprocess.mask_outside_regions`, pixels outside the ultrasound regions are set
+//! to 0 before the model and cleared in the masks, so annotations around the sector never
+//! become findings. Post-processing works on each frame as a 2D image.
+
+use std::path::Path;
+
+use ndarray::{Array4, Axis, Zip};
+use tracing::{info, warn};
+
+use crate::pipeline::activation;
+use crate::pipeline::image::load_image;
+use crate::pipeline::post;
+use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
+use crate::pipeline::run::{
+    JobError, JobOutcome, LoadedPipeline, StageTimings, seg_options, write_atomically,
+};
+use crate::pipeline::seg::encode_seg;
+use crate::pipeline::volume::ChannelInfo;
+
+/// Run `pipeline` (an image pipeline) on the instance at `file`; write the SEG to
+/// `out_path`.
+pub fn run_image_job(
+    pipeline: &LoadedPipeline,
+    study_uid: &str,
+    file: &Path,
+    out_path: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<JobOutcome, JobError> {
+    let def = &pipeline.definition;
+    let mut timings = StageTimings::default();
+
+    progress("decoding the image");
+    let image = timings.time("decode", || load_image(file))?;
+    let region_mask = if def.preprocess.mask_outside_regions {
+        let mask = image.region_mask();
+        if mask.is_none() {
+            warn!(study = %study_uid, file = %file.display(), "no ultrasound regions in the image; the whole frame goes to the model");
+        }
+        mask
+    } else {
+        None
+    };
+    let grid = image.grid();
+    let (frames, rows, columns) = image.frames.dim();
+    info!(
+        study = %study_uid,
+        sop_instance = %image.geometry.slices[0].sop_instance_uid,
+        frames, rows, columns,
+        photometric = %image.photometric,
+        spacing_mm = ?image.calibration.spacing_mm,
+        calibration = image.calibration.source,
+        regions = image.regions.len(),
+        "image decoded"
+    );
+
+    progress("preprocessing");
+    let (model_input, mapping) = timings.time("preprocess", || {
+        let mut data = image.frames.clone().insert_axis(Axis(0));
+        if let Some(inside) = &region_mask {
+            for mut frame in data.index_axis_mut(Axis(0), 0).outer_iter_mut() {
+                Zip::from(&mut frame)
+                    .and(inside)
+                    .for_each(|v, &keep| *v = if keep { *v } else { 0.0 });
+            }
+        }
+        normalise(&mut data, &def.preprocess.normalisation);
+        to_model_grid(&data, &grid, &def.preprocess.target)
+    });
+
+    progress("inference");
+    let logits = timings.time("inference", || {
+        pipeline.model.sliding_window(&model_input, &|done, total| {
+            tracing::debug!(study = %study_uid, done, total, "frames inferred");
+        })
+    })?;
+    drop(model_input);
+
+    progress("post-processing");
+    let (masks, findings) = timings.time("post-process", || {
+        let probabilities = activation::probabilities(logits, &def.model.activation);
+        let on_source: Array4<f32> = from_model_grid(&probabilities, &mapping);
+        drop(probabilities);
+        let mut masks =
+            activation::decide(&on_source, &def.model.activation, def.postprocess.threshold);
+        let exclusive = def.model.activation == "softmax";
+        let decided = if exclusive { masks.clone() } else { Vec::new() };
+        for mask in masks.iter_mut() {
+            if let Some(inside) = &region_mask {
+                for mut frame in mask.outer_iter_mut() {
+                    Zip::from(&mut frame)
+                        .and(inside)
+                        .for_each(|m, &keep| *m &= keep);
+                }
+            }
+            post::apply_in_plane(mask, &def.postprocess.steps);
+        }
+        if exclusive {
+            activation::restore_exclusivity(&mut masks, &decided);
+        }
+        let findings = masks
+            .iter()
+            .zip(&def.output.segments)
+            .map(|(mask, segment)| {
+                (
+                    segment.label.clone(),
+                    post::image_findings(mask, image.pixel_area_mm2()),
+                )
+            })
+            .collect::<Vec<_>>();
+        (masks, findings)
+    });
+
+    progress("encoding the SEG");
+    let seg = timings.time("SEG encode", || {
+        encode_seg(
+            &image.header,
+            &image.geometry,
+            &def.segment_specs(),
+            &masks,
+            &seg_options(def, Vec::new()),
+        )
+    })?;
+
+    progress("writing the SEG");
+    timings.time("SEG write", || write_atomically(&seg, out_path))?;
+    let seg_sop_instance_uid = seg
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    for (label, f) in &findings {
+        info!(study = %study_uid, pipeline = %def.name, segment = %label, pixels = f.voxels, size = %f.size(), fraction_percent = format!("{:.4}", f.fraction_percent), "finding");
+    }
+    let series_uid = image.geometry.slices[0].series_instance_uid.clone();
+    Ok(JobOutcome {
+        seg_path: out_path.to_path_buf(),
+        findings,
+        channels: vec![ChannelInfo {
+            series_uid,
+            description: String::new(),
+            resampled: false,
+            resample_reason: None,
+        }],
+        slices: frames,
+        rows_cols: (rows, columns),
+        seg_sop_instance_uid,
+        timings,
+    })
+}

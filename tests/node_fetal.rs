@@ -1,0 +1,157 @@
+//! Ultrasound through the node, as a modality or the PACS would send it: fetal head images
+//! C-STOREd to segnode (JPEG baseline and a cine, on one association, next to the DCE
+//! pipeline) each come back as a SEG at the configured destination (DCMTK storescp),
+//! referencing its image and matching the phantom truth.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dicom_dictionary_std::tags;
+use segnode::ae::{AeTitle, Peer};
+use segnode::config::Config;
+use segnode::synth::{FetalUsParams, UsEncoding, write_fetal_us};
+
+use common::storescp::Storescp;
+
+const NODE_AE: &str = "SEGNODE";
+
+/// Both shipped pipelines; the fetal one delivers to storescp on `store_port`.
+fn node_config(dir: &Path, store_port: u16) -> Config {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/pipelines/fetal_head_us.toml");
+    let text = std::fs::read_to_string(shipped)
+        .unwrap()
+        .replace("destinations = []", "destinations = [\"store\"]");
+    let definitions = dir.join("pipelines");
+    std::fs::create_dir_all(&definitions).unwrap();
+    std::fs::write(definitions.join("fetal_head_us.toml"), text).unwrap();
+    let config = format!(
+        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
+         [storage]\nmin_free_disk_mb = 0\n\
+         [pipelines]\nenabled = ['dce_breast', 'fetal_head_us']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n\
+         [[destinations]]\nname = 'store'\nae_title = 'STORE'\nhost = '127.0.0.1'\nport = {store_port}\n\
+         [outbox]\ninitial_delay_seconds = 1\nmax_delay_seconds = 2\n",
+        dir.join("spool").display(),
+        definitions.display(),
+        common::dce::models_dir().display()
+    );
+    Config::from_toml(&config, "<test config>", None).unwrap()
+}
+
+fn text(obj: &dicom_object::DefaultDicomObject, tag: dicom_core::Tag) -> String {
+    obj.element(tag)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(['\0', ' '])
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ultrasound_images_sent_to_the_node_come_back_as_segs_at_the_destination() {
+    let tmp = tempfile::tempdir().unwrap();
+    let still = write_fetal_us(
+        &tmp.path().join("still"),
+        &FetalUsParams {
+            seed: 21,
+            ..FetalUsParams::default()
+        },
+    )
+    .unwrap();
+    let cine = write_fetal_us(
+        &tmp.path().join("cine"),
+        &FetalUsParams {
+            seed: 22,
+            encoding: UsEncoding::JpegBaseline,
+            frames: 2,
+            ..FetalUsParams::default()
+        },
+    )
+    .unwrap();
+    let scp = Storescp::start("STORE", &["+uf"]);
+    let config = node_config(tmp.path(), scp.port);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
+        let _ = stop_rx.await;
+    }));
+
+    let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
+    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("US_MODALITY").unwrap());
+    let files: Vec<PathBuf> = vec![still.path.clone(), cine.path.clone()];
+    let report = segnode::scu::send_files(&peer, &opts, &files)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.sent, report.failed),
+        (2, 0),
+        "both images acknowledged"
+    );
+
+    let received = tokio::task::spawn_blocking(move || {
+        let files = scp.wait_for_files(2, Duration::from_secs(90));
+        (scp, files)
+    })
+    .await
+    .unwrap();
+    let (scp, arrived) = received;
+    let _ = stop.send(());
+    let summary = tokio::time::timeout(Duration::from_secs(30), node)
+        .await
+        .expect("the node stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        summary.pipelines.failed.is_empty(),
+        "{:?}",
+        summary.pipelines.failed
+    );
+    assert_eq!(
+        arrived.len(),
+        2,
+        "one SEG per image at the destination: {arrived:?}"
+    );
+    assert_eq!(summary.pipelines.completed.len(), 2);
+    assert!(
+        summary
+            .pipelines
+            .completed
+            .iter()
+            .all(|j| j.pipeline == "fetal_head_us"),
+        "the DCE pipeline takes no ultrasound"
+    );
+
+    for path in &arrived {
+        let obj = dicom_object::open_file(path).unwrap();
+        assert_eq!(
+            text(&obj, tags::SOP_CLASS_UID),
+            segnode::uids::SEGMENTATION_STORAGE
+        );
+        let seg = segnode::pipeline::seg::read_seg(path).unwrap();
+        let source = seg.frames[0]
+            .referenced_sop_instance_uid()
+            .unwrap()
+            .to_string();
+        let image = [&still, &cine]
+            .into_iter()
+            .find(|i| i.sop_instance_uid == source)
+            .expect("the SEG references one of the images sent");
+        assert_eq!(seg.study_instance_uid, image.study_uid);
+        assert_eq!(seg.frames.len(), 3 * image.frames as usize);
+        let scores = segnode::eval::evaluate_files(path, &image.truth_path, None).unwrap();
+        eprint!("{}", segnode::eval::table(&scores));
+        assert_eq!(scores.len(), 3);
+        for s in scores {
+            assert!(
+                s.dice >= 0.9,
+                "{}: {}: Dice {:.4}",
+                image.sop_instance_uid,
+                s.label,
+                s.dice
+            );
+        }
+    }
+    drop(scp);
+}
