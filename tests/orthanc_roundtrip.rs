@@ -3,7 +3,9 @@
 //! segnode when it becomes stable, segnode makes the SEG and (with the outbox) C-STOREs it
 //! back into the same Orthanc study. Asserted through Orthanc's REST API: one SEG series,
 //! referencing the source series, each frame on its source slice; and no routing loop
-//! (Orthanc does not send the study to segnode again once the SEG has arrived).
+//! (Orthanc does not send the study to segnode again once the SEG has arrived). The same
+//! for a fetal head ultrasound image (JPEG baseline), which the Lua routes as well and the
+//! second pipeline segments.
 
 mod support_orthanc;
 
@@ -12,9 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use segnode::config::Config;
-use segnode::pipeline::definition::EMBEDDED_DCE_BREAST;
+use segnode::pipeline::definition::{EMBEDDED_DCE_BREAST, EMBEDDED_FETAL_HEAD_US};
 use segnode::serve::NodeSummary;
-use segnode::synth::{DceParams, Orientation, SynthStudy, write_dce_study};
+use segnode::synth::{
+    DceParams, FetalUsParams, Orientation, SynthStudy, write_dce_study, write_fetal_us,
+};
 use support_orthanc::Orthanc;
 
 const NODE_AE: &str = "SEGNODE";
@@ -33,6 +37,12 @@ fn node_config(dir: &Path, orthanc: Option<u16>) -> Config {
         assert!(pipeline.contains("destinations = [\"orthanc\"]"));
     }
     std::fs::write(definitions.join("dce_breast.toml"), pipeline).unwrap();
+    let mut fetal = EMBEDDED_FETAL_HEAD_US.to_string();
+    if orthanc.is_some() {
+        fetal = fetal.replace("destinations = []", "destinations = [\"orthanc\"]");
+        assert!(fetal.contains("destinations = [\"orthanc\"]"));
+    }
+    std::fs::write(definitions.join("fetal_head_us.toml"), fetal).unwrap();
     let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     assert!(
         models.join("dce_kinetic.pt").is_file(),
@@ -42,7 +52,7 @@ fn node_config(dir: &Path, orthanc: Option<u16>) -> Config {
         "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
          [storage]\nmin_free_disk_mb = 0\n\
          [[access.allow]]\nae_title = 'ORTHANC'\nhost = '127.0.0.1'\n\
-         [pipelines]\nenabled = ['dce_breast']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
+         [pipelines]\nenabled = ['dce_breast', 'fetal_head_us']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
         dir.join("spool").display(),
         definitions.display(),
         models.display()
@@ -394,4 +404,66 @@ fn orthanc_to_segnode_and_back_the_seg_lands_once_in_the_same_study_without_a_lo
 
     let summary = node.stop();
     assert_node_received_once(&summary, &study);
+}
+
+/// A fetal head ultrasound image (JPEG baseline, as the machine stores it) uploaded to
+/// Orthanc is routed to segnode, segmented by the ultrasound pipeline, and its SEG lands in
+/// the same Orthanc study, once, matching the phantom truth.
+#[test]
+fn an_ultrasound_image_in_orthanc_gets_its_seg_back_in_the_same_study() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = write_fetal_us(
+        &tmp.path().join("us"),
+        &FetalUsParams {
+            seed: 43,
+            ..FetalUsParams::default()
+        },
+    )
+    .unwrap();
+    let dicom_port = support_orthanc::free_port();
+    let config = node_config(&tmp.path().join("node"), Some(dicom_port));
+    let node = Node::start(config);
+    let orthanc =
+        Orthanc::start_with_dicom_port(&tmp.path().join("orthanc"), node.port, dicom_port);
+
+    let answer = orthanc.upload(&image.path);
+    assert_eq!(answer["Status"], "Success", "{answer}");
+    let study_id = answer["ParentStudy"].as_str().unwrap().to_string();
+    wait_routed(&orthanc);
+    let segs = orthanc.wait_for(
+        "the ultrasound SEG delivered into the Orthanc study",
+        LIMIT,
+        || {
+            let segs = orthanc.series_with_modality(&study_id, "SEG");
+            (!segs.is_empty()).then_some(segs)
+        },
+    );
+    assert_eq!(segs.len(), 1, "one SEG series: {segs:#?}");
+    let seg_id = segs[0]["Instances"][0].as_str().unwrap();
+    let seg_path = tmp.path().join("from-orthanc.dcm");
+    std::fs::write(
+        &seg_path,
+        orthanc.get_bytes(&format!("/instances/{seg_id}/file")),
+    )
+    .unwrap();
+    let seg = segnode::pipeline::seg::read_seg(&seg_path).unwrap();
+    assert_eq!(seg.study_instance_uid, image.study_uid);
+    assert_eq!(
+        seg.frames[0].referenced_sop_instance_uid(),
+        Some(image.sop_instance_uid.as_str())
+    );
+    let scores = segnode::eval::evaluate_files(&seg_path, &image.truth_path, None).unwrap();
+    eprint!("{}", segnode::eval::table(&scores));
+    assert_eq!(scores.len(), 3);
+    assert!(scores.iter().all(|s| s.dice >= 0.9), "{scores:?}");
+    assert_no_routing_loop(&orthanc, &study_id);
+
+    let summary = node.stop();
+    assert!(
+        summary.pipelines.failed.is_empty(),
+        "{:?}",
+        summary.pipelines.failed
+    );
+    assert_eq!(summary.pipelines.completed.len(), 1);
+    assert_eq!(summary.scp.instances_stored, 1, "the image, once");
 }

@@ -52,8 +52,7 @@ def preview(image: pydicom.Dataset, seg: pydicom.Dataset, out: Path) -> None:
         rgb = rgb[0]
     if image.SamplesPerPixel == 1:
         rgb = np.stack([rgb] * 3, axis=-1)
-    elif str(image.PhotometricInterpretation).startswith("YBR"):
-        rgb = pydicom.pixels.convert_color_space(rgb, str(image.PhotometricInterpretation), "RGB")
+    # pydicom 3 hands YBR colour over as RGB already (pixel_array's as_rgb default).
     rgb = rgb.astype(np.uint8)
     overlay = rgb.copy()
     bits = seg.pixel_array.reshape(int(seg.NumberOfFrames), seg.Rows, seg.Columns).astype(bool)

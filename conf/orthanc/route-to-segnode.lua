@@ -1,5 +1,7 @@
--- Route every stable study that has MR images to segnode (declared in orthanc.json as the
--- DICOM modality "segnode"), once per set of MR images.
+-- Route every stable study that has images segnode's pipelines take (MR for DCE breast,
+-- US for fetal head biometry; see ROUTED) to segnode (declared in orthanc.json as the
+-- DICOM modality "segnode"), once per set of such images. "MR" below stands for any of
+-- the routed modalities.
 --
 -- Orthanc 1.10: the Lua SendToModality() takes instance IDs only, so the study is sent
 -- through the REST API as an asynchronous job (POST /modalities/segnode/store); the job
@@ -21,6 +23,8 @@
 
 local MODALITY = 'segnode'               -- key in "DicomModalities"
 local FLAG = 'SegnodeRouted'             -- key in "UserMetadata"
+-- Series modalities segnode segments: MR (dce_breast), US (fetal_head_us). Never SEG.
+local ROUTED = { MR = true, US = true }
 
 local function mrFingerprint(studyId)
   local series = ParseJson(RestApiGet('/studies/' .. studyId .. '/series'))
@@ -28,7 +32,7 @@ local function mrFingerprint(studyId)
   local parts = {}
   for _, s in ipairs(series) do
     local modality = s['MainDicomTags']['Modality']
-    if modality == 'MR' then
+    if ROUTED[modality] then
       table.insert(ids, s['ID'])
       table.insert(parts, s['ID'] .. ':' .. tostring(#s['Instances']))
     end
@@ -42,7 +46,7 @@ function OnStableStudy(studyId, tags, metadata)
   local uid = tags['StudyInstanceUID'] or '?'
   local ids, fingerprint = mrFingerprint(studyId)
   if #ids == 0 then
-    print('segnode routing: study ' .. studyId .. ' (' .. uid .. ') has no MR series, not sent')
+    print('segnode routing: study ' .. studyId .. ' (' .. uid .. ') has no MR or US series, not sent')
     return
   end
 

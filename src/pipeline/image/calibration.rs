@@ -85,7 +85,11 @@ pub fn calibration(ds: &InMemDicomObject, regions: &[UsRegion]) -> Calibration {
     let pixel_spacing: Vec<f64> = ds
         .get(tags::PIXEL_SPACING)
         .and_then(|e| e.to_str().ok())
-        .map(|v| v.split('\\').filter_map(|x| x.trim().parse().ok()).collect())
+        .map(|v| {
+            v.split('\\')
+                .filter_map(|x| x.trim().parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     if let [row, column] = pixel_spacing[..]
         && row > 0.0
