@@ -482,10 +482,20 @@ fn segment(
     );
     for (label, f) in &outcome.findings {
         println!(
-            "  {label}: {} voxels, {}, {:.4} % of the image",
+            "  {label}: {} {}, {}, {:.4} % of the {}",
             f.voxels,
+            if f.volume_ml.is_some() {
+                "voxels"
+            } else {
+                "pixels"
+            },
             f.size(),
-            f.fraction_percent
+            f.fraction_percent,
+            if f.volume_ml.is_some() {
+                "volume"
+            } else {
+                "image"
+            }
         );
     }
     println!(

@@ -311,3 +311,61 @@ fn a_model_with_the_wrong_number_of_classes_is_refused_at_load() {
         "{err}"
     );
 }
+
+/// A screenshot of the same image as Secondary Capture (modality OT, no ultrasound regions,
+/// PixelSpacing instead): the pipeline takes it, segments the whole frame (annotations
+/// included, which the model ignores) and measures with PixelSpacing.
+#[test]
+fn a_secondary_capture_without_regions_is_segmented_and_measured_by_pixel_spacing() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let image = synth(&tmp.path().join("us"), 11, UsEncoding::Rgb, 1);
+    let mut obj = dicom_object::open_file(&image.path).unwrap();
+    obj.remove_element(tags::SEQUENCE_OF_ULTRASOUND_REGIONS);
+    obj.put(DataElement::new(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        PrimitiveValue::from(segnode::uids::SECONDARY_CAPTURE_IMAGE_STORAGE),
+    ));
+    obj.meta_mut().media_storage_sop_class_uid =
+        segnode::uids::SECONDARY_CAPTURE_IMAGE_STORAGE.to_string();
+    obj.put(DataElement::new(
+        tags::MODALITY,
+        VR::CS,
+        PrimitiveValue::from("OT"),
+    ));
+    obj.put(DataElement::new(
+        tags::PIXEL_SPACING,
+        VR::DS,
+        PrimitiveValue::Strs(["0.25".to_string(), "0.25".to_string()].into()),
+    ));
+    let sc = tmp.path().join("sc.dcm");
+    obj.write_to_file(&sc).unwrap();
+    let sc_image = SynthUsImage {
+        path: sc,
+        sop_class_uid: segnode::uids::SECONDARY_CAPTURE_IMAGE_STORAGE.into(),
+        ..image.clone()
+    };
+
+    let seg_path = tmp.path().join("seg.dcm");
+    let outcome = segment(&pipeline(&[]), &sc_image, &seg_path);
+    for s in scores(&seg_path, &image.truth_path) {
+        assert!(s.dice >= 0.9, "{}: Dice {:.4}", s.label, s.dice);
+    }
+    let truth = FetalHeadTruth::load(&image.truth_path).unwrap();
+    let brain = &outcome.findings[0].1;
+    let expected = truth.pixels.brain as f64 * 0.25 * 0.25;
+    let area = brain.area_mm2.expect("PixelSpacing gives mm²");
+    assert!(
+        (area - expected).abs() / expected < 0.03,
+        "{area} vs {expected}"
+    );
+    let seg = read_seg(&seg_path).unwrap();
+    assert_eq!(
+        seg.referenced_series[0].instances[0].0,
+        segnode::uids::SECONDARY_CAPTURE_IMAGE_STORAGE
+    );
+    assert_dciodvfy_clean(&seg_path);
+}
