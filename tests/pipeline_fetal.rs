@@ -227,31 +227,68 @@ fn rgb_ybr_and_monochrome_inputs_give_the_same_mask() {
     }
 }
 
+/// More frames than the job puts through the model at once (16), so the chunks join up.
+const CINE_FRAMES: u32 = 18;
+
 #[test]
 fn a_cine_gives_one_frame_set_per_source_frame() {
     let tmp = tempfile::tempdir().unwrap();
-    let image = synth(&tmp.path().join("cine"), 7, UsEncoding::JpegBaseline, 3);
+    let image = synth(
+        &tmp.path().join("cine"),
+        7,
+        UsEncoding::JpegBaseline,
+        CINE_FRAMES,
+    );
     assert_eq!(
         image.sop_class_uid,
         segnode::uids::US_MULTIFRAME_IMAGE_STORAGE
     );
     let seg_path = tmp.path().join("seg.dcm");
     let outcome = segment(&pipeline(&[]), &image, &seg_path);
-    assert_eq!(outcome.slices, 3);
+    assert_eq!(outcome.slices, CINE_FRAMES as usize);
+    let stages: Vec<&str> = outcome.timings.0.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        stages,
+        [
+            "decode",
+            "preprocess",
+            "inference",
+            "post-process",
+            "SEG encode",
+            "SEG write"
+        ],
+        "one entry per stage, chunks summed"
+    );
 
     let seg = read_seg(&seg_path).unwrap();
-    assert_eq!(seg.frames.len(), 9, "3 segments x 3 source frames");
+    assert_eq!(
+        seg.frames.len(),
+        3 * CINE_FRAMES as usize,
+        "3 segments x every source frame"
+    );
     for s in 1..=3u16 {
-        let numbers: Vec<u32> = seg
+        let frames: Vec<_> = seg
             .frames
             .iter()
             .filter(|f| f.segment_number == s)
+            .collect();
+        let numbers: Vec<u32> = frames
+            .iter()
             .map(|f| {
                 f.referenced_frame_number
                     .expect("each frame names its source frame")
             })
             .collect();
-        assert_eq!(numbers, [1, 2, 3], "segment {s}");
+        assert_eq!(
+            numbers,
+            (1..=CINE_FRAMES).collect::<Vec<_>>(),
+            "segment {s}"
+        );
+        // Every frame shows the anatomy: none was dropped or left empty at a chunk seam.
+        assert!(
+            frames.iter().all(|f| f.pixels.iter().any(|&v| v)),
+            "segment {s} has an empty frame"
+        );
     }
     assert_eq!(
         seg.referenced_series[0].instances.len(),

@@ -22,7 +22,9 @@ pub enum PlanError {
     Unreadable { path: PathBuf, reason: String },
     #[error("more than one study under {dir} ({count}); point at one study's folder")]
     SeveralStudies { dir: PathBuf, count: usize },
-    #[error("{count} images under {dir}; pipeline runs one job per image: point at one image file")]
+    #[error(
+        "{count} images under {dir}: this pipeline runs one job per image; point at one image file"
+    )]
     SeveralImages { dir: PathBuf, count: usize },
     #[error("pipeline {pipeline} cannot run on this study: {reason}")]
     NotApplicable { pipeline: String, reason: String },

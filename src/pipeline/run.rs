@@ -108,6 +108,19 @@ impl StageTimings {
         out
     }
 
+    /// Fold repeated entries of a stage (a job that runs a stage per chunk) into one, at
+    /// the stage's first position.
+    pub(crate) fn merge_repeated(&mut self) {
+        let mut merged: Vec<(&'static str, Duration)> = Vec::new();
+        for (stage, d) in self.0.drain(..) {
+            match merged.iter_mut().find(|(s, _)| *s == stage) {
+                Some((_, total)) => *total += d,
+                None => merged.push((stage, d)),
+            }
+        }
+        self.0 = merged;
+    }
+
     /// Total of all stages.
     pub fn total(&self) -> Duration {
         self.0.iter().map(|(_, d)| *d).sum()

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use ndarray::{Array4, Axis, Zip};
+use ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Zip, s};
 use tracing::{info, warn};
 
 use crate::pipeline::activation;
@@ -19,7 +19,7 @@ use crate::pipeline::run::{
     JobError, JobOutcome, LoadedPipeline, StageTimings, seg_options, write_atomically,
 };
 use crate::pipeline::seg::encode_seg;
-use crate::pipeline::volume::ChannelInfo;
+use crate::pipeline::volume::{ChannelInfo, Grid};
 
 /// Run `pipeline` (an image pipeline) on the instance at `file`; write the SEG to
 /// `out_path`.
@@ -57,62 +57,44 @@ pub fn run_image_job(
         "image decoded"
     );
 
-    progress("preprocessing");
-    let (model_input, mapping) = timings.time("preprocess", || {
-        let mut data = image.frames.clone().insert_axis(Axis(0));
-        if let Some(inside) = &region_mask {
-            for mut frame in data.index_axis_mut(Axis(0), 0).outer_iter_mut() {
-                Zip::from(&mut frame)
-                    .and(inside)
-                    .for_each(|v, &keep| *v = if keep { *v } else { 0.0 });
+    // Frames go through the model a chunk at a time, so a long cine never holds more than
+    // a chunk of float probabilities; the masks (1 byte a pixel) are kept whole.
+    let mut masks: Vec<Array3<bool>> = Vec::new();
+    let mut first = 0;
+    while first < frames {
+        let count = FRAMES_PER_CHUNK.min(frames - first);
+        progress(&format!(
+            "frames {}-{} of {frames}",
+            first + 1,
+            first + count
+        ));
+        let chunk = segment_frames(
+            pipeline,
+            image.frames.slice(s![first..first + count, .., ..]),
+            &grid,
+            region_mask.as_ref(),
+            &mut timings,
+        )?;
+        if masks.is_empty() {
+            masks = chunk;
+        } else {
+            for (mask, part) in masks.iter_mut().zip(chunk) {
+                *mask = ndarray::concatenate(Axis(0), &[mask.view(), part.view()])
+                    .expect("frames of one image share rows and columns");
             }
         }
-        normalise(&mut data, &def.preprocess.normalisation);
-        to_model_grid(&data, &grid, &def.preprocess.target)
-    });
-
-    progress("inference");
-    let logits = timings.time("inference", || {
-        pipeline.model.sliding_window(&model_input, &|done, total| {
-            tracing::debug!(study = %study_uid, done, total, "frames inferred");
+        first += count;
+    }
+    let findings: Vec<_> = masks
+        .iter()
+        .zip(&def.output.segments)
+        .map(|(mask, segment)| {
+            (
+                segment.label.clone(),
+                post::image_findings(mask, image.pixel_area_mm2()),
+            )
         })
-    })?;
-    drop(model_input);
-
-    progress("post-processing");
-    let (masks, findings) = timings.time("post-process", || {
-        let probabilities = activation::probabilities(logits, &def.model.activation);
-        let on_source: Array4<f32> = from_model_grid(&probabilities, &mapping);
-        drop(probabilities);
-        let mut masks =
-            activation::decide(&on_source, &def.model.activation, def.postprocess.threshold);
-        let exclusive = def.model.activation == "softmax";
-        let decided = if exclusive { masks.clone() } else { Vec::new() };
-        for mask in masks.iter_mut() {
-            if let Some(inside) = &region_mask {
-                for mut frame in mask.outer_iter_mut() {
-                    Zip::from(&mut frame)
-                        .and(inside)
-                        .for_each(|m, &keep| *m &= keep);
-                }
-            }
-            post::apply_in_plane(mask, &def.postprocess.steps);
-        }
-        if exclusive {
-            activation::restore_exclusivity(&mut masks, &decided);
-        }
-        let findings = masks
-            .iter()
-            .zip(&def.output.segments)
-            .map(|(mask, segment)| {
-                (
-                    segment.label.clone(),
-                    post::image_findings(mask, image.pixel_area_mm2()),
-                )
-            })
-            .collect::<Vec<_>>();
-        (masks, findings)
-    });
+        .collect();
 
     progress("encoding the SEG");
     let seg = timings.time("SEG encode", || {
@@ -136,6 +118,7 @@ pub fn run_image_job(
         info!(study = %study_uid, pipeline = %def.name, segment = %label, pixels = f.voxels, size = %f.size(), fraction_percent = format!("{:.4}", f.fraction_percent), "finding");
     }
     let series_uid = image.geometry.slices[0].series_instance_uid.clone();
+    timings.merge_repeated();
     Ok(JobOutcome {
         seg_path: out_path.to_path_buf(),
         findings,
@@ -150,4 +133,65 @@ pub fn run_image_job(
         seg_sop_instance_uid,
         timings,
     })
+}
+
+/// Frames of one cine the model and post-processing take at a time.
+const FRAMES_PER_CHUNK: usize = 16;
+
+/// One chunk of frames (`[frames, rows, columns]` luminance) → one mask per segment on the
+/// frames' own pixels: region masking, normalisation, resizing to the model and back,
+/// activation and decision, in-plane post-processing.
+fn segment_frames(
+    pipeline: &LoadedPipeline,
+    frames: ArrayView3<f32>,
+    image_grid: &Grid,
+    region_mask: Option<&Array2<bool>>,
+    timings: &mut StageTimings,
+) -> Result<Vec<Array3<bool>>, JobError> {
+    let def = &pipeline.definition;
+    let grid = Grid {
+        shape: [frames.shape()[0], frames.shape()[1], frames.shape()[2]],
+        ..image_grid.clone()
+    };
+    let (model_input, mapping) = timings.time("preprocess", || {
+        let mut data = frames.to_owned().insert_axis(Axis(0));
+        if let Some(inside) = region_mask {
+            for mut frame in data.index_axis_mut(Axis(0), 0).outer_iter_mut() {
+                Zip::from(&mut frame)
+                    .and(inside)
+                    .for_each(|v, &keep| *v = if keep { *v } else { 0.0 });
+            }
+        }
+        normalise(&mut data, &def.preprocess.normalisation);
+        to_model_grid(&data, &grid, &def.preprocess.target)
+    });
+    let logits = timings.time("inference", || {
+        pipeline.model.sliding_window(&model_input, &|done, total| {
+            tracing::debug!(done, total, "frames inferred");
+        })
+    })?;
+    drop(model_input);
+    Ok(timings.time("post-process", || {
+        let probabilities = activation::probabilities(logits, &def.model.activation);
+        let on_source: Array4<f32> = from_model_grid(&probabilities, &mapping);
+        drop(probabilities);
+        let mut masks =
+            activation::decide(&on_source, &def.model.activation, def.postprocess.threshold);
+        let exclusive = def.model.activation == "softmax";
+        let decided = if exclusive { masks.clone() } else { Vec::new() };
+        for mask in masks.iter_mut() {
+            if let Some(inside) = region_mask {
+                for mut frame in mask.outer_iter_mut() {
+                    Zip::from(&mut frame)
+                        .and(inside)
+                        .for_each(|m, &keep| *m &= keep);
+                }
+            }
+            post::apply_in_plane(mask, &def.postprocess.steps);
+        }
+        if exclusive {
+            activation::restore_exclusivity(&mut masks, &decided);
+        }
+        masks
+    }))
 }
