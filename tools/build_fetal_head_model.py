@@ -76,6 +76,9 @@ class FetalHeadPhantomSegmenter(nn.Module):
         self.exclusive: bool = bool(exclusive)
         self.k: float = float(steepness)
         self.wall_threshold: float = 0.75
+        # Flood-fill rounds at most (each round sweeps all four directions); the phantom
+        # needs 2-3.
+        self.max_flood_rounds: int = 64
         self.csp_band: List[float] = [0.10, 0.30]
         self.lv_band: List[float] = [0.575, 0.82]
         self.brain_band: List[float] = [0.10, 0.70]
@@ -139,16 +142,18 @@ class FetalHeadPhantomSegmenter(nn.Module):
 
     def _flood(self, seed: torch.Tensor, passable: torch.Tensor) -> torch.Tensor:
         """Pixels of `passable` (0/1) 4-connected to `seed` (0/1): scan-line sweeps left,
-        right, down and up, repeated until nothing changes (a few rounds for the phantom)."""
+        right, down and up, repeated until nothing changes (a few rounds for the phantom).
+        Bounded: at most `max_flood_rounds` rounds; a labyrinth that needs more is flooded
+        only partly (its far corners count as enclosed)."""
         blocked = 1.0 - passable
         region = seed * passable
-        changed = True
-        while changed:
+        for _ in range(self.max_flood_rounds):
             before = region
             for dim in [3, 2]:
                 region = self._sweep(region, blocked, dim, False)
                 region = self._sweep(region, blocked, dim, True)
-            changed = not torch.equal(region, before)
+            if torch.equal(region, before):
+                break
         return region
 
     def _interior(self, x: torch.Tensor) -> torch.Tensor:
