@@ -33,6 +33,7 @@ import csv
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -162,8 +163,9 @@ class Segnode:
     def __init__(self, exe: Path, work: Path, pipelines: bool = False):
         self.exe, self.work = exe, work
         cfg = (REPO / "conf/segnode.toml").read_text()
-        if not pipelines:
-            cfg = cfg.replace('enabled = ["dce_breast"]', "enabled = []")
+        # Only the kinetic DCE pipeline (the one measured), or none for a plain storage node.
+        cfg, n = re.subn(r"(?m)^enabled = \[.*\]$", 'enabled = ["dce_breast"]' if pipelines else "enabled = []", cfg)
+        assert n == 1, "conf/segnode.toml has no [pipelines] enabled line"
         cfg = cfg.replace('definitions_dir = "conf/pipelines"', f'definitions_dir = "{REPO / "conf/pipelines"}"')
         cfg = cfg.replace('models_dir = "models"', f'models_dir = "{REPO / "models"}"')
         self.config = work / ("segnode-pipelines.toml" if pipelines else "segnode-store.toml")
