@@ -406,3 +406,39 @@ fn a_secondary_capture_without_regions_is_segmented_and_measured_by_pixel_spacin
     );
     assert_dciodvfy_clean(&seg_path);
 }
+
+/// An image without a head (a blank frame) is no error: the SEG says so with three empty
+/// segments, and the findings are zero.
+#[test]
+fn a_frame_without_a_head_gives_empty_segments() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let image = synth(&tmp.path().join("us"), 13, UsEncoding::Monochrome2, 1);
+    let mut obj = dicom_object::open_file(&image.path).unwrap();
+    let blank = vec![0u8; image.rows * image.columns];
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::U8(blank.into()),
+    ));
+    obj.write_to_file(&image.path).unwrap();
+
+    let seg_path = tmp.path().join("seg.dcm");
+    let outcome = segment(&pipeline(&[]), &image, &seg_path);
+    assert!(
+        outcome.findings.iter().all(|(_, f)| f.voxels == 0),
+        "{:?}",
+        outcome.findings
+    );
+    let seg = read_seg(&seg_path).unwrap();
+    assert_eq!(seg.frames.len(), 3, "one (empty) frame per segment");
+    assert!(seg.frames.iter().all(|f| f.pixels.iter().all(|&v| !v)));
+    assert_eq!(
+        seg.segments_overlap.as_deref(),
+        Some("NO"),
+        "nothing overlaps"
+    );
+    assert_dciodvfy_clean(&seg_path);
+}
