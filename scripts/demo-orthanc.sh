@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make demo-orthanc`: `make demo` through a real Orthanc. Start Orthanc from the template
-# conf/orthanc/ (its Lua script routes each stable MR study to segnode) and segnode with a
-# config whose DCE pipeline delivers its SEG to that Orthanc, on free loopback ports; upload
-# a synthetic 4-phase DCE study to Orthanc over REST; wait for the SEG to land in the same
-# Orthanc study; print the Orthanc URLs; check that the SEG did not route the study back;
-# stop both. DEMO_KEEP=1 keeps both running until Enter so the URLs can be opened.
+# conf/orthanc/ (its Lua script routes each stable MR or US study to segnode) and segnode
+# with a config whose pipelines deliver their SEGs to that Orthanc, on free loopback ports;
+# upload a synthetic 4-phase DCE study to Orthanc over REST; wait for the SEG to land in the
+# same Orthanc study; check that the SEG did not route the study back; then the same for a
+# fetal head ultrasound image; print the Orthanc URLs; stop both. DEMO_KEEP=1 keeps both running until Enter so the URLs can be opened.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -45,10 +45,12 @@ c["DicomModalities"]["segnode"]["Port"] = int(node)
 json.dump(c, open(os.path.join(out, "orthanc.json"), "w"), indent=2)
 EOF
 
-# --- segnode: the shipped DCE pipeline, delivering to Orthanc.
-sed 's/^destinations = \[\]/destinations = ["orthanc"]/' conf/pipelines/dce_breast.toml \
-  >"$out/pipelines/dce_breast.toml"
-grep -q '^destinations = \["orthanc"\]' "$out/pipelines/dce_breast.toml"
+# --- segnode: the shipped pipelines (DCE breast, fetal head ultrasound), delivering to Orthanc.
+for p in dce_breast fetal_head_us; do
+  sed 's/^destinations = \[\]/destinations = ["orthanc"]/' "conf/pipelines/$p.toml" \
+    >"$out/pipelines/$p.toml"
+  grep -q '^destinations = \["orthanc"\]' "$out/pipelines/$p.toml"
+done
 cat >"$out/segnode.toml" <<EOF
 [node]
 ae_title = "SEGNODE"
@@ -61,7 +63,7 @@ ae_title = "ORTHANC"
 host = "127.0.0.1"
 
 [pipelines]
-enabled = ["dce_breast"]
+enabled = ["dce_breast", "fetal_head_us"]
 definitions_dir = "$out/pipelines"
 models_dir = "$repo/models"
 
@@ -185,10 +187,37 @@ segs=$(seg_series | wc -l)
 echo "studies routed to segnode: $jobs, SEG series in the study: $segs"
 [ "$jobs" = 1 ] && [ "$segs" = 1 ] || { echo "routing loop?"; exit 1; }
 
+echo "== fetal head ultrasound: a synthetic image (RGB, JPEG baseline) uploaded to Orthanc"
+"$bin" synth --preset fetal-us "$out/us" >/dev/null
+us_study_id=$(python3 - "$api" "$out/us/US0001.dcm" <<'EOF2'
+import json, sys, urllib.request
+api, path = sys.argv[1:]
+req = urllib.request.Request(api + "/instances", data=open(path, "rb").read(), method="POST",
+                             headers={"Content-Type": "application/dicom"})
+print(json.load(urllib.request.urlopen(req, timeout=60))["ParentStudy"])
+EOF2
+)
+us_seg=""
+for _ in $(seq 1 300); do
+  us_seg=$(http GET "/studies/$us_study_id/series" | python3 -c '
+import json, sys
+for s in json.load(sys.stdin):
+    if s["MainDicomTags"].get("Modality") == "SEG":
+        print(s["Instances"][0])' || true)
+  [ -n "$us_seg" ] && break
+  sleep 0.2
+done
+[ -n "$us_seg" ] || { echo "no ultrasound SEG in Orthanc after 60 s"; tail -n 15 "$out/serve.log"; exit 1; }
+python3 -c 'import sys, urllib.request; open(sys.argv[2], "wb").write(urllib.request.urlopen(sys.argv[1], timeout=60).read())' \
+  "$api/instances/$us_seg/file" "$out/us-seg-from-orthanc.dcm"
+echo "SEG back in the ultrasound study; scored against the phantom truth:"
+"$bin" eval "$out/us-seg-from-orthanc.dcm" "$out/us"
+
 cat <<EOF
 == Orthanc URLs (while Orthanc runs)
   Explorer, the study:  $api/app/explorer.html#study?uuid=$study_id
   Explorer, the SEG:    $api/app/explorer.html#series?uuid=$seg_series_id
+  Explorer, ultrasound: $api/app/explorer.html#study?uuid=$us_study_id
   REST, the study:      $api/studies/$study_id
   REST, SEG tags:       $api/instances/$seg_instance_id/tags?simplify
   REST, SEG file:       $api/instances/$seg_instance_id/file
