@@ -442,3 +442,76 @@ fn a_frame_without_a_head_gives_empty_segments() {
     );
     assert_dciodvfy_clean(&seg_path);
 }
+
+/// The colour model itself, without compression loss: the same image as native RGB and as
+/// native YBR_FULL_422 (each pixel pair stored as Y1 Y2 Cb Cr, BT.601 full range) gives
+/// exactly the same mask. 960 columns: 4:2:2 pairs columns.
+#[test]
+fn native_ybr_full_422_gives_exactly_the_rgb_mask() {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let params = FetalUsParams {
+        seed: 17,
+        encoding: UsEncoding::Rgb,
+        width: 960,
+        ..FetalUsParams::default()
+    };
+    let rgb = write_fetal_us(&tmp.path().join("rgb"), &params).unwrap();
+    let mut obj = dicom_object::open_file(&rgb.path).unwrap();
+    let pixels = obj
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .into_owned();
+    let ybr: Vec<u8> = pixels[..rgb.rows * rgb.columns * 3]
+        .chunks_exact(6)
+        .flat_map(|pair| {
+            let (a, b) = (&pair[..3], &pair[3..]);
+            let f = |p: &[u8], w: [f64; 3], offset: f64| {
+                w[0] * f64::from(p[0]) + w[1] * f64::from(p[1]) + w[2] * f64::from(p[2]) + offset
+            };
+            let y = |p: &[u8]| f(p, [0.299, 0.587, 0.114], 0.0).round().clamp(0.0, 255.0) as u8;
+            let cb = |p: &[u8]| f(p, [-0.168_736, -0.331_264, 0.5], 128.0);
+            let cr = |p: &[u8]| f(p, [0.5, -0.418_688, -0.081_312], 128.0);
+            let mean =
+                |g: &dyn Fn(&[u8]) -> f64| ((g(a) + g(b)) / 2.0).round().clamp(0.0, 255.0) as u8;
+            [y(a), y(b), mean(&cb), mean(&cr)]
+        })
+        .collect();
+    obj.put(DataElement::new(
+        tags::PHOTOMETRIC_INTERPRETATION,
+        VR::CS,
+        PrimitiveValue::from("YBR_FULL_422"),
+    ));
+    obj.put(DataElement::new(
+        tags::PIXEL_DATA,
+        VR::OB,
+        PrimitiveValue::U8(ybr.into()),
+    ));
+    let ybr_path = tmp.path().join("ybr.dcm");
+    obj.write_to_file(&ybr_path).unwrap();
+    let ybr_image = SynthUsImage {
+        path: ybr_path,
+        ..rgb.clone()
+    };
+
+    let pipeline = pipeline(&[]);
+    let (rgb_seg, ybr_seg) = (tmp.path().join("rgb.dcm"), tmp.path().join("ybr-seg.dcm"));
+    segment(&pipeline, &rgb, &rgb_seg);
+    segment(&pipeline, &ybr_image, &ybr_seg);
+    let (a, b) = (
+        masks(&read_seg(&rgb_seg).unwrap()),
+        masks(&read_seg(&ybr_seg).unwrap()),
+    );
+    assert!(
+        a.iter().all(|m| m.iter().any(|&v| v)),
+        "every segment found"
+    );
+    assert_eq!(
+        a, b,
+        "YBR_FULL_422 and RGB of the same image: the same mask"
+    );
+}
