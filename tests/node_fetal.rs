@@ -155,3 +155,68 @@ async fn ultrasound_images_sent_to_the_node_come_back_as_segs_at_the_destination
     }
     drop(scp);
 }
+
+/// A burst of images against a worker queue of one: every image still gets its SEG (the
+/// assembler holds decided jobs while the worker is busy, ingest does not wait for it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_images_each_gets_its_seg_with_a_job_queue_of_one() {
+    const IMAGES: u64 = 12;
+    let tmp = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (0..IMAGES)
+        .map(|seed| {
+            write_fetal_us(
+                &tmp.path().join(format!("us{seed}")),
+                &FetalUsParams {
+                    seed: 100 + seed,
+                    ..FetalUsParams::default()
+                },
+            )
+            .unwrap()
+            .path
+        })
+        .collect();
+    let scp = Storescp::start("STORE", &["+uf"]);
+    let mut config = node_config(tmp.path(), scp.port);
+    config.pipelines.job_queue_capacity = 1;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
+        let _ = stop_rx.await;
+    }));
+    let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
+    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("US_MODALITY").unwrap());
+    let report = segnode::scu::send_files(&peer, &opts, &files)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, files.len());
+
+    let arrived = tokio::task::spawn_blocking(move || {
+        let files = scp.wait_for_files(IMAGES as usize, Duration::from_secs(120));
+        drop(scp);
+        files
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(());
+    let summary = tokio::time::timeout(Duration::from_secs(30), node)
+        .await
+        .expect("the node stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        summary.pipelines.failed.is_empty(),
+        "{:?}",
+        summary.pipelines.failed
+    );
+    assert_eq!(
+        summary.pipelines.completed.len() as u64,
+        IMAGES,
+        "one job per image"
+    );
+    assert_eq!(
+        arrived.len() as u64,
+        IMAGES,
+        "one SEG per image at the destination"
+    );
+}

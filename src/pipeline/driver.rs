@@ -8,6 +8,7 @@
 //! A finished job is recorded done together with one outbox row per destination of its
 //! pipeline, in one transaction, before anything is sent; the outbox sender is then woken.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +28,10 @@ use crate::spool::Spool;
 
 /// Ingest events waiting for the assembler at most (the SCP waits, bounded, when full).
 pub const EVENT_QUEUE_CAPACITY: usize = 4096;
+/// Decided jobs the assembler holds beyond the worker's queue (`job_queue_capacity`)
+/// before it waits for the worker: room for a burst of single-image jobs while a long
+/// volume job runs.
+pub const MAX_PENDING_JOBS: usize = 4096;
 
 /// Why the pipelines could not start.
 #[derive(Debug, thiserror::Error)]
@@ -209,11 +214,25 @@ async fn assemble(
         }
         Err(e) => error!(cause = %e, "start-up recovery task panicked"),
     }
+    // Jobs decided but not yet in the worker's queue. Handing a job over never blocks the
+    // loop while there is room here, so ingest events keep flowing (the SCP gives up on
+    // an event after a few seconds of stall) while a long job holds the worker.
+    let mut pending: VecDeque<JobSpec> = VecDeque::new();
     loop {
         let deadline = assembler
             .next_deadline()
             .map(tokio::time::Instant::from_std);
         let decisions = tokio::select! {
+            permit = jobs.reserve(), if !pending.is_empty() => match permit {
+                Ok(permit) => {
+                    permit.send(pending.pop_front().expect("not empty"));
+                    continue;
+                }
+                Err(_) => {
+                    error!("job worker stopped; no further jobs can run");
+                    return given_up;
+                }
+            },
             event = events.recv() => match event {
                 Some(IngestEvent::InstanceStored { association_id, header, .. }) => {
                     assembler.on_instance(&InstanceSeen { header, called_ae: called_ae.clone(), association_id }, Instant::now())
@@ -239,9 +258,19 @@ async fn assemble(
                     for note in &job.notes {
                         info!(study = %job.study_uid, pipeline = %job.pipeline, "{note}");
                     }
-                    if jobs.send(job).await.is_err() {
-                        error!("job worker stopped; no further jobs can run");
-                        return given_up;
+                    if pending.len() < MAX_PENDING_JOBS {
+                        pending.push_back(job);
+                    } else {
+                        warn!(
+                            pending = pending.len(),
+                            "jobs pile up faster than the worker runs them; ingest waits for the queue"
+                        );
+                        pending.push_back(job);
+                        let oldest = pending.pop_front().expect("not empty");
+                        if jobs.send(oldest).await.is_err() {
+                            error!("job worker stopped; no further jobs can run");
+                            return given_up;
+                        }
                     }
                 }
                 Decision::GiveUp {
@@ -253,6 +282,13 @@ async fn assemble(
                     given_up.push((pipeline, study_uid, reason));
                 }
             }
+        }
+    }
+    // Ingest has stopped: the decided jobs still go to the worker, in order.
+    for job in pending {
+        if jobs.send(job).await.is_err() {
+            error!("job worker stopped; no further jobs can run");
+            break;
         }
     }
     if assembler.collecting() > 0 {
