@@ -246,8 +246,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { config } => {
             let cfg = load_config(config.as_ref())?;
             println!("{cfg:#?}");
-            println!("config OK");
-            Ok(ExitCode::SUCCESS)
+            let problems = check_pipelines(&cfg);
+            if problems == 0 {
+                println!("config OK");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("config has {problems} problem(s) in its pipelines (see above)");
+                Ok(ExitCode::FAILURE)
+            }
         }
         Command::Status { config, data_dir } => {
             let mut cfg = load_config(config.as_ref())?;
@@ -419,6 +425,55 @@ fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `segnode segment`: plan, load the model, run, print what was chosen, found and how long.
+/// Print, for every enabled pipeline, its definition's source and summary and whether its
+/// model file is there; the number of problems found. No model is loaded.
+fn check_pipelines(cfg: &segnode::config::Config) -> usize {
+    use segnode::pipeline::definition::{JobPer, PipelineDefinition};
+
+    let mut problems = 0;
+    for name in &cfg.pipelines.enabled {
+        let definition = match PipelineDefinition::find(name, &cfg.pipelines.definitions_dir) {
+            Ok(d) => d,
+            Err(e) => {
+                println!("pipeline {name}: {e}");
+                problems += 1;
+                continue;
+            }
+        };
+        let model = if definition.model.file.is_absolute() {
+            definition.model.file.clone()
+        } else {
+            cfg.pipelines.models_dir.join(&definition.model.file)
+        };
+        let unit = match definition.inputs.job_per {
+            JobPer::Study => "per study",
+            JobPer::Instance => "per instance",
+        };
+        println!(
+            "pipeline {name}: {} ({unit}; modalities {}; {} segment(s))",
+            definition.description,
+            definition.applies_to.modalities.join(", "),
+            definition.output.segments.len()
+        );
+        if model.is_file() {
+            println!("  model {}: present", model.display());
+        } else {
+            println!(
+                "  model {}: MISSING (build the models with `make models`, or fix pipelines.models_dir)",
+                model.display()
+            );
+            problems += 1;
+        }
+        for d in &definition.output.destinations {
+            if cfg.destination(d).is_none() {
+                println!("  destination {d:?}: not a [[destinations]] entry of the config");
+                problems += 1;
+            }
+        }
+    }
+    problems
+}
+
 fn segment(
     input: &std::path::Path,
     out: &std::path::Path,
