@@ -76,12 +76,11 @@ pub fn run_image_job(
             &mut timings,
         )?;
         if masks.is_empty() {
-            masks = chunk;
-        } else {
-            for (mask, part) in masks.iter_mut().zip(chunk) {
-                *mask = ndarray::concatenate(Axis(0), &[mask.view(), part.view()])
-                    .expect("frames of one image share rows and columns");
-            }
+            masks = vec![Array3::from_elem((frames, rows, columns), false); chunk.len()];
+        }
+        for (mask, part) in masks.iter_mut().zip(chunk) {
+            mask.slice_mut(s![first..first + count, .., ..])
+                .assign(&part);
         }
         first += count;
     }
