@@ -220,3 +220,76 @@ async fn a_burst_of_images_each_gets_its_seg_with_a_job_queue_of_one() {
         "one SEG per image at the destination"
     );
 }
+
+/// Events the SCP dropped (it gives up on an event after a stalled consumer) are made good
+/// from the spool: an image stored by an SCP whose events never reach the pipelines, with
+/// the drop counted, still gets its SEG.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_whose_ingest_event_was_dropped_is_read_back_from_the_spool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("spool");
+    let image = write_fetal_us(
+        &tmp.path().join("us"),
+        &FetalUsParams {
+            seed: 31,
+            ..FetalUsParams::default()
+        },
+    )
+    .unwrap();
+
+    // The pipelines side on the node's data folder (no SCP feeds it).
+    let config = node_config(tmp.path(), common::free_port());
+    let spool = std::sync::Arc::new(segnode::spool::Spool::open(&data, 0).unwrap());
+    let pipelines = segnode::pipeline::driver::load_pipelines(&config)
+        .await
+        .unwrap();
+    let (sink, driver) = segnode::pipeline::driver::spawn(
+        &config,
+        spool,
+        pipelines,
+        std::sync::Arc::new(tokio::sync::Notify::new()),
+    );
+
+    // Let the start-up read-back of the spool finish first (it would find the image too).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // An SCP on the same spool whose events go elsewhere: the image is stored, the
+    // pipelines hear nothing of it; then the drop is counted, as the SCP does.
+    let mut scp = common::TestNode::start_in(&data, |_| {}).await;
+    let peer: Peer = format!("{}@127.0.0.1:{}", common::NODE_AE, scp.port())
+        .parse()
+        .unwrap();
+    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("US_MODALITY").unwrap());
+    let report = segnode::scu::send_files(&peer, &opts, std::slice::from_ref(&image.path))
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 1);
+    sink.dropped
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+    let results = config.results_dir().join(&image.study_uid);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let seg = loop {
+        let found = std::fs::read_dir(&results).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "dcm"))
+        });
+        if let Some(seg) = found {
+            break seg;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no SEG for the image read back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drop(sink);
+    let summary = tokio::time::timeout(Duration::from_secs(30), driver)
+        .await
+        .expect("the pipelines stop")
+        .unwrap();
+    assert_eq!(summary.completed.len(), 1, "{:?}", summary.failed);
+    let scores = segnode::eval::evaluate_files(&seg, &image.truth_path, None).unwrap();
+    assert!(scores.iter().all(|s| s.dice >= 0.9), "{scores:?}");
+    scp.stop().await;
+}

@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, mpsc};
@@ -23,11 +24,23 @@ use crate::pipeline::definition::PipelineDefinition;
 use crate::pipeline::post::Findings;
 use crate::pipeline::recovery;
 use crate::pipeline::run::{JobError, LoadedPipeline, run_job};
-use crate::scp::IngestEvent;
+use crate::scp::{IngestEvent, IngestSink};
 use crate::spool::Spool;
 
 /// Ingest events waiting for the assembler at most (the SCP waits, bounded, when full).
 pub const EVENT_QUEUE_CAPACITY: usize = 4096;
+/// How often the assembler checks whether the SCP dropped events.
+const RECONCILE_EVERY: Duration = Duration::from_secs(10);
+/// How far before the last check the spool is read back (clock steps, slow stores).
+const RECONCILE_MARGIN_MS: i64 = 60_000;
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Decided jobs the assembler holds beyond the worker's queue (`job_queue_capacity`)
 /// before it waits for the worker: room for a burst of single-image jobs while a long
 /// volume job runs.
@@ -145,8 +158,9 @@ pub fn spawn(
     spool: Arc<Spool>,
     pipelines: Vec<Arc<LoadedPipeline>>,
     outbox: Arc<Notify>,
-) -> (mpsc::Sender<IngestEvent>, JoinHandle<DriverSummary>) {
+) -> (IngestSink, JoinHandle<DriverSummary>) {
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
+    let sink = IngestSink::new(event_tx);
     let (job_tx, job_rx) = mpsc::channel(config.pipelines.job_queue_capacity);
     let called_ae = config.node.ae_title.to_string();
     let definitions: Vec<PipelineDefinition> =
@@ -161,6 +175,7 @@ pub fn spawn(
     );
     let assembler = tokio::spawn(assemble(
         event_rx,
+        sink.dropped.clone(),
         job_tx,
         Assembler::new(&definitions),
         called_ae,
@@ -175,12 +190,13 @@ pub fn spawn(
         summary.given_up = given_up;
         summary
     });
-    (event_tx, handle)
+    (sink, handle)
 }
 
 /// The assembler loop: feed events and deadlines to the state machine, queue its jobs.
 async fn assemble(
     mut events: mpsc::Receiver<IngestEvent>,
+    dropped: Arc<AtomicU64>,
     jobs: mpsc::Sender<JobSpec>,
     mut assembler: Assembler,
     called_ae: String,
@@ -218,6 +234,13 @@ async fn assemble(
     // loop while there is room here, so ingest events keep flowing (the SCP gives up on
     // an event after a few seconds of stall) while a long job holds the worker.
     let mut pending: VecDeque<JobSpec> = VecDeque::new();
+    // Events the SCP dropped (it does after a stall) are made good from the spool: every
+    // RECONCILE_EVERY, if the drop count grew, stored instances received since the last
+    // look that the assembler never heard of are fed to it.
+    let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut drops_seen = 0u64;
+    let mut reconcile_from_ms = unix_ms() - RECONCILE_MARGIN_MS;
     loop {
         let deadline = assembler
             .next_deadline()
@@ -243,6 +266,43 @@ async fn assemble(
                 None => break,
             },
             _ = sleep_until(deadline) => assembler.on_tick(Instant::now()),
+            _ = reconcile.tick() => {
+                let drops = dropped.load(Ordering::Relaxed);
+                if drops == drops_seen {
+                    continue;
+                }
+                drops_seen = drops;
+                let since = reconcile_from_ms;
+                reconcile_from_ms = unix_ms() - RECONCILE_MARGIN_MS;
+                let known = assembler.known_instances();
+                let (spool, ae) = (spool.clone(), called_ae.clone());
+                let missed = tokio::task::spawn_blocking(move || {
+                    recovery::missed_instances(&spool, since, &known, &ae)
+                })
+                .await;
+                match missed {
+                    Ok(Ok(missed)) => {
+                        warn!(
+                            dropped_events = drops,
+                            read_back = missed.len(),
+                            "ingest events were dropped; instances read back from the spool"
+                        );
+                        let now = Instant::now();
+                        missed
+                            .iter()
+                            .flat_map(|seen| assembler.on_instance(seen, now))
+                            .collect()
+                    }
+                    Ok(Err(e)) => {
+                        error!(cause = %e, "cannot read the spool back after dropped events; restart the node to assemble them");
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        error!(cause = %e, "spool read-back task panicked");
+                        Vec::new()
+                    }
+                }
+            }
         };
         for decision in decisions {
             match decision {

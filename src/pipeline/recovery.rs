@@ -94,3 +94,41 @@ pub fn recover(spool: &Spool, window: Duration, called_ae: &str) -> Result<Recov
     }
     Ok(out)
 }
+
+/// Stored instances the pipelines missed (their ingest events were dropped while the
+/// assembler stalled): those received at or after `since_ms` that are not in `known`, with
+/// their headers read back from the files, at most [`MAX_MISSED`]. Blocking.
+pub fn missed_instances(
+    spool: &Spool,
+    since_ms: i64,
+    known: &HashSet<String>,
+    called_ae: &str,
+) -> Result<Vec<InstanceSeen>, SpoolError> {
+    let mut out = Vec::new();
+    for instance in spool.instances_received_since(since_ms, MAX_MISSED)? {
+        if known.contains(&instance.sop_instance_uid) {
+            continue;
+        }
+        let header = OpenFileOptions::new()
+            .read_until(tags::PIXEL_DATA)
+            .open_file(&instance.path)
+            .map_err(|e| e.to_string())
+            .and_then(|obj| InstanceHeader::from_object(&obj).map_err(|e| e.to_string()));
+        match header {
+            Ok(header) => out.push(InstanceSeen {
+                header,
+                called_ae: called_ae.to_string(),
+                association_id: 0,
+            }),
+            Err(reason) => warn!(
+                path = %instance.path.display(),
+                reason = %reason,
+                "stored instance unreadable; left out of its study"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Instances read back at most per reconciliation.
+pub const MAX_MISSED: usize = 100_000;

@@ -170,9 +170,10 @@ impl Session {
             return;
         };
         if self.events_stalled {
-            match events.try_send(event) {
+            match events.tx.try_send(event) {
                 Ok(()) => self.events_stalled = false,
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    events.count_drop();
                     debug!("ingest event consumer still stalled; event dropped")
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -181,14 +182,15 @@ impl Session {
             }
             return;
         }
-        match tokio::time::timeout(EVENT_SEND_TIMEOUT, events.send(event)).await {
+        match tokio::time::timeout(EVENT_SEND_TIMEOUT, events.tx.send(event)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => debug!("ingest event receiver gone; event dropped"),
             Err(_) => {
+                events.count_drop();
                 self.events_stalled = true;
                 warn!(
                     timeout_s = EVENT_SEND_TIMEOUT.as_secs(),
-                    "ingest event consumer stalled; event dropped (the instance itself is safe in the spool)"
+                    "ingest event consumer stalled; event dropped (the instance is safe in the spool; the pipelines read it back from there)"
                 );
             }
         }

@@ -57,6 +57,32 @@ pub enum IngestEvent {
     },
 }
 
+/// Where ingest events go: a bounded channel, and the number of events the SCP had to drop
+/// because their consumer stalled. The instances of dropped events are safe in the spool;
+/// the pipeline side notices the count grow and reads them back from there.
+#[derive(Debug, Clone)]
+pub struct IngestSink {
+    /// The channel.
+    pub tx: tokio::sync::mpsc::Sender<IngestEvent>,
+    /// Events dropped so far.
+    pub dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl IngestSink {
+    /// A sink on `tx` with no event dropped yet.
+    pub fn new(tx: tokio::sync::mpsc::Sender<IngestEvent>) -> Self {
+        IngestSink {
+            tx,
+            dropped: Arc::default(),
+        }
+    }
+
+    fn count_drop(&self) {
+        self.dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// What the SCP needs to run.
 #[derive(Clone)]
 pub struct ScpContext {
@@ -64,8 +90,8 @@ pub struct ScpContext {
     pub config: Arc<Config>,
     /// Where instances go.
     pub spool: Arc<Spool>,
-    /// Where ingest events go (bounded channel); `None` when nobody listens.
-    pub events: Option<tokio::sync::mpsc::Sender<IngestEvent>>,
+    /// Where ingest events go; `None` when nobody listens.
+    pub events: Option<IngestSink>,
 }
 
 /// Why the SCP stopped with an error.

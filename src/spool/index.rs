@@ -306,6 +306,19 @@ impl Index {
         rows.collect()
     }
 
+    /// Instances received at or after `since_ms` (Unix ms), oldest first, at most `limit`.
+    pub fn instances_received_since(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> rusqlite::Result<Vec<InstanceRecord>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "{SELECT_INSTANCE} WHERE received_ms >= ?1 ORDER BY received_ms LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![since_ms, limit as i64], instance_row)?;
+        rows.collect()
+    }
+
     /// One instance.
     pub fn instance(&self, sop_instance_uid: &str) -> rusqlite::Result<Option<InstanceRecord>> {
         self.conn

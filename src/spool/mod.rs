@@ -243,6 +243,22 @@ impl Spool {
         Ok(self.lock_index().series_of_study(study_uid)?)
     }
 
+    /// Instances received at or after `since_ms` (Unix ms), oldest first, at most `limit`,
+    /// with absolute paths.
+    pub fn instances_received_since(
+        &self,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, SpoolError> {
+        let mut rows = self
+            .lock_index()
+            .instances_received_since(since_ms, limit)?;
+        for r in &mut rows {
+            r.path = self.root.join(&r.path);
+        }
+        Ok(rows)
+    }
+
     /// The instances of one series, with absolute paths.
     pub fn instances_of_series(&self, series_uid: &str) -> Result<Vec<InstanceRecord>, SpoolError> {
         let mut rows = self.lock_index().instances_of_series(series_uid)?;

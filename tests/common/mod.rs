@@ -70,6 +70,8 @@ pub struct TestNode {
     events: Arc<Mutex<Vec<IngestEvent>>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<ScpSummary, ScpError>>>,
+    /// Moves events from the SCP's channel into `events`; ends when the SCP has stopped.
+    collector: Option<JoinHandle<()>>,
     summary: Option<ScpSummary>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -101,7 +103,7 @@ impl TestNode {
         let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
         let events = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&events);
-        tokio::spawn(async move {
+        let collector = tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 sink.lock().unwrap().push(event);
             }
@@ -111,7 +113,7 @@ impl TestNode {
         let ctx = ScpContext {
             config: Arc::clone(&config),
             spool: Arc::clone(&spool),
-            events: Some(tx),
+            events: Some(scp::IngestSink::new(tx)),
         };
         let server = tokio::spawn(scp::run(listener, ctx, async move {
             let _ = stop_rx.await;
@@ -124,6 +126,7 @@ impl TestNode {
             events,
             shutdown: Some(stop_tx),
             server: Some(server),
+            collector: Some(collector),
             summary: None,
             _temp: None,
         }
@@ -177,6 +180,11 @@ impl TestNode {
             .expect("the server stops within 60 s")
             .expect("the server task does not panic")
             .expect("the server returns a summary");
+        // Every event the SCP sent is in `events` once the collector has drained the
+        // channel (its senders went with the server).
+        if let Some(collector) = self.collector.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), collector).await;
+        }
         self.summary = Some(summary.clone());
         summary
     }

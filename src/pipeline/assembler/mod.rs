@@ -204,6 +204,17 @@ impl Assembler {
         }
     }
 
+    /// Every SOP Instance UID the assembler holds, over all pipelines (to tell which stored
+    /// instances it never heard of).
+    pub fn known_instances(&self) -> std::collections::HashSet<String> {
+        self.pipelines
+            .iter()
+            .flat_map(|p| p.studies.values())
+            .flat_map(|s| s.parts.values())
+            .flat_map(|part| part.instances.iter().cloned())
+            .collect()
+    }
+
     /// Studies currently collecting, over all pipelines (for logs).
     pub fn collecting(&self) -> usize {
         self.pipelines
