@@ -6,6 +6,7 @@
 pub mod ae;
 pub mod config;
 pub mod dimse;
+pub mod error_chain;
 pub mod eval;
 pub mod outbox;
 pub mod pipeline;

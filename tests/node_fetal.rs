@@ -48,6 +48,40 @@ fn text(obj: &dicom_object::DefaultDicomObject, tag: dicom_core::Tag) -> String 
         .to_string()
 }
 
+/// Run a node on `config`, C-STORE `files` to it on one association (every one must be
+/// acknowledged), wait (bounded) until the destination `scp` holds `expected` files, stop
+/// the node: the files that arrived (they live as long as `scp`) and the node's summary.
+async fn send_and_collect(
+    config: Config,
+    files: &[PathBuf],
+    scp: &Storescp,
+    expected: usize,
+) -> (Vec<PathBuf>, segnode::serve::NodeSummary) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
+        let _ = stop_rx.await;
+    }));
+    let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
+    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("US_MODALITY").unwrap());
+    let report = segnode::scu::send_files(&peer, &opts, files).await.unwrap();
+    assert_eq!(
+        (report.sent, report.failed),
+        (files.len(), 0),
+        "every image acknowledged"
+    );
+    let arrived =
+        tokio::task::block_in_place(|| scp.wait_for_files(expected, Duration::from_secs(120)));
+    let _ = stop.send(());
+    let summary = tokio::time::timeout(Duration::from_secs(30), node)
+        .await
+        .expect("the node stops")
+        .unwrap()
+        .unwrap();
+    (arrived, summary)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn ultrasound_images_sent_to_the_node_come_back_as_segs_at_the_destination() {
     let tmp = tempfile::tempdir().unwrap();
@@ -71,38 +105,8 @@ async fn ultrasound_images_sent_to_the_node_come_back_as_segs_at_the_destination
     .unwrap();
     let scp = Storescp::start("STORE", &["+uf"]);
     let config = node_config(tmp.path(), scp.port);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
-        let _ = stop_rx.await;
-    }));
-
-    let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
-    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("US_MODALITY").unwrap());
     let files: Vec<PathBuf> = vec![still.path.clone(), cine.path.clone()];
-    let report = segnode::scu::send_files(&peer, &opts, &files)
-        .await
-        .unwrap();
-    assert_eq!(
-        (report.sent, report.failed),
-        (2, 0),
-        "both images acknowledged"
-    );
-
-    let received = tokio::task::spawn_blocking(move || {
-        let files = scp.wait_for_files(2, Duration::from_secs(90));
-        (scp, files)
-    })
-    .await
-    .unwrap();
-    let (scp, arrived) = received;
-    let _ = stop.send(());
-    let summary = tokio::time::timeout(Duration::from_secs(30), node)
-        .await
-        .expect("the node stops")
-        .unwrap()
-        .unwrap();
+    let (arrived, summary) = send_and_collect(config, &files, &scp, 2).await;
     assert!(
         summary.pipelines.failed.is_empty(),
         "{:?}",
@@ -153,7 +157,6 @@ async fn ultrasound_images_sent_to_the_node_come_back_as_segs_at_the_destination
             );
         }
     }
-    drop(scp);
 }
 
 /// A burst of images against a worker queue of one: every image still gets its SEG (the
@@ -178,32 +181,7 @@ async fn a_burst_of_images_each_gets_its_seg_with_a_job_queue_of_one() {
     let scp = Storescp::start("STORE", &["+uf"]);
     let mut config = node_config(tmp.path(), scp.port);
     config.pipelines.job_queue_capacity = 1;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
-        let _ = stop_rx.await;
-    }));
-    let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
-    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("US_MODALITY").unwrap());
-    let report = segnode::scu::send_files(&peer, &opts, &files)
-        .await
-        .unwrap();
-    assert_eq!(report.sent, files.len());
-
-    let arrived = tokio::task::spawn_blocking(move || {
-        let files = scp.wait_for_files(IMAGES as usize, Duration::from_secs(120));
-        drop(scp);
-        files
-    })
-    .await
-    .unwrap();
-    let _ = stop.send(());
-    let summary = tokio::time::timeout(Duration::from_secs(30), node)
-        .await
-        .expect("the node stops")
-        .unwrap()
-        .unwrap();
+    let (arrived, summary) = send_and_collect(config, &files, &scp, IMAGES as usize).await;
     assert!(
         summary.pipelines.failed.is_empty(),
         "{:?}",

@@ -131,10 +131,10 @@ _FETAL_DEPS = _dep("build_fetal_head_model.py", "fetal_phantom_check.py")
 
 TARGETS: Dict[str, tuple] = {
     "dce_kinetic": ("dce_kinetic.pt", _dep("build_kinetic_model.py"), build_kinetic),
-    "swinunetr": ("swinunetr_fs24_seed0.pt", _dep("export_swinunetr.py", "swinunetr_ts.py"), build_swinunetr),
+    "swinunetr": ("swinunetr_fs24_seed0.pt", _dep("export_swinunetr.py", "swinunetr_ts.py", "checkpoints.py"), build_swinunetr),
     "fetal_head": ("fetal_head_phantom.pt", _FETAL_DEPS, _fetal_head("overlap")),
     "fetal_head_exclusive": ("fetal_head_phantom_exclusive.pt", _FETAL_DEPS, _fetal_head("exclusive")),
-    "unet2d": ("unet2d_b8_seed0.pt", _dep("export_unet.py", "unet2d.py"), build_unet2d),
+    "unet2d": ("unet2d_b8_seed0.pt", _dep("export_unet.py", "unet2d.py", "checkpoints.py"), build_unet2d),
 }
 
 

@@ -40,7 +40,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -51,6 +50,8 @@ from typing import Dict, List, Sequence, Tuple
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from checkpoints import add_weight_source_args, eager_model, max_diff  # noqa: E402
 
 
 def parse_size(text: str) -> Tuple[int, int, int]:
@@ -68,51 +69,6 @@ def make_model(in_channels: int, out_channels: int, feature_size: int) -> torch.
     return SwinUNETR(in_channels=in_channels, out_channels=out_channels, feature_size=feature_size)
 
 
-def load_state_dict(path: str, trust_pickle: bool) -> Dict[str, torch.Tensor]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickled extras (optimizer state, numpy scalars, ...)
-        if not trust_pickle:
-            raise SystemExit(
-                f"{path}: not loadable with weights_only=True ({e}).\n"
-                "If this checkpoint comes from a trusted source, re-run with --trust-checkpoint."
-            )
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(obj, dict) and "model_state_dict" in obj:
-        sd = obj["model_state_dict"]
-    elif isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        sd = obj["state_dict"]
-    elif isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd = obj
-    else:
-        keys = list(obj.keys())[:10] if isinstance(obj, dict) else type(obj).__name__
-        raise SystemExit(f"{path}: no 'model_state_dict' in checkpoint (top level: {keys})")
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
-
-def build_eager(args: argparse.Namespace) -> Tuple[torch.nn.Module, str]:
-    if args.checkpoint:
-        model = make_model(args.in_channels, args.out_channels, args.feature_size)
-        sd = load_state_dict(args.checkpoint, args.trust_checkpoint)
-        result = model.load_state_dict(sd, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise SystemExit(
-                f"{args.checkpoint}: state dict does not match SwinUNETR(in={args.in_channels}, "
-                f"out={args.out_channels}, feature_size={args.feature_size}); "
-                f"missing {result.missing_keys[:5]}{'...' if len(result.missing_keys) > 5 else ''}, "
-                f"unexpected {result.unexpected_keys[:5]}{'...' if len(result.unexpected_keys) > 5 else ''}"
-            )
-        with open(args.checkpoint, "rb") as f:
-            source = "checkpoint sha256:" + hashlib.sha256(f.read()).hexdigest()
-    else:
-        torch.manual_seed(args.seed)
-        model = make_model(args.in_channels, args.out_channels, args.feature_size)
-        source = f"random-init seed {args.seed}"
-    return model.eval(), source
-
-
 def to_torchscript(model: torch.nn.Module, method: str, roi: Sequence[int], in_channels: int):
     if method == "script":
         from swinunetr_ts import ScriptableSwinUNETR, check_same_keys
@@ -128,18 +84,6 @@ def to_torchscript(model: torch.nn.Module, method: str, roi: Sequence[int], in_c
         # limitation of the trace method (fixed spatial size), not news per line.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         return torch.jit.trace(model, example, check_trace=False)
-
-
-def max_diff(eager: torch.nn.Module, ts: torch.jit.ScriptModule, size: Sequence[int], in_channels: int,
-             seed: int = 1234) -> float:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, in_channels, *size, generator=g)
-    with torch.no_grad():
-        a = eager(x)
-        b = ts(x)
-    if a.shape != b.shape:
-        raise RuntimeError(f"shape mismatch at {tuple(size)}: eager {tuple(a.shape)} vs TorchScript {tuple(b.shape)}")
-    return (a - b).abs().max().item()
 
 
 def time_forward(ts: torch.jit.ScriptModule, size: Sequence[int], in_channels: int, repeat: int) -> Dict[str, float]:
@@ -163,7 +107,11 @@ def export(args: argparse.Namespace) -> Dict[str, object]:
     roi = args.roi
     if any(s % 32 for s in roi):
         raise SystemExit(f"--roi {roi}: every dimension must be a multiple of 32")
-    model, source = build_eager(args)
+    model, source = eager_model(
+        args,
+        lambda: make_model(args.in_channels, args.out_channels, args.feature_size),
+        f"SwinUNETR(in={args.in_channels}, out={args.out_channels}, feature_size={args.feature_size})",
+    )
     n_params = sum(p.numel() for p in model.parameters())
 
     method = args.method
@@ -203,7 +151,7 @@ def export(args: argparse.Namespace) -> Dict[str, object]:
     diffs: Dict[str, float] = {}
     sizes = [tuple(roi)] + ([tuple(s) for s in args.check_sizes] if method == "script" else [])
     for size in sizes:
-        d = max_diff(model, loaded, size, args.in_channels)
+        d = max_diff(model, loaded, (1, args.in_channels, *size))
         diffs["x".join(map(str, size))] = d
         print(f"  verify {'x'.join(map(str, size))}: max |eager - torchscript| = {d:.3e}", file=sys.stderr)
         if not d <= args.tol:
@@ -231,12 +179,7 @@ def export(args: argparse.Namespace) -> Dict[str, object]:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Export MONAI SwinUNETR to TorchScript (see module doc).")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint with 'model_state_dict'")
-    src.add_argument("--random-init", action="store_true", help="random weights (needs --seed)")
-    ap.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
-    ap.add_argument("--trust-checkpoint", action="store_true",
-                    help="allow full pickle loading when weights_only loading fails")
+    add_weight_source_args(ap)
     ap.add_argument("--roi", type=parse_size, default=(96, 96, 96),
                     help="spatial size for tracing/verification: S or DxHxW (default 96)")
     ap.add_argument("--feature-size", type=int, default=24)

@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -38,6 +37,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from checkpoints import add_weight_source_args, eager_model, max_diff  # noqa: E402
 from unet2d import UNet2D, count_parameters  # noqa: E402
 
 
@@ -57,84 +57,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def load_state_dict(path: str, trust_pickle: bool) -> Dict[str, torch.Tensor]:
-    """The model weights in a checkpoint file (see module doc for the accepted layouts)."""
-    if not os.path.isfile(path):
-        raise SystemExit(f"{path}: no such checkpoint file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickled extras (optimizer state, numpy scalars, ...)
-        if not trust_pickle:
-            raise SystemExit(
-                f"{path}: not loadable with weights_only=True ({e}).\n"
-                "If this checkpoint comes from a trusted source, re-run with --trust-checkpoint."
-            )
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict):
-        sd = obj["model_state_dict"]
-    elif isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        sd = obj["state_dict"]
-    elif isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        sd = obj
-    else:
-        keys = list(obj.keys())[:10] if isinstance(obj, dict) else type(obj).__name__
-        raise SystemExit(f"{path}: no 'model_state_dict' in checkpoint (top level: {keys})")
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
-
-
-def _listing(keys: List[str], limit: int = 8) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{len(keys)} [{shown}{', ...' if len(keys) > limit else ''}]"
-
-
-def build_eager(args: argparse.Namespace) -> Tuple[UNet2D, str]:
-    """The eager model with its weights, and a one-line description of their source."""
-    if args.checkpoint:
-        model = UNet2D(args.in_channels, args.out_channels, args.base_channels)
-        sd = load_state_dict(args.checkpoint, args.trust_checkpoint)
-        expected = model.state_dict()
-        missing = [k for k in expected if k not in sd]
-        unexpected = [k for k in sd if k not in expected]
-        if missing or unexpected:
-            raise SystemExit(
-                f"{args.checkpoint}: state dict does not match UNet2D(in={args.in_channels}, "
-                f"out={args.out_channels}, base={args.base_channels}); "
-                f"missing {_listing(missing)}; unexpected {_listing(unexpected)}"
-            )
-        wrong = [f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                 if tuple(sd[k].shape) != tuple(v.shape)]
-        if wrong:
-            raise SystemExit(f"{args.checkpoint}: tensor shapes do not match the architecture: "
-                             f"{_listing(wrong)}")
-        model.load_state_dict(sd, strict=True)
-        with open(args.checkpoint, "rb") as f:
-            source = "checkpoint sha256:" + hashlib.sha256(f.read()).hexdigest()
-    else:
-        torch.manual_seed(args.seed)
-        model = UNet2D(args.in_channels, args.out_channels, args.base_channels)
-        source = f"random-init seed {args.seed}"
-    return model.eval(), source
-
-
-def max_diff(eager: torch.nn.Module, ts: torch.jit.ScriptModule, in_channels: int, hw: Tuple[int, int],
-             seed: int = 1234) -> float:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(1, in_channels, hw[0], hw[1], generator=g)
-    with torch.no_grad():
-        a = eager(x)
-        b = ts(x)
-    if a.shape != b.shape:
-        raise RuntimeError(f"shape mismatch: eager {tuple(a.shape)} vs TorchScript {tuple(b.shape)}")
-    return (a - b).abs().max().item()
-
-
 def export(args: argparse.Namespace) -> Dict[str, object]:
     """Build, script, save to a temporary file, verify against eager, rename."""
     torch.set_num_threads(args.threads)
     t0 = time.time()
-    model, source = build_eager(args)
+    model, source = eager_model(
+        args,
+        lambda: UNet2D(args.in_channels, args.out_channels, args.base_channels),
+        f"UNet2D(in={args.in_channels}, out={args.out_channels}, base={args.base_channels})",
+    )
     n_params = count_parameters(model)
     ts = torch.jit.script(model).eval()
 
@@ -155,7 +86,7 @@ def export(args: argparse.Namespace) -> Dict[str, object]:
     torch.jit.save(ts, tmp, _extra_files={"segnode.json": json.dumps(meta)})
     try:
         loaded = torch.jit.load(tmp, map_location="cpu").eval()
-        diff = max_diff(model, loaded, args.in_channels, args.check_size)
+        diff = max_diff(model, loaded, (1, args.in_channels, *args.check_size))
         if not diff <= args.tol:
             raise SystemExit(f"verification failed at {args.check_size}: max abs diff {diff} > {args.tol}")
     except BaseException:
@@ -172,12 +103,7 @@ def export(args: argparse.Namespace) -> Dict[str, object]:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description="Export tools/unet2d.py's U-Net to TorchScript (see module doc).")
-    src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="torch.save'd {'model_state_dict': ...} or bare state dict")
-    src.add_argument("--random-init", action="store_true", help="random weights, seeded with --seed")
-    ap.add_argument("--seed", type=int, default=0, help="seed for --random-init (default 0)")
-    ap.add_argument("--trust-checkpoint", action="store_true",
-                    help="allow full pickle loading when weights_only loading fails")
+    add_weight_source_args(ap)
     ap.add_argument("--in-channels", type=positive_int, default=1, help="input channels (default 1)")
     ap.add_argument("--out-channels", type=positive_int, default=3, help="output channels / classes (default 3)")
     ap.add_argument("--base-channels", type=positive_int, default=64,

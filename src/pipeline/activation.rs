@@ -64,6 +64,30 @@ pub fn decide(probabilities: &Array4<f32>, activation: &str, threshold: f32) -> 
         .collect()
 }
 
+/// Model output to finished masks: probabilities on the model grid, brought onto the
+/// source grid by `to_source`, decided, each mask cleaned up by `clean` (post-processing),
+/// and for exclusive classes exclusivity restored afterwards.
+pub fn masks_from_logits(
+    logits: Array4<f32>,
+    activation: &str,
+    threshold: f32,
+    to_source: impl FnOnce(&Array4<f32>) -> Array4<f32>,
+    mut clean: impl FnMut(&mut Array3<bool>),
+) -> Vec<Array3<bool>> {
+    let on_source = to_source(&probabilities(logits, activation));
+    let mut masks = decide(&on_source, activation, threshold);
+    drop(on_source);
+    let exclusive = activation == "softmax";
+    let decided = if exclusive { masks.clone() } else { Vec::new() };
+    for mask in masks.iter_mut() {
+        clean(mask);
+    }
+    if exclusive {
+        restore_exclusivity(&mut masks, &decided);
+    }
+    masks
+}
+
 /// After post-processing, give back exclusivity that clean-up steps may have broken
 /// (filling the holes of one class fills the other classes it surrounds): a voxel the
 /// argmax gave to a segment stays only in that segment, and a background voxel claimed by

@@ -71,17 +71,8 @@ pub fn recover(spool: &Spool, window: Duration, called_ae: &str) -> Result<Recov
                 if !seen_instances.insert(instance.sop_instance_uid.clone()) {
                     continue;
                 }
-                let header = OpenFileOptions::new()
-                    .read_until(tags::PIXEL_DATA)
-                    .open_file(&instance.path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|obj| InstanceHeader::from_object(&obj).map_err(|e| e.to_string()));
-                match header {
-                    Ok(header) => out.instances.push(InstanceSeen {
-                        header,
-                        called_ae: called_ae.to_string(),
-                        association_id: 0,
-                    }),
+                match read_back(&instance.path, called_ae) {
+                    Ok(seen) => out.instances.push(seen),
                     Err(reason) => warn!(
                         study = %study.study_uid,
                         path = %instance.path.display(),
@@ -109,17 +100,8 @@ pub fn missed_instances(
         if known.contains(&instance.sop_instance_uid) {
             continue;
         }
-        let header = OpenFileOptions::new()
-            .read_until(tags::PIXEL_DATA)
-            .open_file(&instance.path)
-            .map_err(|e| e.to_string())
-            .and_then(|obj| InstanceHeader::from_object(&obj).map_err(|e| e.to_string()));
-        match header {
-            Ok(header) => out.push(InstanceSeen {
-                header,
-                called_ae: called_ae.to_string(),
-                association_id: 0,
-            }),
+        match read_back(&instance.path, called_ae) {
+            Ok(seen) => out.push(seen),
             Err(reason) => warn!(
                 path = %instance.path.display(),
                 reason = %reason,
@@ -132,3 +114,17 @@ pub fn missed_instances(
 
 /// Instances read back at most per reconciliation.
 pub const MAX_MISSED: usize = 100_000;
+
+/// A stored instance as the assembler sees it, its header read back from the file (no
+/// association: it completes by its pipeline's stable time).
+fn read_back(path: &std::path::Path, called_ae: &str) -> Result<InstanceSeen, String> {
+    let obj = OpenFileOptions::new()
+        .read_until(tags::PIXEL_DATA)
+        .open_file(path)
+        .map_err(|e| e.to_string())?;
+    Ok(InstanceSeen {
+        header: InstanceHeader::from_object(&obj).map_err(|e| e.to_string())?,
+        called_ae: called_ae.to_string(),
+        association_id: 0,
+    })
+}

@@ -237,19 +237,13 @@ pub fn run_job(
 
     progress("post-processing");
     let (masks, findings) = timings.time("post-process", || {
-        let probabilities = activation::probabilities(logits, &def.model.activation);
-        let on_source = from_model_grid(&probabilities, &mapping);
-        drop(probabilities);
-        let mut masks =
-            activation::decide(&on_source, &def.model.activation, def.postprocess.threshold);
-        let exclusive = def.model.activation == "softmax";
-        let decided = if exclusive { masks.clone() } else { Vec::new() };
-        for mask in masks.iter_mut() {
-            post::apply(mask, &def.postprocess.steps);
-        }
-        if exclusive {
-            activation::restore_exclusivity(&mut masks, &decided);
-        }
+        let masks = activation::masks_from_logits(
+            logits,
+            &def.model.activation,
+            def.postprocess.threshold,
+            |p| from_model_grid(p, &mapping),
+            |mask| post::apply(mask, &def.postprocess.steps),
+        );
         let findings = masks
             .iter()
             .zip(&def.output.segments)
@@ -285,15 +279,8 @@ pub fn run_job(
     })?;
 
     progress("writing the SEG");
-    timings.time("SEG write", || write_atomically(&seg, out_path))?;
-    let seg_sop_instance_uid = seg
-        .meta()
-        .media_storage_sop_instance_uid()
-        .trim_end_matches('\0')
-        .to_string();
-    for (label, f) in &findings {
-        info!(study = %study_uid, pipeline = %def.name, segment = %label, voxels = f.voxels, size = %f.size(), fraction_percent = format!("{:.4}", f.fraction_percent), "finding");
-    }
+    let seg_sop_instance_uid = write_seg(&seg, out_path, &mut timings)?;
+    log_findings(study_uid, &def.name, &findings);
     Ok(JobOutcome {
         seg_path: out_path.to_path_buf(),
         findings,
@@ -303,6 +290,27 @@ pub fn run_job(
         seg_sop_instance_uid,
         timings,
     })
+}
+
+/// Write the SEG atomically (timed as "SEG write"); its SOP Instance UID.
+pub(crate) fn write_seg(
+    seg: &dicom_object::FileDicomObject<dicom_object::InMemDicomObject>,
+    out_path: &Path,
+    timings: &mut StageTimings,
+) -> Result<String, JobError> {
+    timings.time("SEG write", || write_atomically(seg, out_path))?;
+    Ok(seg
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_string())
+}
+
+/// One log line per segment with what was found.
+pub(crate) fn log_findings(study_uid: &str, pipeline: &str, findings: &[(String, Findings)]) {
+    for (label, f) in findings {
+        info!(study = %study_uid, pipeline = %pipeline, segment = %label, voxels = f.voxels, size = %f.size(), fraction_percent = format!("{:.4}", f.fraction_percent), "finding");
+    }
 }
 
 /// How a pipeline's SEG describes itself. Segments may overlap unless the classes are
@@ -344,7 +352,7 @@ fn content_label(pipeline: &str) -> String {
     }
 }
 
-pub(crate) fn write_atomically(
+fn write_atomically(
     seg: &dicom_object::FileDicomObject<dicom_object::InMemDicomObject>,
     out_path: &Path,
 ) -> Result<(), JobError> {

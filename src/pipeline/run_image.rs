@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Zip, s};
+use ndarray::{Array2, Array3, ArrayView3, Axis, Zip, s};
 use tracing::{info, warn};
 
 use crate::pipeline::activation;
@@ -16,7 +16,7 @@ use crate::pipeline::image::load_image;
 use crate::pipeline::post;
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
 use crate::pipeline::run::{
-    JobError, JobOutcome, LoadedPipeline, StageTimings, seg_options, write_atomically,
+    JobError, JobOutcome, LoadedPipeline, StageTimings, log_findings, seg_options, write_seg,
 };
 use crate::pipeline::seg::encode_seg;
 use crate::pipeline::volume::{ChannelInfo, Grid};
@@ -107,15 +107,8 @@ pub fn run_image_job(
     })?;
 
     progress("writing the SEG");
-    timings.time("SEG write", || write_atomically(&seg, out_path))?;
-    let seg_sop_instance_uid = seg
-        .meta()
-        .media_storage_sop_instance_uid()
-        .trim_end_matches('\0')
-        .to_string();
-    for (label, f) in &findings {
-        info!(study = %study_uid, pipeline = %def.name, segment = %label, pixels = f.voxels, size = %f.size(), fraction_percent = format!("{:.4}", f.fraction_percent), "finding");
-    }
+    let seg_sop_instance_uid = write_seg(&seg, out_path, &mut timings)?;
+    log_findings(study_uid, &def.name, &findings);
     let series_uid = image.geometry.slices[0].series_instance_uid.clone();
     timings.merge_repeated();
     Ok(JobOutcome {
@@ -171,26 +164,21 @@ fn segment_frames(
     })?;
     drop(model_input);
     Ok(timings.time("post-process", || {
-        let probabilities = activation::probabilities(logits, &def.model.activation);
-        let on_source: Array4<f32> = from_model_grid(&probabilities, &mapping);
-        drop(probabilities);
-        let mut masks =
-            activation::decide(&on_source, &def.model.activation, def.postprocess.threshold);
-        let exclusive = def.model.activation == "softmax";
-        let decided = if exclusive { masks.clone() } else { Vec::new() };
-        for mask in masks.iter_mut() {
-            if let Some(inside) = region_mask {
-                for mut frame in mask.outer_iter_mut() {
-                    Zip::from(&mut frame)
-                        .and(inside)
-                        .for_each(|m, &keep| *m &= keep);
+        activation::masks_from_logits(
+            logits,
+            &def.model.activation,
+            def.postprocess.threshold,
+            |p| from_model_grid(p, &mapping),
+            |mask| {
+                if let Some(inside) = region_mask {
+                    for mut frame in mask.outer_iter_mut() {
+                        Zip::from(&mut frame)
+                            .and(inside)
+                            .for_each(|m, &keep| *m &= keep);
+                    }
                 }
-            }
-            post::apply_in_plane(mask, &def.postprocess.steps);
-        }
-        if exclusive {
-            activation::restore_exclusivity(&mut masks, &decided);
-        }
-        masks
+                post::apply_in_plane(mask, &def.postprocess.steps);
+            },
+        )
     }))
 }

@@ -19,10 +19,11 @@ use tokio::sync::watch;
 use tracing::{Span, debug, info, warn};
 
 use super::access::AccessPolicy;
-use super::ending::{End, chain, report_failed_negotiation};
+use super::ending::{End, report_failed_negotiation};
 use super::negotiation::{self, ScpOptions};
 use super::reassembly::Reassembler;
 use super::{IngestEvent, ScpContext, Totals, tcp};
+use crate::error_chain::error_chain;
 
 /// Largest data set accepted in one C-STORE; larger ones are answered 0xA700.
 const MAX_DATASET_BYTES: u64 = 4 * 1024 * 1024 * 1024;
@@ -182,7 +183,7 @@ impl Session {
                     }
                     return match association.send(&Pdu::ReleaseRP).await {
                         Ok(()) => End::Released,
-                        Err(err) => End::SendFailed(chain(&err)),
+                        Err(err) => End::SendFailed(error_chain(&err)),
                     };
                 }
                 Ok(Pdu::AbortRQ { source }) => return End::PeerAborted(source),
@@ -232,7 +233,7 @@ impl Session {
                 source: source.clone(),
             };
             if let Err(err) = association.send(&abort).await {
-                debug!(cause = %chain(&err), "could not send A-ABORT (peer gone?)");
+                debug!(cause = %error_chain(&err), "could not send A-ABORT (peer gone?)");
             }
         }
         let _ = association.inner_stream().shutdown().await;

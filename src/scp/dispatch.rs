@@ -10,12 +10,13 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::association::{ServerAssociation, Session};
-use super::ending::{End, chain};
+use super::ending::End;
 use super::negotiation;
 use super::reassembly::Message;
 use super::store::{self, StoreRequest};
 use super::{IngestEvent, Totals, echo, tcp};
 use crate::dimse::{Command, command::unrecognized_operation_response};
+use crate::error_chain::error_chain;
 
 /// How long one ingest event may wait for room in the channel before it is dropped.
 const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,7 +103,7 @@ impl Session {
             }],
         };
         if let Err(err) = association.send(&pdu).await {
-            let cause = chain(&err);
+            let cause = error_chain(&err);
             warn!(cause = %cause, "cannot send the DIMSE response; closing");
             return Err(End::SendFailed(cause));
         }

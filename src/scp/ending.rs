@@ -3,6 +3,7 @@
 
 use std::error::Error as StdError;
 
+use crate::error_chain::error_chain;
 use dicom_ul::association::Error as UlError;
 use dicom_ul::pdu::{AbortRQServiceProviderReason, AbortRQSource};
 use tracing::{debug, info, warn};
@@ -86,7 +87,7 @@ impl End {
                 format!("peer silent for {read_timeout_s} s"),
             );
         }
-        let cause = chain(err);
+        let cause = error_chain(err);
         warn!(cause = %cause, "malformed PDU from peer; aborting the association");
         End::abort_by_provider(AbortRQServiceProviderReason::UnrecognizedPdu, cause)
     }
@@ -109,22 +110,10 @@ pub(super) fn report_failed_negotiation(err: &UlError, read_timeout_s: u64) {
             debug!("connection closed before an association request (port probe?)")
         }
         UlError::ReceivePdu { .. } => {
-            warn!(cause = %chain(err), "not a DICOM association request; connection closed (is the peer speaking DICOM on this port?)")
+            warn!(cause = %error_chain(err), "not a DICOM association request; connection closed (is the peer speaking DICOM on this port?)")
         }
-        _ => warn!(cause = %chain(err), "association negotiation failed; connection closed"),
+        _ => warn!(cause = %error_chain(err), "association negotiation failed; connection closed"),
     }
-}
-
-/// An error with its sources, for one log field.
-pub(super) fn chain(err: &dyn StdError) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Whether a receive error means the peer went away (as opposed to sending garbage).

@@ -23,6 +23,7 @@ use super::contexts::{MAX_CONTEXTS, ProposedContext};
 use super::{ScuError, ScuOptions};
 use crate::ae::Peer;
 use crate::dimse::Command;
+use crate::error_chain::error_chain;
 use crate::uids;
 
 /// Largest PDV payload we put in one PDU even when the peer allows more (it may announce
@@ -205,21 +206,6 @@ fn abort_source(source: &AbortRQSource) -> String {
         AbortRQSource::ServiceProvider(r) => format!("by the service provider: {r}"),
         AbortRQSource::Reserved => "source reserved".to_string(),
     }
-}
-
-/// An error and its sources, one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = cause.source();
-    }
-    s
 }
 
 impl Association {

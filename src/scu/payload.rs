@@ -17,6 +17,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::FileInfo;
 use super::association::AcceptedContext;
+use crate::error_chain::error_chain;
 use crate::uids::UNCOMPRESSED_TRANSFER_SYNTAXES;
 
 /// A data set ready to send.
@@ -128,17 +129,6 @@ fn convert(part10: &[u8], file_ts: &str, target_ts: &str) -> Result<Vec<u8>, Str
     obj.write_dataset(&mut out)
         .map_err(|e| format!("cannot encode the data set as {}: {e}", target.name()))?;
     Ok(out)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
 }
 
 #[cfg(test)]

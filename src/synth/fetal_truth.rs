@@ -132,29 +132,17 @@ impl FetalHeadTruth {
 
     /// Read a truth file written by [`super::write_fetal_us`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SynthError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| SynthError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|source| SynthError::TruthParse {
-            path: path.to_path_buf(),
-            source,
-        })
+        super::truth::load_toml(path.as_ref())
     }
 
     /// Write this truth as TOML to `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), SynthError> {
-        let path = path.as_ref();
-        let text = toml::to_string(self).map_err(SynthError::TruthSerialize)?;
-        let text = format!(
+        super::truth::save_toml(
+            self,
+            path.as_ref(),
             "# Ground truth of a segnode synthetic fetal head ultrasound image (pixel coordinates:\n\
              # x = column, y = row, pixel (c, r) centred at (c, r); ellipse angles in degrees from\n\
-             # +x towards +y).\n{text}"
-        );
-        std::fs::write(path, text).map_err(|source| SynthError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+             # +x towards +y).\n",
+        )
     }
 }

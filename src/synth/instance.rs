@@ -74,18 +74,7 @@ pub(crate) fn write_instance(
     series: &SeriesAttrs,
     image: Image<'_>,
 ) -> Result<(), SynthError> {
-    let obj = build(study, series, image);
-    let file = obj
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LE)
-                .implementation_class_uid(uids::IMPLEMENTATION_CLASS_UID)
-                .implementation_version_name(uids::IMPLEMENTATION_VERSION_NAME),
-        )
-        .map_err(|source| SynthError::Meta {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
+    let file = with_part10_meta(build(study, series, image), path)?;
     file.write_to_file(path)
         .map_err(|source| SynthError::WriteDicom {
             path: path.to_path_buf(),
@@ -349,6 +338,29 @@ fn strs<S: AsRef<str>>(values: &[S]) -> PrimitiveValue {
 }
 
 /// DICOM TM (HHMMSS) from seconds since midnight.
+/// `obj` with an Explicit VR Little Endian file meta group, ready to be written to `path`.
+pub(crate) fn with_part10_meta(
+    obj: InMemDicomObject,
+    path: &Path,
+) -> Result<dicom_object::FileDicomObject<InMemDicomObject>, SynthError> {
+    obj.with_meta(
+        FileMetaTableBuilder::new()
+            .transfer_syntax(uids::EXPLICIT_VR_LE)
+            .implementation_class_uid(uids::IMPLEMENTATION_CLASS_UID)
+            .implementation_version_name(uids::IMPLEMENTATION_VERSION_NAME),
+    )
+    .map_err(|source| SynthError::Meta {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+/// The last `n` characters of a UID (for short, unique-looking IDs and names).
+pub(crate) fn uid_tail(uid: &str, n: usize) -> String {
+    let skip = uid.chars().count().saturating_sub(n);
+    uid.chars().skip(skip).collect()
+}
+
 pub(crate) fn tm(seconds: u32) -> String {
     let s = seconds % 86_400;
     format!("{:02}{:02}{:02}", s / 3600, s / 60 % 60, s % 60)

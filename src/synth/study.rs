@@ -322,14 +322,7 @@ fn write_slices(
 /// Study-level identity: fresh UIDs, seed-derived patient and scanner details.
 fn study_attrs(seed: u64, rng: &mut SplitMix64, laterality: &'static str) -> StudyAttrs {
     let study_uid = uids::new_uid();
-    let tail: String = study_uid
-        .chars()
-        .rev()
-        .take(10)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let tail = super::instance::uid_tail(&study_uid, 10);
     StudyAttrs {
         frame_of_reference_uid: uids::new_uid(),
         patient_id: format!("SYN{:06}", seed % 1_000_000),

@@ -45,29 +45,42 @@ impl LesionTruth {
 
     /// Read a truth file written by [`super::write_dce_study`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SynthError> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| SynthError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|source| SynthError::TruthParse {
-            path: path.to_path_buf(),
-            source,
-        })
+        load_toml(path.as_ref())
     }
 
     /// Write this truth as TOML to `path`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), SynthError> {
-        let path = path.as_ref();
-        let text = toml::to_string(self).map_err(SynthError::TruthSerialize)?;
-        let text = format!(
-            "# Ground truth of a segnode synthetic DCE-MRI study (patient coordinates, LPS, mm).\n{text}"
-        );
-        std::fs::write(path, text).map_err(|source| SynthError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        save_toml(
+            self,
+            path.as_ref(),
+            "# Ground truth of a segnode synthetic DCE-MRI study (patient coordinates, LPS, mm).\n",
+        )
     }
+}
+
+/// Read a truth file (TOML) into `T`.
+pub(crate) fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SynthError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SynthError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| SynthError::TruthParse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Write `truth` as TOML to `path`, after the comment lines `preamble`.
+pub(crate) fn save_toml<T: Serialize>(
+    truth: &T,
+    path: &Path,
+    preamble: &str,
+) -> Result<(), SynthError> {
+    let text = toml::to_string(truth).map_err(SynthError::TruthSerialize)?;
+    std::fs::write(path, format!("{preamble}{text}")).map_err(|source| SynthError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Whether `p` is inside the ellipsoid with `centre`, semi-axes `radii` along unit `axes`.

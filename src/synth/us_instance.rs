@@ -14,14 +14,14 @@ use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_encoding::adapters::EncodeOptions;
-use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use super::instance::tm;
+use super::instance::{tm, uid_tail, with_part10_meta};
 use super::rng::{SplitMix64, stream};
 use super::{SynthError, UsEncoding};
+use crate::error_chain::error_chain;
 use crate::pipeline::seg::elements::{empty, obj, seq, text, texts, ul, us};
 use crate::uids;
 
@@ -78,17 +78,7 @@ pub(crate) fn write_us_instance(
     } else {
         uids::US_IMAGE_STORAGE
     };
-    let mut file = build(data, sop_class_uid)
-        .with_meta(
-            FileMetaTableBuilder::new()
-                .transfer_syntax(uids::EXPLICIT_VR_LE)
-                .implementation_class_uid(uids::IMPLEMENTATION_CLASS_UID)
-                .implementation_version_name(uids::IMPLEMENTATION_VERSION_NAME),
-        )
-        .map_err(|source| SynthError::Meta {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
+    let mut file = with_part10_meta(build(data, sop_class_uid), path)?;
     if data.encoding == UsEncoding::JpegBaseline {
         to_jpeg_baseline(&mut file, data.rows, data.columns, data.frames).map_err(|why| {
             SynthError::Encode {
@@ -189,32 +179,13 @@ fn to_jpeg_baseline(
     Ok(())
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
-}
-
 /// The data set with native pixels (RGB for both colour encodings).
 fn build(data: &UsImageData<'_>, sop_class_uid: &str) -> InMemDicomObject {
     let mut rng = SplitMix64::new(stream(data.seed, &[0x05_57D1]));
     let study_time = tm(8 * 3600 + 60 * (rng.next_u64() % 540) as u32);
     let content_time = tm(8 * 3600 + 60 * (rng.next_u64() % 540) as u32 + 9 * 60);
     let date = "20240611";
-    let tail: String = data
-        .study_uid
-        .chars()
-        .rev()
-        .take(10)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
+    let tail = uid_tail(data.study_uid, 10);
     let mono = data.encoding == UsEncoding::Monochrome2;
 
     let mut o = InMemDicomObject::new_empty();
