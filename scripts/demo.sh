@@ -33,23 +33,31 @@ for _ in $(seq 1 300); do
 done
 "$bin" echo "SEGNODE@127.0.0.1:$port"
 
+# seg_for TRUTH_DIR PATH LIMIT_S: send PATH to the node with segnode's SCU (one association),
+# wait at most LIMIT_S for the SEG of the study in TRUTH_DIR/truth.toml, print its path
+# (progress and timing go to stderr).
+seg_for() {
+  local study started seg="" finished
+  study=$(sed -n 's/^study_uid = "\(.*\)"$/\1/p' "$1/truth.toml")
+  started=$(date +%s.%N)
+  "$bin" send "SEGNODE@127.0.0.1:$port" "$2" >&2
+  for _ in $(seq 1 $(($3 * 5))); do
+    seg=$(find "$out/spool/results/$study" -name '*.dcm' 2>/dev/null | head -n 1 || true)
+    [ -n "$seg" ] && break
+    sleep 0.2
+  done
+  [ -n "$seg" ] || { echo "no SEG after $3 s; log:" >&2; tail -n 30 "$out/serve.log" >&2; return 1; }
+  finished=$(date +%s.%N)
+  printf 'SEG %s\n(%.1f s from the first instance sent to the SEG on disk)\n' "$seg" \
+    "$(echo "$finished - $started" | bc)" >&2
+  echo "$seg"
+}
+
 echo "== writing a synthetic 4-phase DCE study (4 x 96 slices of 256x256, plus a localizer)"
 "$bin" synth "$out/study" --slices 96 --size 256
 
-echo "== sending it with segnode's SCU (one association)"
-started=$(date +%s.%N)
-"$bin" send "SEGNODE@127.0.0.1:$port" "$out/study"
-
-echo "== waiting for the SEG"
-seg=""
-for _ in $(seq 1 600); do
-  seg=$(find "$out/spool/results" -name '*.dcm' 2>/dev/null | head -n 1 || true)
-  [ -n "$seg" ] && break
-  sleep 0.2
-done
-[ -n "$seg" ] || { echo "no SEG after 120 s; log:"; tail -n 30 "$out/serve.log"; exit 1; }
-finished=$(date +%s.%N)
-printf 'SEG %s\n(%.1f s from the first instance sent to the SEG on disk)\n' "$seg" "$(echo "$finished - $started" | bc)"
+echo "== sending it with segnode's SCU (one association) and waiting for the SEG"
+seg=$(seg_for "$out/study" "$out/study" 120)
 
 echo "== summary"
 "$bin" eval "$seg" "$out/study" --json >"$out/eval.json"
@@ -62,20 +70,8 @@ dciodvfy "$seg" 2>&1 | head -n 5
 echo
 echo "== fetal head ultrasound: a synthetic image as an ultrasound machine stores it (RGB, JPEG baseline, region calibration)"
 "$bin" synth --preset fetal-us "$out/us"
-us_study=$(sed -n 's/^study_uid = "\(.*\)"$/\1/p' "$out/us/truth.toml")
-echo "== sending it"
-started=$(date +%s.%N)
-"$bin" send "SEGNODE@127.0.0.1:$port" "$out/us/US0001.dcm"
-echo "== waiting for its SEG"
-us_seg=""
-for _ in $(seq 1 300); do
-  us_seg=$(find "$out/spool/results/$us_study" -name '*.dcm' 2>/dev/null | head -n 1 || true)
-  [ -n "$us_seg" ] && break
-  sleep 0.2
-done
-[ -n "$us_seg" ] || { echo "no ultrasound SEG after 60 s; log:"; tail -n 30 "$out/serve.log"; exit 1; }
-finished=$(date +%s.%N)
-printf 'SEG %s\n(%.1f s from the image sent to the SEG on disk)\n' "$us_seg" "$(echo "$finished - $started" | bc)"
+echo "== sending it and waiting for its SEG"
+us_seg=$(seg_for "$out/us" "$out/us/US0001.dcm" 60)
 "$bin" eval "$us_seg" "$out/us"
 "$bin" eval "$us_seg" "$out/us" --json >"$out/us-eval.json"
 "${SEGNODE_VENV:-$HOME/.cache/segnode/venv}/bin/python" tools/demo_report_us.py \

@@ -56,39 +56,7 @@ enum Command {
     },
     /// Write a synthetic study with its ground truth (truth.toml): a 4-phase DCE-MRI breast
     /// study (dce-breast) or a fetal head ultrasound image (fetal-us).
-    Synth {
-        /// Output folder (created).
-        outdir: PathBuf,
-        /// What to generate.
-        #[arg(long, value_enum, default_value_t = Preset::DceBreast)]
-        preset: Preset,
-        /// Random seed (anatomy, lesion or head placement, noise).
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// dce-breast: slice orientation [default: axial].
-        #[arg(long)]
-        orientation: Option<segnode::synth::Orientation>,
-        /// dce-breast: number InstanceNumber against the slice order (a reader sorting by it
-        /// gets it backwards).
-        #[arg(long)]
-        reverse: bool,
-        /// dce-breast: slices per phase [default: 128].
-        #[arg(long)]
-        slices: Option<usize>,
-        /// dce-breast: rows and columns [default: 256].
-        #[arg(long)]
-        size: Option<usize>,
-        /// dce-breast: do not write the 3-plane localizer series.
-        #[arg(long)]
-        no_localizer: bool,
-        /// fetal-us: pixel encoding, jpeg (JPEG Baseline, YBR_FULL_422), rgb or mono
-        /// [default: jpeg].
-        #[arg(long)]
-        encoding: Option<segnode::synth::UsEncoding>,
-        /// fetal-us: frames; more than 1 writes a multi-frame cine loop [default: 1].
-        #[arg(long)]
-        frames: Option<u32>,
-    },
+    Synth(SynthArgs),
     /// Run a pipeline offline on a folder holding one study; write the SEG.
     Segment {
         /// Folder with the study's DICOM files (searched recursively).
@@ -149,16 +117,38 @@ enum Preset {
 }
 
 /// The options of `segnode synth`, as given.
+#[derive(clap::Args)]
 struct SynthArgs {
+    /// Output folder (created).
     outdir: PathBuf,
+    /// What to generate.
+    #[arg(long, value_enum, default_value_t = Preset::DceBreast)]
     preset: Preset,
+    /// Random seed (anatomy, lesion or head placement, noise).
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// dce-breast: slice orientation [default: axial].
+    #[arg(long)]
     orientation: Option<segnode::synth::Orientation>,
+    /// dce-breast: number InstanceNumber against the slice order (a reader sorting by it
+    /// gets it backwards).
+    #[arg(long)]
     reverse: bool,
+    /// dce-breast: slices per phase [default: 128].
+    #[arg(long)]
     slices: Option<usize>,
+    /// dce-breast: rows and columns [default: 256].
+    #[arg(long)]
     size: Option<usize>,
+    /// dce-breast: do not write the 3-plane localizer series.
+    #[arg(long)]
     no_localizer: bool,
+    /// fetal-us: pixel encoding, jpeg (JPEG Baseline, YBR_FULL_422), rgb or mono
+    /// [default: jpeg].
+    #[arg(long)]
     encoding: Option<segnode::synth::UsEncoding>,
+    /// fetal-us: frames; more than 1 writes a multi-frame cine loop [default: 1].
+    #[arg(long)]
     frames: Option<u32>,
 }
 
@@ -261,29 +251,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", segnode::spool::status_report(&cfg.node.data_dir)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Synth {
-            outdir,
-            preset,
-            seed,
-            orientation,
-            reverse,
-            slices,
-            size,
-            no_localizer,
-            encoding,
-            frames,
-        } => synth(SynthArgs {
-            outdir,
-            preset,
-            seed,
-            orientation,
-            reverse,
-            slices,
-            size,
-            no_localizer,
-            encoding,
-            frames,
-        }),
+        Command::Synth(args) => synth(args),
         Command::Segment {
             input,
             out,

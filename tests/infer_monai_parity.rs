@@ -196,10 +196,8 @@ fn swinunetr_sliding_window_matches_monai() {
             overlap: 0.5,
             sw_batch_size,
             blending,
-            sigma_scale: 0.125,
             device: DeviceChoice::Cpu,
-            half_precision: false,
-            image_model: false,
+            ..InferSettings::default()
         };
         let model =
             Model::load(&model_path, &settings, SHAPE.0).expect("SwinUNETR loads and warms up");

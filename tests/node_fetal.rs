@@ -241,18 +241,27 @@ async fn an_image_whose_ingest_event_was_dropped_is_read_back_from_the_spool() {
         .await
         .unwrap();
     assert_eq!(report.sent, 1);
-    sink.dropped
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-
     let results = config.results_dir().join(&image.study_uid);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let seg = loop {
-        let found = std::fs::read_dir(&results).ok().and_then(|d| {
+    let seg_in_results = || {
+        std::fs::read_dir(&results).ok().and_then(|d| {
             d.flatten()
                 .map(|e| e.path())
                 .find(|p| p.extension().is_some_and(|x| x == "dcm"))
-        });
-        if let Some(seg) = found {
+        })
+    };
+    // Without a counted drop nothing reads the spool back: no SEG after a full read-back
+    // period and the stable time.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    assert!(
+        seg_in_results().is_none(),
+        "a SEG without any event or counted drop"
+    );
+    sink.dropped
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let seg = loop {
+        if let Some(seg) = seg_in_results() {
             break seg;
         }
         assert!(

@@ -7,19 +7,19 @@
 //! for a fetal head ultrasound image (JPEG baseline), which the Lua routes as well and the
 //! second pipeline segments.
 
-mod support_orthanc;
+mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::orthanc::Orthanc;
 use segnode::config::Config;
 use segnode::pipeline::definition::{EMBEDDED_DCE_BREAST, EMBEDDED_FETAL_HEAD_US};
 use segnode::serve::NodeSummary;
 use segnode::synth::{
     DceParams, FetalUsParams, Orientation, SynthStudy, write_dce_study, write_fetal_us,
 };
-use support_orthanc::Orthanc;
 
 const NODE_AE: &str = "SEGNODE";
 /// Every wait is bounded by this.
@@ -378,7 +378,7 @@ fn orthanc_to_segnode_and_back_the_seg_lands_once_in_the_same_study_without_a_lo
     let orthanc_dir = tmp.path().join("orthanc");
     // The node needs Orthanc's DICOM port and Orthanc needs the node's port: start the node
     // on a config naming a port chosen now, then Orthanc on that DICOM port.
-    let dicom_port = support_orthanc::free_port();
+    let dicom_port = common::free_port();
     let config = node_config(&tmp.path().join("node"), Some(dicom_port));
     let results = config.results_dir();
     let node = Node::start(config);
@@ -420,7 +420,7 @@ fn an_ultrasound_image_in_orthanc_gets_its_seg_back_in_the_same_study() {
         },
     )
     .unwrap();
-    let dicom_port = support_orthanc::free_port();
+    let dicom_port = common::free_port();
     let config = node_config(&tmp.path().join("node"), Some(dicom_port));
     let node = Node::start(config);
     let orthanc =

@@ -9,6 +9,7 @@ use dicom_pixeldata::PhotometricInterpretation;
 use dicom_pixeldata::PixelDecoder;
 use ndarray::{Array4, Axis};
 
+use super::test_attrs::{float, int, text};
 use super::*;
 use crate::uids;
 
@@ -29,29 +30,6 @@ fn decode(path: &Path) -> Array4<u8> {
         .decode_pixel_data()
         .unwrap()
         .to_ndarray::<u8>()
-        .unwrap()
-}
-
-fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
-    obj.element(tag)
-        .unwrap_or_else(|_| panic!("{tag} missing"))
-        .to_str()
-        .unwrap()
-        .trim_end_matches(['\0', ' '])
-        .to_string()
-}
-
-fn float(obj: &InMemDicomObject, tag: dicom_core::Tag) -> f64 {
-    obj.element(tag)
-        .unwrap_or_else(|_| panic!("{tag} missing"))
-        .to_float64()
-        .unwrap()
-}
-
-fn int(obj: &InMemDicomObject, tag: dicom_core::Tag) -> i64 {
-    obj.element(tag)
-        .unwrap_or_else(|_| panic!("{tag} missing"))
-        .to_int::<i64>()
         .unwrap()
 }
 

@@ -37,6 +37,8 @@ mod us_phantom;
 #[cfg(test)]
 mod fetal_us_tests;
 #[cfg(test)]
+mod test_attrs;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, open_file};
+use dicom_object::open_file;
 
+use super::test_attrs::{floats, int, text};
 use super::*;
 use crate::uids;
 
@@ -19,29 +20,6 @@ fn small(orientation: Orientation, reverse: bool, seed: u64) -> DceParams {
         with_localizer: true,
         ..DceParams::default()
     }
-}
-
-fn text(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> String {
-    obj.element(tag)
-        .unwrap_or_else(|_| panic!("{tag} missing"))
-        .to_str()
-        .unwrap()
-        .trim_end_matches(['\0', ' '])
-        .to_string()
-}
-
-fn floats(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Vec<f64> {
-    obj.element(tag)
-        .unwrap_or_else(|_| panic!("{tag} missing"))
-        .to_multi_float64()
-        .unwrap()
-}
-
-fn int(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> i64 {
-    obj.element(tag)
-        .unwrap_or_else(|_| panic!("{tag} missing"))
-        .to_int::<i64>()
-        .unwrap()
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {

@@ -1,7 +1,9 @@
 //! Shared helpers for the integration tests: an in-process node on 127.0.0.1 port 0 with
 //! its own data folder ([`TestNode`]), DCMTK runners that fail loudly when a tool is
-//! missing ([`require_tool`]), DICOM fixtures (`fixtures`, `j2k`), and a raw DIMSE
-//! requestor for what DCMTK will not send (`raw_scu`).
+//! missing ([`require_tool`]), DICOM fixtures (`fixtures`, `j2k`), a raw DIMSE
+//! requestor for what DCMTK will not send (`raw_scu`), a real Orthanc (`orthanc`), DCMTK
+//! storescp as a destination (`storescp`), the DCE node fixtures (`dce`) and the project
+//! venv's Python (`python`).
 //!
 //! Each test binary compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
@@ -9,6 +11,7 @@
 pub mod dce;
 pub mod fixtures;
 pub mod j2k;
+pub mod orthanc;
 pub mod python;
 pub mod raw_scu;
 pub mod storescp;

@@ -118,10 +118,8 @@ fn settings(roi: [usize; 3], blending: Blending, sw_batch_size: usize) -> InferS
         overlap: 0.5,
         sw_batch_size,
         blending,
-        sigma_scale: 0.125,
         device: DeviceChoice::Cpu,
-        half_precision: false,
-        image_model: false,
+        ..InferSettings::default()
     }
 }
 

@@ -3,20 +3,11 @@
 //! ports, with its own temporary storage, segnode declared at the test's port; stopped
 //! (SIGTERM, then SIGKILL) when dropped. HTTP/1.1 over std's TcpStream (no HTTP crate, no curl).
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on the loopback (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::free_port;
 
 /// The repository's template folder.
 pub fn template_dir() -> PathBuf {
