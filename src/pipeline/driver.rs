@@ -275,33 +275,17 @@ async fn assemble(
                 let since = reconcile_from_ms;
                 reconcile_from_ms = unix_ms() - RECONCILE_MARGIN_MS;
                 let known = assembler.known_instances();
-                let (spool, ae) = (spool.clone(), called_ae.clone());
-                let missed = tokio::task::spawn_blocking(move || {
-                    recovery::missed_instances(&spool, since, &known, &ae)
-                })
-                .await;
-                match missed {
-                    Ok(Ok(missed)) => {
-                        warn!(
-                            dropped_events = drops,
-                            read_back = missed.len(),
-                            "ingest events were dropped; instances read back from the spool"
-                        );
-                        let now = Instant::now();
-                        missed
-                            .iter()
-                            .flat_map(|seen| assembler.on_instance(seen, now))
-                            .collect()
-                    }
-                    Ok(Err(e)) => {
-                        error!(cause = %e, "cannot read the spool back after dropped events; restart the node to assemble them");
-                        Vec::new()
-                    }
-                    Err(e) => {
-                        error!(cause = %e, "spool read-back task panicked");
-                        Vec::new()
-                    }
-                }
+                let missed = read_back_missed(&spool, since, known, &called_ae).await;
+                warn!(
+                    dropped_events = drops,
+                    read_back = missed.len(),
+                    "ingest events were dropped; instances read back from the spool"
+                );
+                let now = Instant::now();
+                missed
+                    .iter()
+                    .flat_map(|seen| assembler.on_instance(seen, now))
+                    .collect()
             }
         };
         for decision in decisions {
@@ -358,6 +342,33 @@ async fn assemble(
         );
     }
     given_up
+}
+
+/// The stored instances received since `since_ms` that are not in `known` (blocking
+/// spool and file reads, off the runtime); empty, with the reason logged, when the spool
+/// cannot be read.
+async fn read_back_missed(
+    spool: &Arc<Spool>,
+    since_ms: i64,
+    known: std::collections::HashSet<String>,
+    called_ae: &str,
+) -> Vec<InstanceSeen> {
+    let (spool, ae) = (spool.clone(), called_ae.to_string());
+    match tokio::task::spawn_blocking(move || {
+        recovery::missed_instances(&spool, since_ms, &known, &ae)
+    })
+    .await
+    {
+        Ok(Ok(missed)) => missed,
+        Ok(Err(e)) => {
+            error!(cause = %e, "cannot read the spool back after dropped events; restart the node to assemble them");
+            Vec::new()
+        }
+        Err(e) => {
+            error!(cause = %e, "spool read-back task panicked");
+            Vec::new()
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
