@@ -207,6 +207,12 @@ impl NetworkConfig {
 pub struct StorageConfig {
     /// Refuse C-STOREs (status A700) while the data folder's file system has less free space.
     pub min_free_disk_mb: u64,
+    /// Size of one instance-journal segment, in MiB (`<data>/journal/`, two of them on disk
+    /// normally). An instance is acknowledged once it is appended to the journal and flushed;
+    /// its file and index row follow on the filer thread. 0: no journal; every instance's
+    /// file and index row are fsynced before its acknowledgement (slower: three flushes).
+    /// An instance larger than a segment is filed that way too.
+    pub journal_segment_mb: u64,
     /// SOP classes accepted for storage, by keyword ("MR") or UID. Empty: the default list
     /// in `uids::STORAGE_CLASSES`.
     pub accepted_sop_classes: Vec<String>,
@@ -216,6 +222,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             min_free_disk_mb: 1024,
+            journal_segment_mb: 64,
             accepted_sop_classes: Vec::new(),
         }
     }

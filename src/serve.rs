@@ -58,8 +58,8 @@ pub async fn run_on(
     let data_dir = config.node.data_dir.clone();
     let spool = {
         let dir = data_dir.clone();
-        let floor = config.storage.min_free_disk_mb;
-        tokio::task::spawn_blocking(move || Spool::open(&dir, floor))
+        let storage = config.storage.clone();
+        tokio::task::spawn_blocking(move || Spool::open(&dir, &storage))
             .await
             .expect("spool open task panicked")
             .map_err(|source| ServeError::Spool {

@@ -142,7 +142,7 @@ impl Session {
         debug!(
             sop_instance = %stored.header.sop_instance_uid,
             series = %stored.header.series_uid,
-            bytes = stored.size_bytes,
+            bytes = stored.dataset_bytes,
             ms = started.elapsed().as_millis() as u64,
             replaced = stored.replaced,
             stored_so_far = self.stats.stored,

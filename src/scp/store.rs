@@ -1,6 +1,6 @@
 //! C-STORE (Storage Service Class, PS3.4 B): check the request against the negotiated
 //! presentation context, have the spool store the data set durably (on a blocking thread:
-//! it parses, writes, fsyncs and indexes), and answer with a status that says what
+//! it parses, appends to the journal and flushes it), and answer with a status that says what
 //! happened, plus an ErrorComment an operator on the other side can act on.
 
 use std::sync::Arc;
@@ -104,7 +104,7 @@ pub(crate) async fn handle(
             sop_class_uid: &class,
             sop_instance_uid: &instance,
             transfer_syntax_uid: &ts,
-            dataset: &dataset,
+            dataset,
             calling_ae: &ae,
         })
     })
@@ -152,6 +152,7 @@ fn error_comment(err: &SpoolError) -> String {
         SpoolError::Io { .. } => "spool write failed; see SCP log".into(),
         SpoolError::Index(_) => "spool index update failed; see SCP log".into(),
         SpoolError::ReadOnly => "node is not accepting instances".into(),
+        SpoolError::FilingBehind { .. } => "spool is behind filing; see SCP log".into(),
     }
 }
 

@@ -1,5 +1,7 @@
-//! Writing instance files so that an acknowledged instance survives a crash or power loss:
-//! write to a temporary file, fsync it, rename it into place, fsync the directory.
+//! Writing instance files: to a temporary file, renamed into place, so a reader never sees
+//! half a file. Filed [`Durability::Now`], the file and its directory are fsynced before
+//! returning; filed [`Durability::Later`] (the journal holds the data set meanwhile), the
+//! filer fsyncs a segment's files together with [`sync_filed`] before the segment goes.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -21,15 +23,25 @@ pub fn instance_path(header: &InstanceHeader) -> PathBuf {
         .join(format!("{}.dcm", header.sop_instance_uid))
 }
 
+/// When a written file must be on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Before `write_part10` returns (file and directory fsynced).
+    Now,
+    /// Later, by [`sync_filed`]; until then the journal holds the data set.
+    Later,
+}
+
 /// Write `dataset` (already encoded in `transfer_syntax_uid`) as a Part 10 file at
-/// `final_path`, durably. Returns the file size.
-pub fn write_part10_durably(
+/// `final_path`. Returns the file size.
+pub fn write_part10(
     tmp_dir: &Path,
     final_path: &Path,
     header: &InstanceHeader,
     transfer_syntax_uid: &str,
     calling_ae: &str,
     dataset: &[u8],
+    durability: Durability,
 ) -> Result<u64, SpoolError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -69,16 +81,20 @@ pub fn write_part10_durably(
             path: tmp_path.clone(),
             source: e.into_error(),
         })?;
-        file.sync_all().map_err(io(&tmp_path))?;
+        if durability == Durability::Now {
+            file.sync_all().map_err(io(&tmp_path))?;
+        }
         let size = file.metadata().map_err(io(&tmp_path))?.len();
 
         let parent = final_path.parent().expect("instance paths have a parent");
-        let created = create_dirs_durably(parent)?;
+        let created = create_dirs(parent)?;
         fs::rename(&tmp_path, final_path).map_err(io(final_path))?;
-        sync_dir(parent)?;
-        for dir in created {
-            if let Some(up) = dir.parent() {
-                sync_dir(up)?;
+        if durability == Durability::Now {
+            sync_dir(parent)?;
+            for dir in created {
+                if let Some(up) = dir.parent() {
+                    sync_dir(up)?;
+                }
             }
         }
         Ok(size)
@@ -91,7 +107,7 @@ pub fn write_part10_durably(
 
 /// Create `dir` and missing ancestors; returns the ones created (deepest last) so their
 /// parents' entries can be fsynced too.
-fn create_dirs_durably(dir: &Path) -> Result<Vec<PathBuf>, SpoolError> {
+fn create_dirs(dir: &Path) -> Result<Vec<PathBuf>, SpoolError> {
     let mut missing = Vec::new();
     let mut cur = Some(dir);
     while let Some(d) = cur {
@@ -119,4 +135,33 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
             path: dir.to_path_buf(),
             source,
         })
+}
+
+/// Make files written [`Durability::Later`] durable: each file, then every directory from
+/// the file's up to `instances/` (a file's entry, and a new series' or study's folder entry,
+/// are only durable once their directory is fsynced). Files that are gone (replaced by a
+/// re-sent copy elsewhere) are skipped.
+pub fn sync_filed(root: &Path, relative_paths: &[PathBuf]) -> Result<(), SpoolError> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for relative in relative_paths {
+        let path = root.join(relative);
+        match File::open(&path) {
+            Ok(file) => file.sync_all().map_err(|source| SpoolError::Io {
+                path: path.clone(),
+                source,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(SpoolError::Io { path, source }),
+        }
+        let mut dir = relative.parent();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(root.join(d));
+            dir = d.parent();
+        }
+    }
+    // Deepest first: a folder's own entry is synced after what it holds.
+    for dir in dirs.iter().rev() {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }

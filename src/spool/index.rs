@@ -177,77 +177,28 @@ impl Index {
         Ok(Index { conn })
     }
 
-    /// Record an instance (and its study and series). Returns the previous relative path
-    /// when the SOP Instance UID was already stored.
-    pub fn upsert_instance(
+    /// Record instances (and their studies and series) in one transaction. Returns, per
+    /// instance, the previous relative path when its SOP Instance UID was already stored.
+    pub fn upsert_instances(
         &mut self,
-        h: &InstanceHeader,
-        relative_path: &Path,
-        size_bytes: u64,
-        transfer_syntax_uid: &str,
-        calling_ae: &str,
-        received_ms: i64,
-    ) -> rusqlite::Result<Option<PathBuf>> {
+        rows: &[NewInstance<'_>],
+    ) -> rusqlite::Result<Vec<Option<PathBuf>>> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO studies (study_uid, patient_id, patient_name, study_date, accession_number,
-                                  first_received_ms, last_received_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-             ON CONFLICT(study_uid) DO UPDATE SET last_received_ms = excluded.last_received_ms",
-            params![h.study_uid, h.patient_id, h.patient_name, h.study_date, h.accession_number, received_ms],
-        )?;
-        tx.execute(
-            "INSERT INTO series (series_uid, study_uid, modality, series_number, series_description, series_time,
-                                 last_received_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-             ON CONFLICT(series_uid) DO UPDATE SET last_received_ms = excluded.last_received_ms",
-            params![
-                h.series_uid,
-                h.study_uid,
-                h.modality,
-                h.series_number,
-                h.series_description,
-                h.series_time,
-                received_ms
-            ],
-        )?;
-        let previous: Option<String> = tx
-            .query_row(
-                "SELECT path FROM instances WHERE sop_instance_uid = ?1",
-                params![h.sop_instance_uid],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let path = relative_path.to_string_lossy();
-        tx.execute(
-            "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, instance_number,
-                                    transfer_syntax_uid, path, size_bytes, calling_ae, received_ms,
-                                    acquisition_time, temporal_position)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT(sop_instance_uid) DO UPDATE SET
-                sop_class_uid = excluded.sop_class_uid, study_uid = excluded.study_uid,
-                series_uid = excluded.series_uid, instance_number = excluded.instance_number,
-                acquisition_time = excluded.acquisition_time, temporal_position = excluded.temporal_position,
-                transfer_syntax_uid = excluded.transfer_syntax_uid, path = excluded.path,
-                size_bytes = excluded.size_bytes, calling_ae = excluded.calling_ae,
-                received_ms = excluded.received_ms, times_received = times_received + 1",
-            params![
-                h.sop_instance_uid,
-                h.sop_class_uid,
-                h.study_uid,
-                h.series_uid,
-                h.instance_number,
-                transfer_syntax_uid,
-                path,
-                size_bytes as i64,
-                calling_ae,
-                received_ms,
-                h.acquisition_time,
-                h.temporal_position
-            ],
-        )?;
+        let mut previous = Vec::with_capacity(rows.len());
+        for row in rows {
+            previous.push(upsert_in(&tx, row)?);
+        }
         tx.commit()?;
-        Ok(previous.map(PathBuf::from))
+        Ok(previous)
+    }
+
+    /// When the stored copy of an instance was received (Unix ms), if there is one.
+    pub fn received_ms_of(&self, sop_instance_uid: &str) -> rusqlite::Result<Option<i64>> {
+        // Asked once per received instance: the statement is prepared once.
+        self.conn
+            .prepare_cached("SELECT received_ms FROM instances WHERE sop_instance_uid = ?1")?
+            .query_row(params![sop_instance_uid], |r| r.get(0))
+            .optional()
     }
 
     /// Totals.
@@ -329,6 +280,95 @@ impl Index {
             )
             .optional()
     }
+}
+
+/// One instance to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewInstance<'a> {
+    /// Its identity.
+    pub header: &'a InstanceHeader,
+    /// Its file, relative to the data folder.
+    pub relative_path: &'a Path,
+    /// File size.
+    pub size_bytes: u64,
+    /// Transfer syntax the file is stored in.
+    pub transfer_syntax_uid: &'a str,
+    /// Calling AE that sent it.
+    pub calling_ae: &'a str,
+    /// When it was received (Unix ms).
+    pub received_ms: i64,
+}
+
+/// Upsert one instance and its study and series; the previous relative path, if any.
+fn upsert_in(
+    tx: &rusqlite::Transaction<'_>,
+    row: &NewInstance<'_>,
+) -> rusqlite::Result<Option<PathBuf>> {
+    tx.execute(
+        "INSERT INTO studies (study_uid, patient_id, patient_name, study_date, accession_number,
+                              first_received_ms, last_received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT(study_uid) DO UPDATE SET last_received_ms = excluded.last_received_ms",
+        params![
+            row.header.study_uid,
+            row.header.patient_id,
+            row.header.patient_name,
+            row.header.study_date,
+            row.header.accession_number,
+            row.received_ms
+        ],
+    )?;
+    tx.execute(
+        "INSERT INTO series (series_uid, study_uid, modality, series_number, series_description, series_time,
+                             last_received_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(series_uid) DO UPDATE SET last_received_ms = excluded.last_received_ms",
+        params![
+            row.header.series_uid,
+            row.header.study_uid,
+            row.header.modality,
+            row.header.series_number,
+            row.header.series_description,
+            row.header.series_time,
+            row.received_ms
+        ],
+    )?;
+    let previous: Option<String> = tx
+        .query_row(
+            "SELECT path FROM instances WHERE sop_instance_uid = ?1",
+            params![row.header.sop_instance_uid],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let path = row.relative_path.to_string_lossy();
+    tx.execute(
+        "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, instance_number,
+                                transfer_syntax_uid, path, size_bytes, calling_ae, received_ms,
+                                acquisition_time, temporal_position)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT(sop_instance_uid) DO UPDATE SET
+            sop_class_uid = excluded.sop_class_uid, study_uid = excluded.study_uid,
+            series_uid = excluded.series_uid, instance_number = excluded.instance_number,
+            acquisition_time = excluded.acquisition_time, temporal_position = excluded.temporal_position,
+            transfer_syntax_uid = excluded.transfer_syntax_uid, path = excluded.path,
+            size_bytes = excluded.size_bytes, calling_ae = excluded.calling_ae,
+            received_ms = excluded.received_ms, times_received = times_received + 1",
+        params![
+            row.header.sop_instance_uid,
+            row.header.sop_class_uid,
+            row.header.study_uid,
+            row.header.series_uid,
+            row.header.instance_number,
+            row.transfer_syntax_uid,
+            path,
+            row.size_bytes as i64,
+            row.calling_ae,
+            row.received_ms,
+            row.header.acquisition_time,
+            row.header.temporal_position
+        ],
+    )?;
+    Ok(previous.map(PathBuf::from))
 }
 
 const SELECT_INSTANCE: &str =

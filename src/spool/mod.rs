@@ -1,28 +1,36 @@
-//! The durable instance store: every acknowledged instance is a Part 10 file on disk,
-//! fsynced and atomically renamed into place, and a row in the SQLite index, before the
-//! SCP answers success.
+//! The durable instance store. Before the SCP answers success, every instance is on stable
+//! storage: appended to the instance journal and flushed (`journal.rs`, `filer.rs`), or,
+//! without a journal, written as its Part 10 file and index row, both fsynced. The filer
+//! thread turns journal records into the same files and rows milliseconds later; reads
+//! through the spool wait for it, and a restart replays whatever it had not finished.
 //!
 //! Layout under the data folder:
 //! ```text
 //! index.sqlite                     studies, series, instances, jobs, outbox (WAL, synchronous=FULL)
 //! instances/<study>/<series>/<sop>.dcm
+//! journal/segment-<n>.wal          acknowledged instances not yet filed (fixed-size segments)
 //! tmp/                             partial writes; cleared at open
 //! ```
 //! The interface is deliberately narrow (store, look up, count) so the backend can become
 //! an object store and a real database without touching the SCP or the pipeline.
 
 mod disk;
+mod filer;
 mod files;
 mod header;
 mod index;
+mod journal;
 mod outbox;
 mod report;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::config::StorageConfig;
 use crate::dimse::Status;
+use filer::Journal;
+use files::Durability;
 
 pub use header::{InstanceHeader, RULE_ATTRIBUTES};
 pub use index::{InstanceRecord, JobRecord, SeriesRecord, SpoolCounts, StudyRecord};
@@ -68,6 +76,11 @@ pub enum SpoolError {
     Index(#[from] rusqlite::Error),
     #[error("this spool was opened read-only (for inspection); only `segnode serve` stores")]
     ReadOnly,
+    #[error(
+        "{unfiled} acknowledged instances are still not filed after {seconds} s \
+         (the disk is slow or failing: see the spool-filer errors in the log)"
+    )]
+    FilingBehind { unfiled: u64, seconds: u64 },
 }
 
 impl SpoolError {
@@ -77,7 +90,8 @@ impl SpoolError {
             SpoolError::OutOfSpace { .. }
             | SpoolError::Io { .. }
             | SpoolError::Index(_)
-            | SpoolError::ReadOnly => Status::OUT_OF_RESOURCES,
+            | SpoolError::ReadOnly
+            | SpoolError::FilingBehind { .. } => Status::OUT_OF_RESOURCES,
             SpoolError::CommandMismatch {
                 attribute: "SOPClassUID",
                 ..
@@ -91,7 +105,7 @@ impl SpoolError {
 }
 
 /// One instance as it arrived in a C-STORE, before it is stored.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct IncomingInstance<'a> {
     /// Affected SOP Class UID of the C-STORE command.
     pub sop_class_uid: &'a str,
@@ -100,7 +114,7 @@ pub struct IncomingInstance<'a> {
     /// Transfer syntax of the presentation context the data set came on.
     pub transfer_syntax_uid: &'a str,
     /// The data set, byte for byte as received (it is stored unchanged).
-    pub dataset: &'a [u8],
+    pub dataset: Vec<u8>,
     /// Calling AE title of the association, recorded in the index and the file meta.
     pub calling_ae: &'a str,
 }
@@ -110,26 +124,32 @@ pub struct IncomingInstance<'a> {
 pub struct StoredInstance {
     /// The identifying attributes read from the data set.
     pub header: InstanceHeader,
-    /// Where the file lives.
+    /// Where the file lives (journaled: will live, milliseconds later).
     pub path: PathBuf,
-    /// File size in bytes (meta + data set).
-    pub size_bytes: u64,
+    /// Size of the data set in bytes.
+    pub dataset_bytes: u64,
     /// True when an instance with this SOP Instance UID was already stored and has been replaced.
     pub replaced: bool,
 }
 
-/// The durable store. Cheap to share (`Arc<Spool>`); `store` is blocking (disk I/O and
-/// fsync) and belongs in `spawn_blocking`.
+/// How long a read waits for the filer to catch up before it fails.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The durable store. Cheap to share (`Arc<Spool>`); `store` and the reads are blocking
+/// (disk I/O, fsync, waiting for the filer) and belong in `spawn_blocking`.
 pub struct Spool {
     root: PathBuf,
     min_free_bytes: u64,
     read_only: bool,
     index: Mutex<index::Index>,
+    /// None: no journal (`storage.journal_segment_mb = 0`, or read-only).
+    journal: Option<Journal>,
 }
 
 impl Spool {
-    /// Open (or create) the spool under `root`. Partial writes left by a crash are removed.
-    pub fn open(root: &Path, min_free_disk_mb: u64) -> Result<Spool, SpoolError> {
+    /// Open (or create) the spool under `root`. Partial writes left by a crash are removed
+    /// and the journal is replayed, so every instance acknowledged before is filed.
+    pub fn open(root: &Path, storage: &StorageConfig) -> Result<Spool, SpoolError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SpoolError::Io { path, source }
@@ -140,12 +160,22 @@ impl Spool {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let index = index::Index::open(&root.join("index.sqlite"))?;
+        let index_path = root.join("index.sqlite");
+        let index = index::Index::open(&index_path)?;
+        let journal = match storage.journal_segment_mb {
+            0 => None,
+            mb => Some(Journal::open(
+                root,
+                mb.saturating_mul(1024 * 1024),
+                index::Index::open(&index_path)?,
+            )?),
+        };
         Ok(Spool {
             root: root.to_path_buf(),
-            min_free_bytes: min_free_disk_mb.saturating_mul(1024 * 1024),
+            min_free_bytes: storage.min_free_disk_mb.saturating_mul(1024 * 1024),
             read_only: false,
             index: Mutex::new(index),
+            journal,
         })
     }
 
@@ -168,6 +198,7 @@ impl Spool {
             min_free_bytes: 0,
             read_only: true,
             index: Mutex::new(index),
+            journal: None,
         })
     }
 
@@ -176,45 +207,82 @@ impl Spool {
         &self.root
     }
 
-    /// Parse, check, write durably and index one instance. Returns only once the file and
-    /// its index row are on stable storage, so the caller may then answer success.
+    /// Parse, check and durably store one instance. Returns only once it is on stable
+    /// storage (in the journal, or as its file and index row), so the caller may then answer
+    /// success.
     pub fn store(&self, incoming: IncomingInstance<'_>) -> Result<StoredInstance, SpoolError> {
         if self.read_only {
             return Err(SpoolError::ReadOnly);
         }
         disk::ensure_free_space(&self.root, self.min_free_bytes)?;
-        let header = InstanceHeader::parse(incoming.dataset, incoming.transfer_syntax_uid)?;
+        let header = InstanceHeader::parse(&incoming.dataset, incoming.transfer_syntax_uid)?;
         header.check_against_command(incoming.sop_class_uid, incoming.sop_instance_uid)?;
+        let path = self.root.join(files::instance_path(&header));
+        let dataset_bytes = incoming.dataset.len() as u64;
+        let received_ms = now_ms();
 
+        if let Some(journal) = &self.journal {
+            let meta = journal::RecordMeta {
+                received_ms,
+                transfer_syntax_uid: incoming.transfer_syntax_uid.to_string(),
+                calling_ae: incoming.calling_ae.trim().to_string(),
+            };
+            if journal.fits(&meta, incoming.dataset.len()) {
+                let replaced = journal.is_pending(&header.sop_instance_uid)
+                    || self
+                        .lock_index()
+                        .received_ms_of(&header.sop_instance_uid)?
+                        .is_some();
+                journal
+                    .append(header.clone(), meta, incoming.dataset)
+                    .map_err(|source| SpoolError::Io {
+                        path: self.root.join("journal"),
+                        source,
+                    })?;
+                return Ok(StoredInstance {
+                    header,
+                    path,
+                    dataset_bytes,
+                    replaced,
+                });
+            }
+            // Larger than a segment: filed directly, after what the journal holds (the
+            // newest copy of an instance wins).
+            self.settle()?;
+        }
+        self.store_directly(header, &incoming, received_ms)
+    }
+
+    /// Write the file and the index row, both fsynced, before returning.
+    fn store_directly(
+        &self,
+        header: InstanceHeader,
+        incoming: &IncomingInstance<'_>,
+        received_ms: i64,
+    ) -> Result<StoredInstance, SpoolError> {
         let relative = files::instance_path(&header);
         let final_path = self.root.join(&relative);
-        let size_bytes = files::write_part10_durably(
+        let size_bytes = files::write_part10(
             &self.root.join("tmp"),
             &final_path,
             &header,
             incoming.transfer_syntax_uid,
-            incoming.calling_ae,
-            incoming.dataset,
+            incoming.calling_ae.trim(),
+            &incoming.dataset,
+            Durability::Now,
         )?;
-
-        let received_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        let previous_path = {
-            let mut index = self
-                .index
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            index.upsert_instance(
-                &header,
-                &relative,
+        let previous_path = self
+            .lock_index()
+            .upsert_instances(&[index::NewInstance {
+                header: &header,
+                relative_path: &relative,
                 size_bytes,
-                incoming.transfer_syntax_uid,
-                incoming.calling_ae,
-                received_at_ms,
-            )?
-        };
+                transfer_syntax_uid: incoming.transfer_syntax_uid,
+                calling_ae: incoming.calling_ae.trim(),
+                received_ms,
+            }])?
+            .pop()
+            .flatten();
         let replaced = previous_path.is_some();
         if let Some(old) = previous_path.filter(|old| *old != relative) {
             // Same SOP Instance UID re-sent under another study/series: the new copy wins.
@@ -223,23 +291,41 @@ impl Spool {
         Ok(StoredInstance {
             header,
             path: final_path,
-            size_bytes,
+            dataset_bytes: incoming.dataset.len() as u64,
             replaced,
         })
     }
 
+    /// Wait until every instance acknowledged so far has its file and index row. The reads
+    /// below do this first; call it before reading instance files by path.
+    pub fn settle(&self) -> Result<(), SpoolError> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        match journal.settle(SETTLE_TIMEOUT) {
+            0 => Ok(()),
+            unfiled => Err(SpoolError::FilingBehind {
+                unfiled,
+                seconds: SETTLE_TIMEOUT.as_secs(),
+            }),
+        }
+    }
+
     /// Studies, series and instances in the index.
     pub fn counts(&self) -> Result<SpoolCounts, SpoolError> {
+        self.settle()?;
         Ok(self.lock_index().counts()?)
     }
 
     /// All studies, most recently received first.
     pub fn studies(&self) -> Result<Vec<StudyRecord>, SpoolError> {
+        self.settle()?;
         Ok(self.lock_index().studies()?)
     }
 
     /// The series of one study.
     pub fn series_of_study(&self, study_uid: &str) -> Result<Vec<SeriesRecord>, SpoolError> {
+        self.settle()?;
         Ok(self.lock_index().series_of_study(study_uid)?)
     }
 
@@ -250,6 +336,7 @@ impl Spool {
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, SpoolError> {
+        self.settle()?;
         let mut rows = self
             .lock_index()
             .instances_received_since(since_ms, limit)?;
@@ -261,6 +348,7 @@ impl Spool {
 
     /// The instances of one series, with absolute paths.
     pub fn instances_of_series(&self, series_uid: &str) -> Result<Vec<InstanceRecord>, SpoolError> {
+        self.settle()?;
         let mut rows = self.lock_index().instances_of_series(series_uid)?;
         for r in &mut rows {
             r.path = self.root.join(&r.path);
@@ -270,6 +358,7 @@ impl Spool {
 
     /// The stored file of one instance, if any.
     pub fn instance(&self, sop_instance_uid: &str) -> Result<Option<InstanceRecord>, SpoolError> {
+        self.settle()?;
         let mut row = self.lock_index().instance(sop_instance_uid)?;
         if let Some(r) = &mut row {
             r.path = self.root.join(&r.path);

@@ -249,7 +249,14 @@ mod tests {
     #[test]
     fn a_row_goes_pending_retry_delivered_and_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), 0).unwrap();
+        let spool = Spool::open(
+            dir.path(),
+            &crate::config::StorageConfig {
+                min_free_disk_mb: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let job = spool.job_started("p", "1.2.3", "ff", "Stable").unwrap();
         let dests = vec!["a".to_string(), "b".to_string()];
         let seg = dir.path().join("seg.dcm");

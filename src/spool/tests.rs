@@ -9,6 +9,17 @@ use super::*;
 use crate::uids;
 
 fn dataset(study: &str, series: &str, sop: Option<&str>) -> Vec<u8> {
+    dataset_with(study, series, sop, "P1", 0)
+}
+
+/// A data set with this Patient ID and `pixel_bytes` bytes of pixel data.
+fn dataset_with(
+    study: &str,
+    series: &str,
+    sop: Option<&str>,
+    patient_id: &str,
+    pixel_bytes: usize,
+) -> Vec<u8> {
     let mut obj = InMemDicomObject::new_empty();
     let mut put = |tag, vr, v: &str| obj.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
     put(tags::SOP_CLASS_UID, VR::UI, uids::MR_IMAGE_STORAGE);
@@ -17,29 +28,54 @@ fn dataset(study: &str, series: &str, sop: Option<&str>) -> Vec<u8> {
     }
     put(tags::STUDY_INSTANCE_UID, VR::UI, study);
     put(tags::SERIES_INSTANCE_UID, VR::UI, series);
-    put(tags::PATIENT_ID, VR::LO, "P1");
+    put(tags::PATIENT_ID, VR::LO, patient_id);
     put(tags::MODALITY, VR::CS, "MR");
     put(tags::SERIES_NUMBER, VR::IS, "5");
+    if pixel_bytes > 0 {
+        obj.put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            PrimitiveValue::from(vec![7u8; pixel_bytes]),
+        ));
+    }
     let mut out = Vec::new();
     obj.write_dataset_with_ts(&mut out, &EXPLICIT_VR_LITTLE_ENDIAN.erased())
         .unwrap();
     out
 }
 
-fn incoming<'a>(bytes: &'a [u8], sop: &'a str) -> IncomingInstance<'a> {
+fn incoming<'a>(bytes: &[u8], sop: &'a str) -> IncomingInstance<'a> {
     IncomingInstance {
         sop_class_uid: uids::MR_IMAGE_STORAGE,
         sop_instance_uid: sop,
         transfer_syntax_uid: uids::EXPLICIT_VR_LE,
-        dataset: bytes,
+        dataset: bytes.to_vec(),
         calling_ae: "STORESCU",
     }
 }
 
+/// Storage settings: no disk floor, a journal of `journal_mb` MiB segments (0: none).
+fn storage(journal_mb: u64) -> StorageConfig {
+    StorageConfig {
+        min_free_disk_mb: 0,
+        journal_segment_mb: journal_mb,
+        ..StorageConfig::default()
+    }
+}
+
+/// Both ways of storing: through a journal of 1 MiB segments, and directly.
+const BOTH: [u64; 2] = [1, 0];
+
 #[test]
 fn stores_a_readable_part10_file_and_indexes_it() {
+    for journal_mb in BOTH {
+        stores_a_readable_part10_file(journal_mb);
+    }
+}
+
+fn stores_a_readable_part10_file(journal_mb: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 0).unwrap();
+    let spool = Spool::open(dir.path(), &storage(journal_mb)).unwrap();
     let bytes = dataset("1.2.3", "1.2.3.4", Some("1.2.3.4.5"));
     let stored = spool.store(incoming(&bytes, "1.2.3.4.5")).unwrap();
     assert!(!stored.replaced);
@@ -47,6 +83,7 @@ fn stores_a_readable_part10_file_and_indexes_it() {
         stored.path,
         dir.path().join("instances/1.2.3/1.2.3.4/1.2.3.4.5.dcm")
     );
+    spool.settle().unwrap();
 
     let file = OpenFileOptions::new().open_file(&stored.path).unwrap();
     assert_eq!(file.meta().transfer_syntax(), uids::EXPLICIT_VR_LE);
@@ -75,8 +112,14 @@ fn stores_a_readable_part10_file_and_indexes_it() {
 
 #[test]
 fn a_resent_instance_replaces_the_old_copy_once() {
+    for journal_mb in BOTH {
+        resent_instance_replaces(journal_mb);
+    }
+}
+
+fn resent_instance_replaces(journal_mb: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 0).unwrap();
+    let spool = Spool::open(dir.path(), &storage(journal_mb)).unwrap();
     let bytes = dataset("1.2.3", "1.2.3.4", Some("1.2.3.4.5"));
     spool.store(incoming(&bytes, "1.2.3.4.5")).unwrap();
     let again = spool.store(incoming(&bytes, "1.2.3.4.5")).unwrap();
@@ -91,6 +134,7 @@ fn a_resent_instance_replaces_the_old_copy_once() {
     let moved = dataset("1.2.3", "1.2.3.9", Some("1.2.3.4.5"));
     let stored = spool.store(incoming(&moved, "1.2.3.4.5")).unwrap();
     assert!(stored.replaced);
+    spool.settle().unwrap();
     assert!(
         !dir.path()
             .join("instances/1.2.3/1.2.3.4/1.2.3.4.5.dcm")
@@ -103,7 +147,7 @@ fn a_resent_instance_replaces_the_old_copy_once() {
 #[test]
 fn refusals_carry_the_right_status() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), 0).unwrap();
+    let spool = Spool::open(dir.path(), &storage(1)).unwrap();
 
     let no_sop = dataset("1.2.3", "1.2.3.4", None);
     let err = spool.store(incoming(&no_sop, "1.2.3.4.5")).unwrap_err();
@@ -151,7 +195,14 @@ fn refusals_carry_the_right_status() {
 #[test]
 fn the_disk_floor_refuses_with_out_of_resources() {
     let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), u64::MAX / (1024 * 1024 * 2)).unwrap();
+    let spool = Spool::open(
+        dir.path(),
+        &StorageConfig {
+            min_free_disk_mb: u64::MAX / (1024 * 1024 * 2),
+            ..storage(1)
+        },
+    )
+    .unwrap();
     let bytes = dataset("1.2.3", "1.2.3.4", Some("1.2.3.4.5"));
     let err = spool.store(incoming(&bytes, "1.2.3.4.5")).unwrap_err();
     assert_eq!(err.dimse_status(), Status::OUT_OF_RESOURCES);
@@ -164,9 +215,15 @@ fn the_disk_floor_refuses_with_out_of_resources() {
 
 #[test]
 fn everything_survives_a_reopen_and_partial_writes_are_cleared() {
+    for journal_mb in BOTH {
+        survives_a_reopen(journal_mb);
+    }
+}
+
+fn survives_a_reopen(journal_mb: u64) {
     let dir = tempfile::tempdir().unwrap();
     {
-        let spool = Spool::open(dir.path(), 0).unwrap();
+        let spool = Spool::open(dir.path(), &storage(journal_mb)).unwrap();
         for i in 0..5 {
             let sop = format!("1.2.3.4.{i}");
             let bytes = dataset("1.2.3", "1.2.3.4", Some(&sop));
@@ -174,7 +231,7 @@ fn everything_survives_a_reopen_and_partial_writes_are_cleared() {
         }
     }
     std::fs::write(dir.path().join("tmp/leftover.part"), b"half a file").unwrap();
-    let spool = Spool::open(dir.path(), 0).unwrap();
+    let spool = Spool::open(dir.path(), &storage(journal_mb)).unwrap();
     assert_eq!(
         spool.counts().unwrap(),
         SpoolCounts {
@@ -198,4 +255,160 @@ fn everything_survives_a_reopen_and_partial_writes_are_cleared() {
             .dimse_status(),
         Status::OUT_OF_RESOURCES
     );
+}
+
+fn patient_of(path: &std::path::Path) -> String {
+    let file = OpenFileOptions::new().open_file(path).unwrap();
+    file.element(tags::PATIENT_ID)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The segment files of the journal and how many records of their generation each holds.
+fn journal_records(root: &std::path::Path) -> Vec<(u64, usize)> {
+    let dir = root.join("journal");
+    journal::list_segments(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|g| {
+            let file = std::fs::File::open(journal::segment_path(&dir, g)).unwrap();
+            (g, journal::read_records(&file, g).unwrap().len())
+        })
+        .collect()
+}
+
+#[test]
+fn instances_acknowledged_but_not_filed_before_a_crash_are_filed_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_received = {
+        let spool = Spool::open(dir.path(), &storage(1)).unwrap();
+        let bytes = dataset("1.2.3", "1.2.3.4", Some("1.2.3.4.1"));
+        spool.store(incoming(&bytes, "1.2.3.4.1")).unwrap();
+        spool.settle().unwrap();
+        now_ms()
+    };
+    // What a node that crashed right after acknowledging leaves: records in the spare
+    // segment that the filer never saw (a new instance, a newer copy of the filed one
+    // under another series, an older copy that must not win), then a torn record.
+    let segments = journal_records(dir.path());
+    assert!(
+        segments.iter().all(|(_, records)| *records == 0),
+        "a clean stop leaves no records: {segments:?}"
+    );
+    let generation = segments[0].0;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(journal::segment_path(
+            &dir.path().join("journal"),
+            generation,
+        ))
+        .unwrap();
+    let meta = |received_ms| journal::RecordMeta {
+        received_ms,
+        transfer_syntax_uid: uids::EXPLICIT_VR_LE.to_string(),
+        calling_ae: "CRASHED".to_string(),
+    };
+    let records = [
+        (
+            meta(first_received + 1000),
+            dataset_with("1.2.3", "1.2.3.4", Some("1.2.3.4.2"), "NEW", 0),
+        ),
+        (
+            meta(first_received + 2000),
+            dataset_with("1.2.3", "1.2.3.9", Some("1.2.3.4.1"), "MOVED", 0),
+        ),
+        (
+            meta(first_received - 60_000),
+            dataset_with("1.2.3", "1.2.3.4", Some("1.2.3.4.1"), "OLD", 0),
+        ),
+        (
+            meta(first_received + 3000),
+            dataset_with("1.2.3", "1.2.3.4", Some("1.2.3.4.3"), "TORN", 0),
+        ),
+    ];
+    let mut offset = 0;
+    for (meta, bytes) in &records {
+        journal::write_record(&file, offset, generation, meta, bytes).unwrap();
+        offset += journal::record_len(meta, bytes.len());
+    }
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&[0xFF; 8], offset - 8).unwrap();
+    file.sync_all().unwrap();
+    drop(file);
+
+    let spool = Spool::open(dir.path(), &storage(1)).unwrap();
+    assert_eq!(
+        spool.counts().unwrap().instances,
+        2,
+        "the torn record is not an instance"
+    );
+    let new = spool.instance("1.2.3.4.2").unwrap().unwrap();
+    assert_eq!(patient_of(&new.path), "NEW");
+    assert_eq!(new.calling_ae, "CRASHED");
+    let moved = spool.instance("1.2.3.4.1").unwrap().unwrap();
+    assert_eq!(moved.series_uid, "1.2.3.9");
+    assert_eq!(patient_of(&moved.path), "MOVED", "the newest copy wins");
+    assert_eq!(moved.times_received, 2);
+    assert!(
+        !dir.path()
+            .join("instances/1.2.3/1.2.3.4/1.2.3.4.1.dcm")
+            .exists(),
+        "the copy under the old series is gone"
+    );
+    assert!(spool.instance("1.2.3.4.3").unwrap().is_none());
+    drop(spool);
+
+    // Replayed once: the segments were recycled, a second open files nothing again.
+    assert!(journal_records(dir.path()).iter().all(|(_, r)| *r == 0));
+    let spool = Spool::open(dir.path(), &storage(1)).unwrap();
+    assert_eq!(
+        spool.instance("1.2.3.4.1").unwrap().unwrap().times_received,
+        2
+    );
+}
+
+#[test]
+fn a_long_run_rolls_through_segments_and_leaves_an_empty_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), &storage(1)).unwrap();
+    // 40 instances of 100 kB through 1 MiB segments: about four segments' worth.
+    for i in 0..40 {
+        let sop = format!("1.2.3.4.{i}");
+        let bytes = dataset_with("1.2.3", "1.2.3.4", Some(&sop), "P1", 100_000);
+        spool.store(incoming(&bytes, &sop)).unwrap();
+    }
+    let rows = spool.instances_of_series("1.2.3.4").unwrap();
+    assert_eq!(rows.len(), 40);
+    for row in &rows {
+        let file = OpenFileOptions::new().open_file(&row.path).unwrap();
+        let pixels = file.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+        assert_eq!(pixels.len(), 100_000, "{}", row.sop_instance_uid);
+    }
+    drop(spool);
+    let segments = journal_records(dir.path());
+    assert!(
+        segments.len() <= 2,
+        "retired segments are recycled or removed: {segments:?}"
+    );
+    assert!(segments.iter().all(|(_, r)| *r == 0), "{segments:?}");
+}
+
+#[test]
+fn an_instance_larger_than_a_segment_is_filed_before_the_acknowledgement() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), &storage(1)).unwrap();
+    let small = dataset("1.2.3", "1.2.3.4", Some("1.2.3.4.1"));
+    spool.store(incoming(&small, "1.2.3.4.1")).unwrap();
+    let big = dataset_with("1.2.3", "1.2.3.4", Some("1.2.3.4.2"), "P1", 1_500_000);
+    let stored = spool.store(incoming(&big, "1.2.3.4.2")).unwrap();
+    assert!(stored.path.is_file(), "on disk when store returns");
+    assert!(
+        journal_records(dir.path()).iter().all(|(_, r)| *r <= 1),
+        "only the small one went through the journal"
+    );
+    assert_eq!(spool.counts().unwrap().instances, 2);
 }

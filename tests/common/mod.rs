@@ -49,12 +49,12 @@ pub fn init_logging() {
 }
 
 /// A node config for tests: our AE title, loopback, `data_dir`, no disk floor, short
-/// timeouts. Tests change what they need in the tweak closure of [`TestNode::start`].
+/// timeouts, 1 MiB journal segments (so a test's few hundred instances roll through many). Tests change what they need in the tweak closure of [`TestNode::start`].
 pub fn test_config(data_dir: &Path) -> Config {
     let text = format!(
         "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
          [network]\nread_timeout_seconds = 15\nwrite_timeout_seconds = 15\n\
-         [storage]\nmin_free_disk_mb = 0\n",
+         [storage]\nmin_free_disk_mb = 0\njournal_segment_mb = 1\n",
         data_dir.display()
     );
     Config::from_toml(&text, "<test config>", None).expect("the test config is valid")
@@ -94,10 +94,8 @@ impl TestNode {
         let mut config = test_config(data_dir);
         tweak(&mut config);
         let config = Arc::new(config);
-        let spool = Arc::new(
-            Spool::open(&config.node.data_dir, config.storage.min_free_disk_mb)
-                .expect("open the spool"),
-        );
+        let spool =
+            Arc::new(Spool::open(&config.node.data_dir, &config.storage).expect("open the spool"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");

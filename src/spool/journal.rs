@@ -1,0 +1,292 @@
+//! The instance journal on disk: segment files of a fixed size, written full of zeros when
+//! they are made, into which each acknowledged instance is appended as one checksummed
+//! record and made durable with `fdatasync`. Overwriting blocks a file already owns changes
+//! no file-system metadata, so that flush is one data write and a device cache flush: the
+//! cheapest durable write there is, and the only one on the C-STORE's path (the Part 10
+//! file and the index row follow on the filer's thread; see `filing.rs`).
+//!
+//! A segment is named by its generation (`segment-<generation>.wal`) and every record carries
+//! that generation, so records left from a segment's earlier use end the scan of its new one.
+//!
+//! Record layout (little endian):
+//! ```text
+//! 0   "SNJ1"            magic
+//! 4   u32               meta length
+//! 8   u64               data set length
+//! 16  u64               generation of the segment
+//! 24  u32               CRC-32 of bytes 4..24, the meta and the data set
+//! 28  u32               zero
+//! 32  meta              received_ms i64, then transfer syntax UID and calling AE (u16 length + bytes)
+//! ..  data set          as received
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 4] = b"SNJ1";
+const HEADER_BYTES: u64 = 32;
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// The longest meta a record may carry (two UIDs/AE titles and a time: a few hundred bytes).
+const MAX_META: u32 = 4096;
+
+/// What a record says besides the data set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// When the instance was received (Unix ms); the index's received_ms.
+    pub received_ms: i64,
+    /// Transfer syntax of the presentation context the data set came on.
+    pub transfer_syntax_uid: String,
+    /// Calling AE of the association.
+    pub calling_ae: String,
+}
+
+/// One record read back from a segment.
+#[derive(Debug)]
+pub struct Record {
+    /// Byte offset of the record in its segment.
+    pub offset: u64,
+    /// The record's meta.
+    pub meta: RecordMeta,
+    /// The data set bytes.
+    pub dataset: Vec<u8>,
+}
+
+/// The bytes a record takes in a segment.
+pub fn record_len(meta: &RecordMeta, dataset_len: usize) -> u64 {
+    HEADER_BYTES + encode_meta(meta).len() as u64 + dataset_len as u64
+}
+
+/// A segment file's path for a generation.
+pub fn segment_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("segment-{generation:016}.wal"))
+}
+
+/// The generations of the segments in `dir`, oldest first.
+pub fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut generations = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(g) = name
+            .strip_prefix("segment-")
+            .and_then(|rest| rest.strip_suffix(".wal"))
+            .and_then(|g| g.parse::<u64>().ok())
+        {
+            generations.push(g);
+        }
+    }
+    generations.sort_unstable();
+    Ok(generations)
+}
+
+/// Make a new segment of `bytes` bytes for `generation`: written full of zeros and fsynced
+/// under a temporary name, then renamed into place and the directory fsynced, so a segment
+/// that exists under its name is entirely allocated.
+pub fn create_segment(dir: &Path, generation: u64, bytes: u64) -> std::io::Result<File> {
+    let tmp = dir.join(format!("segment-{generation:016}.new"));
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)?;
+    let zeros = vec![0u8; ZERO_CHUNK];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(ZERO_CHUNK as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    fs::rename(&tmp, segment_path(dir, generation))?;
+    sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Give a segment whose records are all filed a new generation (rename, directory fsync),
+/// so it can be written again; its old records no longer count.
+pub fn recycle_segment(dir: &Path, old: u64, new: u64) -> std::io::Result<File> {
+    let path = segment_path(dir, new);
+    fs::rename(segment_path(dir, old), &path)?;
+    sync_dir(dir)?;
+    OpenOptions::new().read(true).write(true).open(path)
+}
+
+/// Append one record at `offset` (not yet durable: the caller `sync_data`s the file).
+pub fn write_record(
+    file: &File,
+    offset: u64,
+    generation: u64,
+    meta: &RecordMeta,
+    dataset: &[u8],
+) -> std::io::Result<()> {
+    let meta_bytes = encode_meta(meta);
+    let mut head = [0u8; HEADER_BYTES as usize];
+    head[0..4].copy_from_slice(MAGIC);
+    head[4..8].copy_from_slice(&(meta_bytes.len() as u32).to_le_bytes());
+    head[8..16].copy_from_slice(&(dataset.len() as u64).to_le_bytes());
+    head[16..24].copy_from_slice(&generation.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head[4..24]);
+    crc.update(&meta_bytes);
+    crc.update(dataset);
+    head[24..28].copy_from_slice(&crc.finalize().to_le_bytes());
+    let mut first = Vec::with_capacity(head.len() + meta_bytes.len());
+    first.extend_from_slice(&head);
+    first.extend_from_slice(&meta_bytes);
+    file.write_all_at(&first, offset)?;
+    file.write_all_at(dataset, offset + first.len() as u64)
+}
+
+/// Read the records of a segment of `generation`, in order, up to the first place that holds
+/// no complete record of this generation (zeros, an older generation's record, a torn write).
+pub fn read_records(file: &File, generation: u64) -> std::io::Result<Vec<Record>> {
+    let mut records = Vec::new();
+    let mut offset = 0;
+    while let Some(record) = read_record_at(file, offset, generation)? {
+        offset = record.offset + record_len(&record.meta, record.dataset.len());
+        records.push(record);
+    }
+    Ok(records)
+}
+
+/// The record of `generation` at `offset`, if a complete one with a matching checksum is there.
+pub fn read_record_at(
+    file: &File,
+    offset: u64,
+    generation: u64,
+) -> std::io::Result<Option<Record>> {
+    let size = file.metadata()?.len();
+    if offset + HEADER_BYTES > size {
+        return Ok(None);
+    }
+    let mut head = [0u8; HEADER_BYTES as usize];
+    file.read_exact_at(&mut head, offset)?;
+    let meta_len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes"));
+    let dataset_len = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+    let record_generation = u64::from_le_bytes(head[16..24].try_into().expect("8 bytes"));
+    let stored_crc = u32::from_le_bytes(head[24..28].try_into().expect("4 bytes"));
+    let end = (offset + HEADER_BYTES)
+        .checked_add(meta_len as u64)
+        .and_then(|e| e.checked_add(dataset_len));
+    let fits = matches!(end, Some(end) if end <= size);
+    if &head[0..4] != MAGIC || record_generation != generation || meta_len > MAX_META || !fits {
+        return Ok(None);
+    }
+    let mut meta_bytes = vec![0u8; meta_len as usize];
+    file.read_exact_at(&mut meta_bytes, offset + HEADER_BYTES)?;
+    let mut dataset = vec![0u8; dataset_len as usize];
+    file.read_exact_at(&mut dataset, offset + HEADER_BYTES + meta_len as u64)?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head[4..24]);
+    crc.update(&meta_bytes);
+    crc.update(&dataset);
+    if crc.finalize() != stored_crc {
+        return Ok(None);
+    }
+    Ok(decode_meta(&meta_bytes).map(|meta| Record {
+        offset,
+        meta,
+        dataset,
+    }))
+}
+
+/// Fsync a directory, so the entries made or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn encode_meta(meta: &RecordMeta) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(8 + 4 + meta.transfer_syntax_uid.len() + meta.calling_ae.len());
+    out.extend_from_slice(&meta.received_ms.to_le_bytes());
+    for text in [&meta.transfer_syntax_uid, &meta.calling_ae] {
+        let bytes = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
+        out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+fn decode_meta(bytes: &[u8]) -> Option<RecordMeta> {
+    let received_ms = i64::from_le_bytes(bytes.get(0..8)?.try_into().ok()?);
+    let mut rest = &bytes[8..];
+    let mut text = || -> Option<String> {
+        let len = u16::from_le_bytes(rest.get(0..2)?.try_into().ok()?) as usize;
+        let value = String::from_utf8(rest.get(2..2 + len)?.to_vec()).ok()?;
+        rest = &rest[2 + len..];
+        Some(value)
+    };
+    Some(RecordMeta {
+        received_ms,
+        transfer_syntax_uid: text()?,
+        calling_ae: text()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(ms: i64) -> RecordMeta {
+        RecordMeta {
+            received_ms: ms,
+            transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
+            calling_ae: "STORESCU".into(),
+        }
+    }
+
+    #[test]
+    fn records_read_back_in_order_up_to_the_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_segment(dir.path(), 7, 64 * 1024).unwrap();
+        let mut offset = 0;
+        for (i, len) in [10usize, 0, 5000].into_iter().enumerate() {
+            let data = vec![i as u8 + 1; len];
+            write_record(&file, offset, 7, &meta(i as i64), &data).unwrap();
+            offset += record_len(&meta(i as i64), len);
+        }
+        let records = read_records(&file, 7).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[2].meta, meta(2));
+        assert_eq!(records[2].dataset, vec![3u8; 5000]);
+        assert_eq!(records[1].dataset.len(), 0);
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![7]);
+        assert_eq!(file.metadata().unwrap().len(), 64 * 1024, "size is fixed");
+    }
+
+    #[test]
+    fn a_torn_record_ends_the_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_segment(dir.path(), 1, 64 * 1024).unwrap();
+        write_record(&file, 0, 1, &meta(1), &[1; 100]).unwrap();
+        let second = record_len(&meta(1), 100);
+        write_record(&file, second, 1, &meta(2), &[2; 100]).unwrap();
+        // The last byte of the second data set never reached the disk.
+        file.write_all_at(&[0], second + record_len(&meta(2), 100) - 1)
+            .unwrap();
+        let records = read_records(&file, 1).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].meta, meta(1));
+    }
+
+    #[test]
+    fn a_recycled_segment_forgets_its_old_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_segment(dir.path(), 1, 64 * 1024).unwrap();
+        write_record(&file, 0, 1, &meta(1), &[1; 100]).unwrap();
+        write_record(&file, record_len(&meta(1), 100), 1, &meta(2), &[2; 100]).unwrap();
+        drop(file);
+        let file = recycle_segment(dir.path(), 1, 2).unwrap();
+        assert!(read_records(&file, 2).unwrap().is_empty());
+        // One new record shorter than the old first one: the old second one must not count.
+        write_record(&file, 0, 2, &meta(3), &[3; 10]).unwrap();
+        let records = read_records(&file, 2).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].dataset, vec![3; 10]);
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![2]);
+    }
+}
