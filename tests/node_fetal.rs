@@ -223,7 +223,7 @@ async fn an_image_whose_ingest_event_was_dropped_is_read_back_from_the_spool() {
         .unwrap();
     let (sink, driver) = segnode::pipeline::driver::spawn(
         &config,
-        spool,
+        spool.clone(),
         pipelines,
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );
@@ -232,7 +232,7 @@ async fn an_image_whose_ingest_event_was_dropped_is_read_back_from_the_spool() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     // An SCP on the same spool whose events go elsewhere: the image is stored, the
     // pipelines hear nothing of it; then the drop is counted, as the SCP does.
-    let mut scp = common::TestNode::start_in(&data, |_| {}).await;
+    let mut scp = common::TestNode::start_on(spool, common::test_config(&data)).await;
     let peer: Peer = format!("{}@127.0.0.1:{}", common::NODE_AE, scp.port())
         .parse()
         .unwrap();

@@ -92,23 +92,14 @@ pub(crate) async fn handle(
         }
     };
 
-    let spool = Arc::clone(spool);
-    let (class, instance, ts, ae) = (
-        sop_class_uid.clone(),
-        sop_instance_uid.clone(),
-        context.transfer_syntax.clone(),
-        calling_ae.to_string(),
-    );
-    let stored = tokio::task::spawn_blocking(move || {
-        spool.store(IncomingInstance {
-            sop_class_uid: &class,
-            sop_instance_uid: &instance,
-            transfer_syntax_uid: &ts,
-            dataset,
-            calling_ae: &ae,
-        })
-    })
-    .await;
+    let incoming = IncomingInstance {
+        sop_class_uid: &sop_class_uid,
+        sop_instance_uid: &sop_instance_uid,
+        transfer_syntax_uid: &context.transfer_syntax,
+        dataset,
+        calling_ae,
+    };
+    let stored = store_off_the_runtime(spool, incoming).await;
     match stored {
         Ok(Ok(stored)) => respond(Status::SUCCESS, None, Some(stored)),
         Ok(Err(err)) => {
@@ -120,8 +111,8 @@ pub(crate) async fn handle(
             }
             respond(status, Some(error_comment(&err)), None)
         }
-        Err(join) => {
-            error!(sop_instance = %sop_instance_uid, cause = %join, "spool task failed (a bug: please report it with the log)");
+        Err(panic) => {
+            error!(sop_instance = %sop_instance_uid, cause = %panic, "storing panicked (a bug: please report it with the log)");
             respond(
                 Status::PROCESSING_FAILURE,
                 Some("internal error while storing; see SCP log".into()),
@@ -129,6 +120,52 @@ pub(crate) async fn handle(
             )
         }
     }
+}
+
+/// Run the blocking [`Spool::store`] (parse, journal append, flush) without stalling the
+/// runtime. On a multi-thread runtime (`serve`) it runs right here under `block_in_place`,
+/// which moves this worker's other tasks elsewhere: two thread hand-offs fewer per instance
+/// than the blocking pool, measured at 5-7 % of a 512-instance ingest. A current-thread
+/// runtime cannot do that, so there it goes to the blocking pool. A panic becomes an error.
+async fn store_off_the_runtime(
+    spool: &Arc<Spool>,
+    incoming: IncomingInstance<'_>,
+) -> Result<Result<StoredInstance, SpoolError>, String> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| spool.store(incoming)))
+                .map_err(|panic| panic_message(&panic))
+        })
+    } else {
+        let spool = Arc::clone(spool);
+        let (class, instance, ts, ae) = (
+            incoming.sop_class_uid.to_string(),
+            incoming.sop_instance_uid.to_string(),
+            incoming.transfer_syntax_uid.to_string(),
+            incoming.calling_ae.to_string(),
+        );
+        let dataset = incoming.dataset;
+        tokio::task::spawn_blocking(move || {
+            spool.store(IncomingInstance {
+                sop_class_uid: &class,
+                sop_instance_uid: &instance,
+                transfer_syntax_uid: &ts,
+                dataset,
+                calling_ae: &ae,
+            })
+        })
+        .await
+        .map_err(|join| join.to_string())
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
 }
 
 /// A short (ErrorComment is LO: at most 64 characters) reason for the peer's operator.

@@ -5,10 +5,13 @@
 //!   success, because a crash from here on is repaired by replaying the journal at the next
 //!   start ([`Journal::open`]).
 //! - the filer thread, after the acknowledgement: it turns records into Part 10 files and
-//!   index rows, in batches (one index transaction each). A segment that is no longer written
-//!   and whose instances are all filed has its files and folders fsynced and is then
-//!   recycled as the next spare, so the journal only ever holds what is not yet safely
-//!   filed (plus, for up to [`IDLE_ROLL`], what was filed last).
+//!   index rows, in batches (one index transaction each, not flushed). A segment that is
+//!   no longer written and whose instances are all filed is retired: one `syncfs` makes its
+//!   files and folders durable, one flushed index commit its rows, and the segment is
+//!   recycled as a spare. While instances arrive, retiring waits until the writer is about
+//!   to run out of spares, so those flushes do not compete with the C-STORE's own; once
+//!   the node is quiet for [`IDLE_ROLL`], everything filed is retired and the journal is
+//!   empty.
 //!
 //! Readers that need the files or the rows ([`Journal::settle`]) wait until the filer has
 //! caught up with everything acknowledged before they asked; that wait is milliseconds.
@@ -46,8 +49,8 @@ const RETRY_DELAYS: [Duration; 3] = [
     Duration::from_millis(500),
     Duration::from_secs(2),
 ];
-/// Spare segments kept ready beside the current one.
-const SPARES: usize = 1;
+/// Spare segments kept ready beside the current one (a fresh spool makes this many).
+const SPARES: usize = 2;
 /// Nice value of the filer thread.
 const FILER_NICE: libc::c_int = 10;
 
@@ -56,6 +59,8 @@ pub struct Journal {
     shared: Arc<Shared>,
     hand_over: Mutex<HandOver>,
     filer: Option<JoinHandle<()>>,
+    /// The `flock` that keeps a second node off this journal.
+    _lock: File,
 }
 
 struct HandOver {
@@ -98,8 +103,6 @@ struct Book {
     filed: u64,
     /// Records the filer gave up on: the segment is kept for the next start's replay.
     unfiled: u64,
-    /// Files filed from this segment, relative to the data folder, to fsync at retirement.
-    paths: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -115,7 +118,6 @@ struct Filing {
     seq: u64,
     generation: u64,
     offset: u64,
-    file: Arc<File>,
     header: InstanceHeader,
     meta: RecordMeta,
     /// The data set, unless the queue was over [`QUEUE_BYTES`] (then read back).
@@ -133,30 +135,33 @@ impl Journal {
             move |source| SpoolError::Io { path, source }
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let lock = journal::lock_exclusively(&dir).map_err(io(&dir))?;
+        index.commit_lazily()?;
         let generations = journal::list_segments(&dir).map_err(io(&dir))?;
         let mut next_generation = generations.last().map_or(1, |g| g + 1);
 
-        let mut replayed = Vec::new();
+        let mut replayed = 0usize;
         for &generation in &generations {
             let path = journal::segment_path(&dir, generation);
             let file = File::open(&path).map_err(io(&path))?;
             for record in journal::read_records(&file, generation).map_err(io(&path))? {
-                if let Some(relative) = replay(root, &mut index, record)? {
-                    replayed.push(relative);
-                }
+                replayed += usize::from(replay(root, &mut index, record)?);
             }
         }
-        files::sync_filed(root, &replayed)?;
-        if !replayed.is_empty() {
+        if !generations.is_empty() {
+            files::sync_file_system(root)?;
+            index.record_retired(&generations, super::now_ms())?;
+        }
+        if replayed > 0 {
             info!(
-                instances = replayed.len(),
+                instances = replayed,
                 "journal replayed: instances acknowledged before the last stop are filed"
             );
         }
 
         let mut spares = VecDeque::new();
         for &generation in &generations {
-            if spares.len() < SPARES + 1 && segment_len(&dir, generation) == Some(segment_bytes) {
+            if spares.len() < SPARES && segment_len(&dir, generation) == Some(segment_bytes) {
                 let file = journal::recycle_segment(&dir, generation, next_generation)
                     .map_err(io(&dir))?;
                 spares.push_back(Segment::new(next_generation, file));
@@ -166,7 +171,7 @@ impl Journal {
                 std::fs::remove_file(&path).map_err(io(&path))?;
             }
         }
-        if spares.is_empty() {
+        while spares.len() < SPARES {
             let file =
                 journal::create_segment(&dir, next_generation, segment_bytes).map_err(io(&dir))?;
             spares.push_back(Segment::new(next_generation, file));
@@ -202,6 +207,7 @@ impl Journal {
                 next_seq: 1,
             }),
             filer: Some(filer),
+            _lock: lock,
         })
     }
 
@@ -241,7 +247,6 @@ impl Journal {
             seq,
             generation,
             offset,
-            file,
             header,
             meta,
             dataset: in_memory.then_some(dataset),
@@ -340,7 +345,6 @@ impl Shared {
                     queued: 0,
                     filed: 0,
                     unfiled: 0,
-                    paths: Vec::new(),
                 },
             );
             segments.current = Some(segment);
@@ -381,6 +385,15 @@ impl Segments {
         }
     }
 
+    /// Sealed segments with every record filed, nothing being written into them.
+    fn retirable(&self) -> Vec<u64> {
+        self.books
+            .iter()
+            .filter(|(_, b)| b.sealed && b.writing == 0 && b.unfiled == 0 && b.filed == b.queued)
+            .map(|(g, _)| *g)
+            .collect()
+    }
+
     fn take_generation(&mut self) -> u64 {
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -409,16 +422,40 @@ impl Filer {
                         }
                     }
                     self.file_batch(batch);
+                    self.maintain(false);
                 }
-                Err(RecvTimeoutError::Timeout) => self.seal_if_idle(),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.seal_if_idle();
+                    self.maintain(true);
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.seal_if_idle();
                     self.retire_filed_segments();
                     return;
                 }
             }
+        }
+    }
+
+    /// Keep spares coming without flushing while instances arrive: retire (and so recycle)
+    /// when quiet, or when the writer is about to need a spare and there is none; make a new
+    /// segment only when there is nothing to recycle.
+    fn maintain(&mut self, idle: bool) {
+        let (needs_spare, retirable) = {
+            let segments = lock(&self.shared.segments);
+            let soon_full = segments
+                .current
+                .as_ref()
+                .is_none_or(|c| c.offset * 2 >= self.shared.segment_bytes);
+            (
+                segments.spares.is_empty() && soon_full,
+                !segments.retirable().is_empty(),
+            )
+        };
+        if retirable && (idle || needs_spare) {
             self.retire_filed_segments();
-            self.keep_a_spare();
+        } else if needs_spare {
+            self.make_a_spare();
         }
     }
 
@@ -436,7 +473,7 @@ impl Filer {
                 let dataset = match &filing.dataset {
                     Some(bytes) => bytes.as_slice(),
                     None => {
-                        read_back = read_dataset(filing)?;
+                        read_back = read_dataset(&self.shared.dir, filing)?;
                         read_back.as_slice()
                     }
                 };
@@ -495,10 +532,12 @@ impl Filer {
 
         {
             let mut segments = lock(&self.shared.segments);
-            for (filing, relative, _) in &filed {
-                let book = segments.books.get_mut(&filing.generation).expect("booked");
-                book.filed += 1;
-                book.paths.push(relative.clone());
+            for (filing, _, _) in &filed {
+                segments
+                    .books
+                    .get_mut(&filing.generation)
+                    .expect("booked")
+                    .filed += 1;
             }
             for filing in &failed {
                 segments
@@ -541,30 +580,30 @@ impl Filer {
         }
     }
 
-    /// Sealed segments whose records are all filed: fsync their files and folders, then make
-    /// them spares (or delete them when there are enough).
+    /// Sealed segments whose records are all filed: make their files, folders and index
+    /// rows durable (one `syncfs`, one flushed commit), then make them spares, or delete them
+    /// when there are enough.
     fn retire_filed_segments(&mut self) {
         let done: Vec<(u64, Book)> = {
             let mut segments = lock(&self.shared.segments);
-            let ready: Vec<u64> = segments
-                .books
-                .iter()
-                .filter(|(_, b)| {
-                    b.sealed && b.writing == 0 && b.unfiled == 0 && b.filed == b.queued
-                })
-                .map(|(g, _)| *g)
-                .collect();
+            let ready = segments.retirable();
             ready
                 .into_iter()
                 .map(|g| (g, segments.books.remove(&g).expect("listed")))
                 .collect()
         };
+        if done.is_empty() {
+            return;
+        }
+        let generations: Vec<u64> = done.iter().map(|(g, _)| *g).collect();
+        let durable = files::sync_file_system(&self.shared.root)
+            .and_then(|()| Ok(self.index.record_retired(&generations, super::now_ms())?));
+        if let Err(e) = durable {
+            error!(?generations, cause = %e, "cannot make filed instances durable; their journal segments are kept and retried");
+            lock(&self.shared.segments).books.extend(done);
+            return;
+        }
         for (generation, book) in done {
-            if let Err(e) = files::sync_filed(&self.shared.root, &book.paths) {
-                error!(generation, cause = %e, "cannot fsync filed instances; the journal segment is kept and retried");
-                lock(&self.shared.segments).books.insert(generation, book);
-                continue;
-            }
             drop(book.file);
             let mut segments = lock(&self.shared.segments);
             if segments.spares.len() < SPARES {
@@ -582,15 +621,10 @@ impl Filer {
         }
     }
 
-    /// Keep a spare ready so the C-STORE that fills a segment does not wait for a new one.
-    fn keep_a_spare(&mut self) {
-        let generation = {
-            let mut segments = lock(&self.shared.segments);
-            if !segments.spares.is_empty() {
-                return;
-            }
-            segments.take_generation()
-        };
+    /// Make a new spare segment (zeros written and flushed), so the C-STORE that fills the
+    /// current one does not wait for it.
+    fn make_a_spare(&mut self) {
+        let generation = lock(&self.shared.segments).take_generation();
         match journal::create_segment(&self.shared.dir, generation, self.shared.segment_bytes) {
             Ok(file) => lock(&self.shared.segments)
                 .spares
@@ -602,23 +636,19 @@ impl Filer {
 
 /// File one record found at start-up. The newest copy of an instance wins: a record older
 /// than the indexed copy is skipped, one the index already holds is written again (its file
-/// may not have reached the disk), a newer one is filed and indexed. Returns the file's path
-/// relative to the data folder, when written.
-fn replay(
-    root: &Path,
-    index: &mut Index,
-    record: journal::Record,
-) -> Result<Option<PathBuf>, SpoolError> {
+/// may not have reached the disk), a newer one is filed and indexed. Returns whether it was
+/// written.
+fn replay(root: &Path, index: &mut Index, record: journal::Record) -> Result<bool, SpoolError> {
     let header = match InstanceHeader::parse(&record.dataset, &record.meta.transfer_syntax_uid) {
         Ok(header) => header,
         Err(e) => {
             error!(offset = record.offset, cause = %e, "journal record cannot be parsed; skipped");
-            return Ok(None);
+            return Ok(false);
         }
     };
     let indexed = index.received_ms_of(&header.sop_instance_uid)?;
     if indexed.is_some_and(|ms| ms > record.meta.received_ms) {
-        return Ok(None);
+        return Ok(false);
     }
     let relative = files::instance_path(&header);
     let size = files::write_part10(
@@ -643,18 +673,18 @@ fn replay(
             let _ = std::fs::remove_file(root.join(old));
         }
     }
-    Ok(Some(relative))
+    Ok(true)
 }
 
-/// Read a filing's data set back from its segment.
-fn read_dataset(filing: &Filing) -> Result<Vec<u8>, SpoolError> {
-    journal::read_record_at(&filing.file, filing.offset, filing.generation)
+/// Read a filing's data set back from its segment (which is not recycled before the
+/// filing is filed).
+fn read_dataset(dir: &Path, filing: &Filing) -> Result<Vec<u8>, SpoolError> {
+    let path = journal::segment_path(dir, filing.generation);
+    File::open(&path)
+        .and_then(|file| journal::read_record_at(&file, filing.offset, filing.generation))
         .and_then(|r| r.ok_or_else(|| std::io::Error::other("record no longer in its segment")))
         .map(|r| r.dataset)
-        .map_err(|source| SpoolError::Io {
-            path: PathBuf::from(format!("journal segment {}", filing.generation)),
-            source,
-        })
+        .map_err(|source| SpoolError::Io { path, source })
 }
 
 /// Run `what` with bounded retries, logging each failure; `Err(())` once they are spent.

@@ -1,7 +1,8 @@
 //! Writing instance files: to a temporary file, renamed into place, so a reader never sees
 //! half a file. Filed [`Durability::Now`], the file and its directory are fsynced before
 //! returning; filed [`Durability::Later`] (the journal holds the data set meanwhile), the
-//! filer fsyncs a segment's files together with [`sync_filed`] before the segment goes.
+//! filer makes a segment's worth durable at once with [`sync_file_system`] before the
+//! segment goes.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -28,7 +29,7 @@ pub fn instance_path(header: &InstanceHeader) -> PathBuf {
 pub enum Durability {
     /// Before `write_part10` returns (file and directory fsynced).
     Now,
-    /// Later, by [`sync_filed`]; until then the journal holds the data set.
+    /// Later, by [`sync_file_system`]; until then the journal holds the data set.
     Later,
 }
 
@@ -137,31 +138,19 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
         })
 }
 
-/// Make files written [`Durability::Later`] durable: each file, then every directory from
-/// the file's up to `instances/` (a file's entry, and a new series' or study's folder entry,
-/// are only durable once their directory is fsynced). Files that are gone (replaced by a
-/// re-sent copy elsewhere) are skipped.
-pub fn sync_filed(root: &Path, relative_paths: &[PathBuf]) -> Result<(), SpoolError> {
-    let mut dirs = std::collections::BTreeSet::new();
-    for relative in relative_paths {
-        let path = root.join(relative);
-        match File::open(&path) {
-            Ok(file) => file.sync_all().map_err(|source| SpoolError::Io {
-                path: path.clone(),
-                source,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(source) => return Err(SpoolError::Io { path, source }),
-        }
-        let mut dir = relative.parent();
-        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
-            dirs.insert(root.join(d));
-            dir = d.parent();
-        }
-    }
-    // Deepest first: a folder's own entry is synced after what it holds.
-    for dir in dirs.iter().rev() {
-        sync_dir(dir)?;
+/// Make everything written [`Durability::Later`] under `root` durable: one `syncfs` of
+/// the file system holding it (data, inodes and directory entries, then one device flush),
+/// rather than an fsync per file and folder.
+pub fn sync_file_system(root: &Path) -> Result<(), SpoolError> {
+    use std::os::fd::AsRawFd;
+    let io = |source| SpoolError::Io {
+        path: root.to_path_buf(),
+        source,
+    };
+    let dir = File::open(root).map_err(io)?;
+    // SAFETY: syncfs on a descriptor we own; no memory is passed.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(io(std::io::Error::last_os_error()));
     }
     Ok(())
 }

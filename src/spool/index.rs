@@ -85,7 +85,16 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox(state, next_attempt_ms);
 CREATE INDEX outbox_by_study ON outbox(study_uid);
 "#,
+    r#"
+CREATE TABLE journal_retired (
+    generation INTEGER PRIMARY KEY,
+    retired_ms INTEGER NOT NULL
+);
+"#,
 ];
+
+/// Rows kept in `journal_retired` (the most recent retirements, for diagnosis).
+const RETIRED_KEPT: i64 = 1000;
 
 /// Totals over the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -190,6 +199,34 @@ impl Index {
         }
         tx.commit()?;
         Ok(previous)
+    }
+
+    /// This connection's commits are not flushed (WAL, `synchronous=NORMAL`): for the
+    /// filer, whose rows the journal holds until [`Index::record_retired`] flushes them.
+    pub fn commit_lazily(&self) -> rusqlite::Result<()> {
+        self.conn.pragma_update(None, "synchronous", "NORMAL")
+    }
+
+    /// Record retired journal segments in a commit flushed with `synchronous=FULL`: its WAL
+    /// sync makes every earlier commit of this connection durable too.
+    pub fn record_retired(&mut self, generations: &[u64], now_ms: i64) -> rusqlite::Result<()> {
+        self.conn.pragma_update(None, "synchronous", "FULL")?;
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            for generation in generations {
+                tx.execute(
+                    "INSERT OR REPLACE INTO journal_retired (generation, retired_ms) VALUES (?1, ?2)",
+                    params![*generation as i64, now_ms],
+                )?;
+            }
+            tx.execute(
+                "DELETE FROM journal_retired WHERE generation <= (SELECT MAX(generation) FROM journal_retired) - ?1",
+                params![RETIRED_KEPT],
+            )?;
+            tx.commit()
+        })();
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        result
     }
 
     /// When the stored copy of an instance was received (Unix ms), if there is one.

@@ -8,6 +8,11 @@
 //! A segment is named by its generation (`segment-<generation>.wal`) and every record carries
 //! that generation, so records left from a segment's earlier use end the scan of its new one.
 //!
+//! Records are written with `O_DIRECT` where the file system allows it: each starts at a
+//! multiple of [`ALIGN`] and is padded to one, and goes from an aligned buffer straight to
+//! the device, so the flush has no page cache to write back first (and the journal does not
+//! fill the page cache). Elsewhere the same aligned records go through the page cache.
+//!
 //! Record layout (little endian):
 //! ```text
 //! 0   "SNJ1"            magic
@@ -18,16 +23,22 @@
 //! 28  u32               zero
 //! 32  meta              received_ms i64, then transfer syntax UID and calling AE (u16 length + bytes)
 //! ..  data set          as received
+//! ..  zeros             up to the next multiple of ALIGN
 //! ```
 
+use std::cell::RefCell;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 4] = b"SNJ1";
 const HEADER_BYTES: u64 = 32;
 const ZERO_CHUNK: usize = 1 << 20;
+
+/// Record alignment: the logical block size `O_DIRECT` needs, 4 KiB covering every common
+/// device.
+pub const ALIGN: u64 = 4096;
 
 /// The longest meta a record may carry (two UIDs/AE titles and a time: a few hundred bytes).
 const MAX_META: u32 = 4096;
@@ -54,9 +65,9 @@ pub struct Record {
     pub dataset: Vec<u8>,
 }
 
-/// The bytes a record takes in a segment.
+/// The bytes a record takes in a segment, padding included.
 pub fn record_len(meta: &RecordMeta, dataset_len: usize) -> u64 {
-    HEADER_BYTES + encode_meta(meta).len() as u64 + dataset_len as u64
+    (HEADER_BYTES + encode_meta(meta).len() as u64 + dataset_len as u64).next_multiple_of(ALIGN)
 }
 
 /// A segment file's path for a generation.
@@ -101,9 +112,11 @@ pub fn create_segment(dir: &Path, generation: u64, bytes: u64) -> std::io::Resul
         left -= n as u64;
     }
     file.sync_all()?;
-    fs::rename(&tmp, segment_path(dir, generation))?;
+    drop(file);
+    let path = segment_path(dir, generation);
+    fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
-    Ok(file)
+    open_for_writing(&path)
 }
 
 /// Give a segment whose records are all filed a new generation (rename, directory fsync),
@@ -112,10 +125,33 @@ pub fn recycle_segment(dir: &Path, old: u64, new: u64) -> std::io::Result<File> 
     let path = segment_path(dir, new);
     fs::rename(segment_path(dir, old), &path)?;
     sync_dir(dir)?;
-    OpenOptions::new().read(true).write(true).open(path)
+    open_for_writing(&path)
 }
 
-/// Append one record at `offset` (not yet durable: the caller `sync_data`s the file).
+/// Open a segment for appending records: `O_DIRECT` where the file system supports it
+/// (not tmpfs, for one), else through the page cache.
+fn open_for_writing(path: &Path) -> std::io::Result<File> {
+    let direct = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path);
+    match direct {
+        Ok(file) => Ok(file),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            OpenOptions::new().write(true).open(path)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+thread_local! {
+    /// Each writing thread's record buffer, reused: it holds one record at an aligned
+    /// address (`O_DIRECT` needs the memory aligned too).
+    static RECORD_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Write one record at `offset` (a multiple of [`ALIGN`]) in one aligned write; not yet
+/// durable: the caller `sync_data`s the file.
 pub fn write_record(
     file: &File,
     offset: u64,
@@ -123,6 +159,7 @@ pub fn write_record(
     meta: &RecordMeta,
     dataset: &[u8],
 ) -> std::io::Result<()> {
+    debug_assert_eq!(offset % ALIGN, 0);
     let meta_bytes = encode_meta(meta);
     let mut head = [0u8; HEADER_BYTES as usize];
     head[0..4].copy_from_slice(MAGIC);
@@ -134,11 +171,23 @@ pub fn write_record(
     crc.update(&meta_bytes);
     crc.update(dataset);
     head[24..28].copy_from_slice(&crc.finalize().to_le_bytes());
-    let mut first = Vec::with_capacity(head.len() + meta_bytes.len());
-    first.extend_from_slice(&head);
-    first.extend_from_slice(&meta_bytes);
-    file.write_all_at(&first, offset)?;
-    file.write_all_at(dataset, offset + first.len() as u64)
+
+    let len = record_len(meta, dataset.len()) as usize;
+    RECORD_BUFFER.with_borrow_mut(|buffer| {
+        if buffer.len() < len + ALIGN as usize {
+            buffer.resize(len + ALIGN as usize, 0);
+        }
+        let start = buffer.as_ptr().align_offset(ALIGN as usize);
+        let record = &mut buffer[start..start + len];
+        let (head_part, rest) = record.split_at_mut(head.len());
+        head_part.copy_from_slice(&head);
+        let (meta_part, rest) = rest.split_at_mut(meta_bytes.len());
+        meta_part.copy_from_slice(&meta_bytes);
+        let (data_part, padding) = rest.split_at_mut(dataset.len());
+        data_part.copy_from_slice(dataset);
+        padding.fill(0);
+        file.write_all_at(record, offset)
+    })
 }
 
 /// Read the records of a segment of `generation`, in order, up to the first place that holds
@@ -194,6 +243,32 @@ pub fn read_record_at(
     }))
 }
 
+/// Take the journal for this process: an exclusive `flock` on `dir/lock`, held while the
+/// returned file is open. Two nodes writing one journal would overwrite each other's
+/// records, so the second is refused.
+pub fn lock_exclusively(dir: &Path) -> std::io::Result<File> {
+    use std::os::fd::AsRawFd;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+            std::io::Error::new(
+                err.kind(),
+                "another segnode serve is using this data folder (its journal is locked); \
+                 stop it or give this one its own --data-dir",
+            )
+        } else {
+            err
+        });
+    }
+    Ok(file)
+}
+
 /// Fsync a directory, so the entries made or renamed in it are durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
@@ -231,6 +306,14 @@ fn decode_meta(bytes: &[u8]) -> Option<RecordMeta> {
 mod tests {
     use super::*;
 
+    fn records(dir: &Path, generation: u64) -> Vec<Record> {
+        read_records(
+            &File::open(segment_path(dir, generation)).unwrap(),
+            generation,
+        )
+        .unwrap()
+    }
+
     fn meta(ms: i64) -> RecordMeta {
         RecordMeta {
             received_ms: ms,
@@ -249,13 +332,14 @@ mod tests {
             write_record(&file, offset, 7, &meta(i as i64), &data).unwrap();
             offset += record_len(&meta(i as i64), len);
         }
-        let records = read_records(&file, 7).unwrap();
+        let records = records(dir.path(), 7);
         assert_eq!(records.len(), 3);
         assert_eq!(records[2].meta, meta(2));
         assert_eq!(records[2].dataset, vec![3u8; 5000]);
         assert_eq!(records[1].dataset.len(), 0);
         assert_eq!(list_segments(dir.path()).unwrap(), vec![7]);
         assert_eq!(file.metadata().unwrap().len(), 64 * 1024, "size is fixed");
+        assert_eq!(records[1].offset % ALIGN, 0, "records are aligned");
     }
 
     #[test]
@@ -265,10 +349,14 @@ mod tests {
         write_record(&file, 0, 1, &meta(1), &[1; 100]).unwrap();
         let second = record_len(&meta(1), 100);
         write_record(&file, second, 1, &meta(2), &[2; 100]).unwrap();
-        // The last byte of the second data set never reached the disk.
-        file.write_all_at(&[0], second + record_len(&meta(2), 100) - 1)
+        // The last bytes of the second data set never reached the disk.
+        OpenOptions::new()
+            .write(true)
+            .open(segment_path(dir.path(), 1))
+            .unwrap()
+            .write_all_at(&[0; 8], second + HEADER_BYTES + 40)
             .unwrap();
-        let records = read_records(&file, 1).unwrap();
+        let records = records(dir.path(), 1);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].meta, meta(1));
     }
@@ -281,10 +369,10 @@ mod tests {
         write_record(&file, record_len(&meta(1), 100), 1, &meta(2), &[2; 100]).unwrap();
         drop(file);
         let file = recycle_segment(dir.path(), 1, 2).unwrap();
-        assert!(read_records(&file, 2).unwrap().is_empty());
+        assert!(records(dir.path(), 2).is_empty());
         // One new record shorter than the old first one: the old second one must not count.
         write_record(&file, 0, 2, &meta(3), &[3; 10]).unwrap();
-        let records = read_records(&file, 2).unwrap();
+        let records = records(dir.path(), 2);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].dataset, vec![3; 10]);
         assert_eq!(list_segments(dir.path()).unwrap(), vec![2]);

@@ -331,12 +331,14 @@ fn instances_acknowledged_but_not_filed_before_a_crash_are_filed_at_the_next_ope
         ),
     ];
     let mut offset = 0;
+    let mut last = 0;
     for (meta, bytes) in &records {
         journal::write_record(&file, offset, generation, meta, bytes).unwrap();
+        last = offset;
         offset += journal::record_len(meta, bytes.len());
     }
     use std::os::unix::fs::FileExt;
-    file.write_all_at(&[0xFF; 8], offset - 8).unwrap();
+    file.write_all_at(&[0xFF; 8], last + 100).unwrap();
     file.sync_all().unwrap();
     drop(file);
 
@@ -411,4 +413,14 @@ fn an_instance_larger_than_a_segment_is_filed_before_the_acknowledgement() {
         "only the small one went through the journal"
     );
     assert_eq!(spool.counts().unwrap().instances, 2);
+}
+
+#[test]
+fn a_second_node_on_the_same_data_folder_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Spool::open(dir.path(), &storage(1)).unwrap();
+    let err = Spool::open(dir.path(), &storage(1)).err().expect("refused");
+    assert!(err.to_string().contains("another segnode serve"), "{err}");
+    drop(first);
+    Spool::open(dir.path(), &storage(1)).expect("free again once the first is gone");
 }

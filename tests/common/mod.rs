@@ -90,12 +90,18 @@ impl TestNode {
 
     /// Start a node on `data_dir` (kept after the node stops: restart tests use it).
     pub async fn start_in(data_dir: &Path, tweak: impl FnOnce(&mut Config)) -> TestNode {
-        init_logging();
         let mut config = test_config(data_dir);
         tweak(&mut config);
-        let config = Arc::new(config);
         let spool =
             Arc::new(Spool::open(&config.node.data_dir, &config.storage).expect("open the spool"));
+        Self::start_on(spool, config).await
+    }
+
+    /// Start a node's SCP on a spool already open (one spool per data folder: the pipelines
+    /// side of a test may hold it too).
+    pub async fn start_on(spool: Arc<Spool>, config: Config) -> TestNode {
+        init_logging();
+        let config = Arc::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
