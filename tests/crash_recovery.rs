@@ -1,5 +1,6 @@
-//! `kill -9` of `segnode serve`, in the middle of ingest and in the middle of a job: after a
-//! restart on the same spool the study completes and exactly one SEG comes out. The real
+//! `kill -9` of `segnode serve`, in the middle of ingest, right after the last
+//! acknowledgement and in the middle of a job: after a restart on the same spool every
+//! acknowledged instance is there, the study completes and exactly one SEG comes out. The real
 //! binary runs as a child process; nothing here is simulated in-process.
 
 mod common;
@@ -214,6 +215,58 @@ fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
         1,
         "{jobs:?}"
     );
+}
+
+/// The acknowledgement comes after the journal append; the file and the index row after
+/// that. A kill right after the sender's last success leaves the journal unretired (the
+/// filer retires only once the node is quiet), and the restart files every instance from
+/// it: all of them are there, readable, each counted once.
+#[test]
+fn kill_9_right_after_the_last_acknowledgement_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = study(&tmp.path().join("study"), 33);
+    let port = common::free_port();
+    // A node that only stores (a job would read the spool and so wait for the filer).
+    let config = write_config(tmp.path(), "dce_breast", port);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("enabled = ['dce_breast']", "enabled = []");
+    assert!(text.contains("enabled = []"), "{text}");
+    std::fs::write(&config, text).unwrap();
+    let log = tmp.path().join("serve.log");
+    let spool_dir = tmp.path().join("spool");
+
+    let mut node = Node::start(&config, &log);
+    node.wait_ready(port);
+    assert!(
+        send(port, &tmp.path().join("study"))
+            .wait()
+            .unwrap()
+            .success(),
+        "every instance acknowledged"
+    );
+    node.kill9();
+
+    let mut node = Node::start(&config, &log);
+    node.wait_ready(port);
+    node.kill9();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        log_text.contains("journal replayed"),
+        "the kill left acknowledged instances in the journal; log:\n{log_text}"
+    );
+    let spool = Spool::open_existing(&spool_dir).unwrap();
+    assert_eq!(spool.counts().unwrap().instances, s.files.len() as u64);
+    for series in spool.series_of_study(&s.study_uid).unwrap() {
+        for instance in spool.instances_of_series(&series.series_uid).unwrap() {
+            assert_eq!(instance.times_received, 1, "{}", instance.sop_instance_uid);
+            let file = dicom_object::open_file(&instance.path)
+                .unwrap_or_else(|e| panic!("{} unreadable: {e}", instance.path.display()));
+            assert_eq!(
+                file.meta().media_storage_sop_instance_uid(),
+                instance.sop_instance_uid
+            );
+        }
+    }
 }
 
 #[test]

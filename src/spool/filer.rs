@@ -113,6 +113,18 @@ struct Progress {
     pending: HashMap<String, u32>,
 }
 
+impl Progress {
+    /// One filing of this SOP Instance UID is no longer pending.
+    fn not_pending(&mut self, uid: &str) {
+        if let Some(n) = self.pending.get_mut(uid) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending.remove(uid);
+            }
+        }
+    }
+}
+
 /// One acknowledged instance for the filer.
 struct Filing {
     seq: u64,
@@ -239,6 +251,8 @@ impl Journal {
         if !in_memory {
             self.shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
+        // Hand over in sequence order, counting the filing as pending before the filer can
+        // see it (it counts it done).
         let mut hand_over = lock(&self.hand_over);
         let seq = hand_over.next_seq;
         hand_over.next_seq += 1;
@@ -252,24 +266,26 @@ impl Journal {
             dataset: in_memory.then_some(dataset),
         };
         let sent = match &hand_over.tx {
-            Some(tx) => tx.send(filing).is_ok(),
+            Some(tx) => {
+                self.shared.count_pending(&uid, seq);
+                let sent = tx.send(filing).is_ok();
+                if !sent {
+                    self.shared.uncount_pending(&uid, seq);
+                }
+                sent
+            }
             None => false,
         };
-        {
-            let mut segments = lock(&self.shared.segments);
-            let book = segments.books.get_mut(&generation).expect("reserved");
-            book.writing -= 1;
-            if sent {
-                book.queued += 1;
-            } else {
-                // No filer (shutting down): the record stays for the next start's replay.
-                book.unfiled += 1;
-            }
-        }
+        drop(hand_over);
+        let mut segments = lock(&self.shared.segments);
+        let book = segments.books.get_mut(&generation).expect("reserved");
+        book.writing -= 1;
         if sent {
-            let mut progress = lock(&self.shared.progress);
-            progress.queued_seq = seq;
-            *progress.pending.entry(uid).or_default() += 1;
+            book.queued += 1;
+        } else {
+            // No filer (stopping, or gone): the record stays for the next start's replay.
+            error!(sop_instance = %uid, "the spool filer is not running: this instance is filed at the next start");
+            book.unfiled += 1;
         }
         Ok(())
     }
@@ -316,6 +332,20 @@ impl Segment {
 }
 
 impl Shared {
+    /// A filing with this sequence number and SOP Instance UID is about to be handed over.
+    fn count_pending(&self, uid: &str, seq: u64) {
+        let mut progress = lock(&self.progress);
+        progress.queued_seq = seq;
+        *progress.pending.entry(uid.to_string()).or_default() += 1;
+    }
+
+    /// Undo [`Shared::count_pending`] for a hand-over that failed.
+    fn uncount_pending(&self, uid: &str, seq: u64) {
+        let mut progress = lock(&self.progress);
+        progress.queued_seq = seq - 1;
+        progress.not_pending(uid);
+    }
+
     /// Space for a record of `len` bytes in the current segment (rolling to a spare when it
     /// does not fit). The segment's book counts the append as writing until handed over.
     fn reserve(&self, len: u64) -> std::io::Result<(u64, u64, Arc<File>)> {
@@ -554,13 +584,7 @@ impl Filer {
         self.shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         let mut progress = lock(&self.shared.progress);
         for filing in &batch {
-            let uid = filing.header.sop_instance_uid.as_str();
-            if let Some(n) = progress.pending.get_mut(uid) {
-                *n -= 1;
-                if *n == 0 {
-                    progress.pending.remove(uid);
-                }
-            }
+            progress.not_pending(&filing.header.sop_instance_uid);
             progress.filed_seq = progress.filed_seq.max(filing.seq);
         }
         drop(progress);
