@@ -34,7 +34,7 @@ use super::{InstanceHeader, SpoolError};
 
 /// After this long without a new record, the filer closes the current segment (once all of
 /// it is filed), so a quiet node's journal is empty.
-pub const IDLE_ROLL: Duration = Duration::from_secs(1);
+const IDLE_ROLL: Duration = Duration::from_secs(1);
 /// Filings handed to the filer and not yet taken: beyond this the C-STORE waits.
 const QUEUE_DEPTH: usize = 4096;
 /// Data set bytes the queue may hold in memory; beyond, the filer reads them back from the
@@ -76,6 +76,8 @@ struct Shared {
     progress: Mutex<Progress>,
     progressed: Condvar,
     queued_bytes: AtomicU64,
+    /// [`QUEUE_BYTES`], lowered by tests to exercise the read-back.
+    queue_budget: AtomicU64,
 }
 
 /// The segments: the one being written, the spares, and the books of those with records.
@@ -203,6 +205,7 @@ impl Journal {
             progress: Mutex::new(Progress::default()),
             progressed: Condvar::new(),
             queued_bytes: AtomicU64::new(0),
+            queue_budget: AtomicU64::new(QUEUE_BYTES),
         });
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
         let filer = {
@@ -246,8 +249,8 @@ impl Journal {
         }
 
         let bytes = dataset.len() as u64;
-        let in_memory =
-            self.shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes <= QUEUE_BYTES;
+        let in_memory = self.shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes
+            <= self.shared.queue_budget.load(Ordering::Relaxed);
         if !in_memory {
             self.shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         }
@@ -288,6 +291,13 @@ impl Journal {
             book.unfiled += 1;
         }
         Ok(())
+    }
+
+    /// Hold at most `bytes` of data sets in the filer's queue (tests: 0 makes the filer
+    /// read every data set back from its segment).
+    #[cfg(test)]
+    pub fn set_queue_budget(&self, bytes: u64) {
+        self.shared.queue_budget.store(bytes, Ordering::Relaxed);
     }
 
     /// Whether an instance with this SOP Instance UID is acknowledged and not yet filed.
@@ -698,6 +708,37 @@ fn replay(root: &Path, index: &mut Index, record: journal::Record) -> Result<boo
         }
     }
     Ok(true)
+}
+
+/// How many records in the journal under `root` the index does not hold yet (or holds an
+/// older copy of): instances acknowledged and not yet filed. Reads the segments without
+/// taking the journal, for a look beside a running node (whose newest records it may miss
+/// or see being filed) or at a stopped one (whose next start files them).
+pub fn unfiled_in(root: &Path, index: &Index) -> Result<u64, SpoolError> {
+    let dir = root.join("journal");
+    if !dir.is_dir() {
+        return Ok(0);
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SpoolError::Io { path, source }
+    };
+    let mut unfiled = 0;
+    for generation in journal::list_segments(&dir).map_err(io(&dir))? {
+        let path = journal::segment_path(&dir, generation);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // recycled meanwhile
+            Err(e) => return Err(io(&path)(e)),
+        };
+        for record in journal::read_records(&file, generation).map_err(io(&path))? {
+            let indexed = index.received_ms_of(&record.meta.sop_instance_uid)?;
+            if indexed.is_none_or(|ms| ms < record.meta.received_ms) {
+                unfiled += 1;
+            }
+        }
+    }
+    Ok(unfiled)
 }
 
 /// Read a filing's data set back from its segment (which is not recycled before the

@@ -21,7 +21,8 @@
 //! 16  u64               generation of the segment
 //! 24  u32               CRC-32 of bytes 4..24, the meta and the data set
 //! 28  u32               zero
-//! 32  meta              received_ms i64, then transfer syntax UID and calling AE (u16 length + bytes)
+//! 32  meta              received_ms i64, then transfer syntax UID, calling AE and SOP
+//!                       Instance UID (each u16 length + bytes)
 //! ..  data set          as received
 //! ..  zeros             up to the next multiple of ALIGN
 //! ```
@@ -52,6 +53,9 @@ pub struct RecordMeta {
     pub transfer_syntax_uid: String,
     /// Calling AE of the association.
     pub calling_ae: String,
+    /// SOP Instance UID of the data set (so a record can be matched with the index without
+    /// parsing the data set).
+    pub sop_instance_uid: String,
 }
 
 /// One record read back from a segment.
@@ -275,10 +279,14 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 fn encode_meta(meta: &RecordMeta) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(8 + 4 + meta.transfer_syntax_uid.len() + meta.calling_ae.len());
+    let texts = [
+        &meta.transfer_syntax_uid,
+        &meta.calling_ae,
+        &meta.sop_instance_uid,
+    ];
+    let mut out = Vec::with_capacity(8 + texts.iter().map(|t| 2 + t.len()).sum::<usize>());
     out.extend_from_slice(&meta.received_ms.to_le_bytes());
-    for text in [&meta.transfer_syntax_uid, &meta.calling_ae] {
+    for text in texts {
         let bytes = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
         out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
         out.extend_from_slice(bytes);
@@ -299,6 +307,7 @@ fn decode_meta(bytes: &[u8]) -> Option<RecordMeta> {
         received_ms,
         transfer_syntax_uid: text()?,
         calling_ae: text()?,
+        sop_instance_uid: text()?,
     })
 }
 
@@ -319,6 +328,7 @@ mod tests {
             received_ms: ms,
             transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
             calling_ae: "STORESCU".into(),
+            sop_instance_uid: format!("1.2.3.{ms}"),
         }
     }
 

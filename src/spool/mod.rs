@@ -226,6 +226,7 @@ impl Spool {
                 received_ms,
                 transfer_syntax_uid: incoming.transfer_syntax_uid.to_string(),
                 calling_ae: incoming.calling_ae.trim().to_string(),
+                sop_instance_uid: header.sop_instance_uid.clone(),
             };
             if journal.fits(&meta, incoming.dataset.len()) {
                 let replaced = journal.is_pending(&header.sop_instance_uid)
@@ -309,6 +310,13 @@ impl Spool {
                 seconds: SETTLE_TIMEOUT.as_secs(),
             }),
         }
+    }
+
+    /// Instances acknowledged (in the journal) whose file and index row are not there yet:
+    /// 0 on a quiet node; after a crash, what its next start files.
+    pub fn unfiled(&self) -> Result<u64, SpoolError> {
+        let index = self.lock_index();
+        filer::unfiled_in(&self.root, &index)
     }
 
     /// Studies, series and instances in the index.

@@ -19,6 +19,14 @@ pub fn status_report(data_dir: &Path) -> Result<String, SpoolError> {
         counts.series,
         counts.instances
     );
+    let unfiled = spool.unfiled()?;
+    if unfiled > 0 {
+        let _ = writeln!(
+            out,
+            "journal: {unfiled} acknowledged instances not yet filed (a running node files them \
+             within milliseconds, a stopped one at its next start)"
+        );
+    }
     for study in spool.studies()? {
         let _ = writeln!(
             out,

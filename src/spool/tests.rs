@@ -307,26 +307,27 @@ fn instances_acknowledged_but_not_filed_before_a_crash_are_filed_at_the_next_ope
             generation,
         ))
         .unwrap();
-    let meta = |received_ms| journal::RecordMeta {
+    let meta = |received_ms, sop: &str| journal::RecordMeta {
         received_ms,
         transfer_syntax_uid: uids::EXPLICIT_VR_LE.to_string(),
         calling_ae: "CRASHED".to_string(),
+        sop_instance_uid: sop.to_string(),
     };
     let records = [
         (
-            meta(first_received + 1000),
+            meta(first_received + 1000, "1.2.3.4.2"),
             dataset_with("1.2.3", "1.2.3.4", Some("1.2.3.4.2"), "NEW", 0),
         ),
         (
-            meta(first_received + 2000),
+            meta(first_received + 2000, "1.2.3.4.1"),
             dataset_with("1.2.3", "1.2.3.9", Some("1.2.3.4.1"), "MOVED", 0),
         ),
         (
-            meta(first_received - 60_000),
+            meta(first_received - 60_000, "1.2.3.4.1"),
             dataset_with("1.2.3", "1.2.3.4", Some("1.2.3.4.1"), "OLD", 0),
         ),
         (
-            meta(first_received + 3000),
+            meta(first_received + 3000, "1.2.3.4.3"),
             dataset_with("1.2.3", "1.2.3.4", Some("1.2.3.4.3"), "TORN", 0),
         ),
     ];
@@ -341,6 +342,16 @@ fn instances_acknowledged_but_not_filed_before_a_crash_are_filed_at_the_next_ope
     file.write_all_at(&[0xFF; 8], last + 100).unwrap();
     file.sync_all().unwrap();
     drop(file);
+    // What `segnode status` says of the stopped node: the new instance and the newer copy
+    // are not filed yet; the older copy is not counted, the index holds a newer one.
+    let viewer = Spool::open_existing(dir.path()).unwrap();
+    assert_eq!(viewer.unfiled().unwrap(), 2);
+    assert!(
+        status_report(dir.path())
+            .unwrap()
+            .contains("journal: 2 acknowledged instances not yet filed")
+    );
+    drop(viewer);
 
     let spool = Spool::open(dir.path(), &storage(1)).unwrap();
     assert_eq!(
@@ -362,6 +373,7 @@ fn instances_acknowledged_but_not_filed_before_a_crash_are_filed_at_the_next_ope
         "the copy under the old series is gone"
     );
     assert!(spool.instance("1.2.3.4.3").unwrap().is_none());
+    assert_eq!(spool.unfiled().unwrap(), 0, "all filed after the replay");
     drop(spool);
 
     // Replayed once: the segments were recycled, a second open files nothing again.
@@ -423,4 +435,23 @@ fn a_second_node_on_the_same_data_folder_is_refused() {
     assert!(err.to_string().contains("another segnode serve"), "{err}");
     drop(first);
     Spool::open(dir.path(), &storage(1)).expect("free again once the first is gone");
+}
+
+#[test]
+fn beyond_its_memory_budget_the_filer_reads_data_sets_back_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), &storage(1)).unwrap();
+    spool.journal.as_ref().unwrap().set_queue_budget(0);
+    for i in 0..12 {
+        let sop = format!("1.2.3.4.{i}");
+        let bytes = dataset_with("1.2.3", "1.2.3.4", Some(&sop), &format!("P{i}"), 90_000 + i);
+        spool.store(incoming(&bytes, &sop)).unwrap();
+    }
+    for i in 0..12 {
+        let row = spool.instance(&format!("1.2.3.4.{i}")).unwrap().unwrap();
+        assert_eq!(patient_of(&row.path), format!("P{i}"));
+        let file = OpenFileOptions::new().open_file(&row.path).unwrap();
+        let pixels = file.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+        assert_eq!(pixels.len(), (90_000 + i + 1) & !1, "even length, padded");
+    }
 }
