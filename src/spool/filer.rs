@@ -59,8 +59,6 @@ pub struct Journal {
     shared: Arc<Shared>,
     hand_over: Mutex<HandOver>,
     filer: Option<JoinHandle<()>>,
-    /// The `flock` that keeps a second node off this journal.
-    _lock: File,
 }
 
 struct HandOver {
@@ -70,6 +68,8 @@ struct HandOver {
 
 struct Shared {
     root: PathBuf,
+    /// The data folder, open since the journal opened, for `syncfs` (see `Journal::open`).
+    root_dir: File,
     dir: PathBuf,
     segment_bytes: u64,
     segments: Mutex<Segments>,
@@ -105,6 +105,9 @@ struct Book {
     filed: u64,
     /// Records the filer gave up on: the segment is kept for the next start's replay.
     unfiled: u64,
+    /// Making its files durable failed once: a later flush may not report the lost write
+    /// again, so the segment is kept for the next start's replay.
+    pinned: bool,
 }
 
 #[derive(Default)]
@@ -139,31 +142,44 @@ struct Filing {
 }
 
 impl Journal {
-    /// Open the journal under `root/journal`: replay every record a previous run left (files
-    /// and index rows, newest copy wins), make that durable, recycle the segments and start
-    /// the filer. `index` is the filer's own connection.
-    pub fn open(root: &Path, segment_bytes: u64, mut index: Index) -> Result<Journal, SpoolError> {
+    /// Open the journal under `root/journal` (the caller holds its lock): replay every
+    /// record a previous run left (files and index rows, newest copy wins), make that
+    /// durable, and recycle the segments. With `segment_bytes` 0 (no journal configured) the
+    /// segments are removed after the replay and there is no journal; otherwise the filer
+    /// starts. `index` is the filer's own connection.
+    pub fn open(
+        root: &Path,
+        segment_bytes: u64,
+        mut index: Index,
+    ) -> Result<Option<Journal>, SpoolError> {
         let dir = root.join("journal");
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SpoolError::Io { path, source }
         };
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let lock = journal::lock_exclusively(&dir).map_err(io(&dir))?;
+        // Opened before anything is filed: `syncfs` reports the write-back errors that
+        // happened since its descriptor was opened, once.
+        let root_dir = File::open(root).map_err(io(root))?;
         index.commit_lazily()?;
+        journal::remove_partial_segments(&dir).map_err(io(&dir))?;
         let generations = journal::list_segments(&dir).map_err(io(&dir))?;
         let mut next_generation = generations.last().map_or(1, |g| g + 1);
 
         let mut replayed = 0usize;
+        let mut kept = Vec::new();
         for &generation in &generations {
             let path = journal::segment_path(&dir, generation);
             let file = File::open(&path).map_err(io(&path))?;
             for record in journal::read_records(&file, generation).map_err(io(&path))? {
-                replayed += usize::from(replay(root, &mut index, record)?);
+                match replay(root, &mut index, record)? {
+                    Replayed::Filed => replayed += 1,
+                    Replayed::Superseded => {}
+                    Replayed::Unparseable => kept.push(generation),
+                }
             }
         }
         if !generations.is_empty() {
-            files::sync_file_system(root)?;
+            files::sync_file_system(&root_dir, root)?;
             index.record_retired(&generations, super::now_ms())?;
         }
         if replayed > 0 {
@@ -175,7 +191,17 @@ impl Journal {
 
         let mut spares = VecDeque::new();
         for &generation in &generations {
-            if spares.len() < SPARES && segment_len(&dir, generation) == Some(segment_bytes) {
+            if kept.contains(&generation) {
+                let path = journal::set_aside(&dir, generation).map_err(io(&dir))?;
+                error!(
+                    path = %path.display(),
+                    "a journal record could not be parsed at replay; its segment is kept aside \
+                     for inspection (report it with the log)"
+                );
+            } else if segment_bytes > 0
+                && spares.len() < SPARES
+                && segment_len(&dir, generation) == Some(segment_bytes)
+            {
                 let file = journal::recycle_segment(&dir, generation, next_generation)
                     .map_err(io(&dir))?;
                 spares.push_back(Segment::new(next_generation, file));
@@ -184,6 +210,9 @@ impl Journal {
                 let path = journal::segment_path(&dir, generation);
                 std::fs::remove_file(&path).map_err(io(&path))?;
             }
+        }
+        if segment_bytes == 0 {
+            return Ok(None);
         }
         while spares.len() < SPARES {
             let file =
@@ -194,6 +223,7 @@ impl Journal {
 
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
+            root_dir,
             dir,
             segment_bytes,
             segments: Mutex::new(Segments {
@@ -215,15 +245,14 @@ impl Journal {
                 .spawn(move || Filer { shared, index, rx }.run())
                 .map_err(io(root))?
         };
-        Ok(Journal {
+        Ok(Some(Journal {
             shared,
             hand_over: Mutex::new(HandOver {
                 tx: Some(tx),
                 next_seq: 1,
             }),
             filer: Some(filer),
-            _lock: lock,
-        })
+        }))
     }
 
     /// Whether a record of this data set fits in a segment (else it is filed directly).
@@ -385,6 +414,7 @@ impl Shared {
                     queued: 0,
                     filed: 0,
                     unfiled: 0,
+                    pinned: false,
                 },
             );
             segments.current = Some(segment);
@@ -429,7 +459,9 @@ impl Segments {
     fn retirable(&self) -> Vec<u64> {
         self.books
             .iter()
-            .filter(|(_, b)| b.sealed && b.writing == 0 && b.unfiled == 0 && b.filed == b.queued)
+            .filter(|(_, b)| {
+                b.sealed && !b.pinned && b.writing == 0 && b.unfiled == 0 && b.filed == b.queued
+            })
             .map(|(g, _)| *g)
             .collect()
     }
@@ -630,11 +662,19 @@ impl Filer {
             return;
         }
         let generations: Vec<u64> = done.iter().map(|(g, _)| *g).collect();
-        let durable = files::sync_file_system(&self.shared.root)
+        let durable = files::sync_file_system(&self.shared.root_dir, &self.shared.root)
             .and_then(|()| Ok(self.index.record_retired(&generations, super::now_ms())?));
         if let Err(e) = durable {
-            error!(?generations, cause = %e, "cannot make filed instances durable; their journal segments are kept and retried");
-            lock(&self.shared.segments).books.extend(done);
+            error!(
+                ?generations, cause = %e,
+                "cannot make filed instances durable (the disk is failing?); their journal \
+                 segments are kept and filed again at the next start"
+            );
+            let mut segments = lock(&self.shared.segments);
+            for (generation, mut book) in done {
+                book.pinned = true;
+                segments.books.insert(generation, book);
+            }
             return;
         }
         for (generation, book) in done {
@@ -668,21 +708,31 @@ impl Filer {
     }
 }
 
-/// File one record found at start-up. The newest copy of an instance wins: a record older
-/// than the indexed copy is skipped, one the index already holds is written again (its file
-/// may not have reached the disk), a newer one is filed and indexed. Returns whether it was
-/// written.
-fn replay(root: &Path, index: &mut Index, record: journal::Record) -> Result<bool, SpoolError> {
+/// What replaying one record did.
+enum Replayed {
+    /// Its file was written (and its row upserted unless the index already had it).
+    Filed,
+    /// The index holds a newer copy of the instance.
+    Superseded,
+    /// The data set no longer parses (it did when it was acknowledged): its segment is kept.
+    Unparseable,
+}
+
+/// File one record found at start-up. The newest copy of an instance wins (received times
+/// are unique and increasing, see `Spool::next_received_ms`): a record older than the
+/// indexed copy is skipped, one the index already holds is written again (its file may not
+/// have reached the disk), a newer one is filed and indexed.
+fn replay(root: &Path, index: &mut Index, record: journal::Record) -> Result<Replayed, SpoolError> {
     let header = match InstanceHeader::parse(&record.dataset, &record.meta.transfer_syntax_uid) {
         Ok(header) => header,
         Err(e) => {
-            error!(offset = record.offset, cause = %e, "journal record cannot be parsed; skipped");
-            return Ok(false);
+            error!(offset = record.offset, cause = %e, "journal record cannot be parsed");
+            return Ok(Replayed::Unparseable);
         }
     };
     let indexed = index.received_ms_of(&header.sop_instance_uid)?;
     if indexed.is_some_and(|ms| ms > record.meta.received_ms) {
-        return Ok(false);
+        return Ok(Replayed::Superseded);
     }
     let relative = files::instance_path(&header);
     let size = files::write_part10(
@@ -707,7 +757,7 @@ fn replay(root: &Path, index: &mut Index, record: journal::Record) -> Result<boo
             let _ = std::fs::remove_file(root.join(old));
         }
     }
-    Ok(true)
+    Ok(Replayed::Filed)
 }
 
 /// How many records in the journal under `root` the index does not hold yet (or holds an

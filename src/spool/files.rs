@@ -140,17 +140,17 @@ fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
 
 /// Make everything written [`Durability::Later`] under `root` durable: one `syncfs` of
 /// the file system holding it (data, inodes and directory entries, then one device flush),
-/// rather than an fsync per file and folder.
-pub fn sync_file_system(root: &Path) -> Result<(), SpoolError> {
+/// rather than an fsync per file and folder. `root_dir` is a descriptor of `root` kept open
+/// since before the files were written: the kernel reports a write-back error to each
+/// descriptor's `syncfs` once, and only errors after the descriptor was opened.
+pub fn sync_file_system(root_dir: &File, root: &Path) -> Result<(), SpoolError> {
     use std::os::fd::AsRawFd;
-    let io = |source| SpoolError::Io {
-        path: root.to_path_buf(),
-        source,
-    };
-    let dir = File::open(root).map_err(io)?;
     // SAFETY: syncfs on a descriptor we own; no memory is passed.
-    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-        return Err(io(std::io::Error::last_os_error()));
+    if unsafe { libc::syncfs(root_dir.as_raw_fd()) } != 0 {
+        return Err(SpoolError::Io {
+            path: root.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     Ok(())
 }

@@ -229,6 +229,15 @@ impl Index {
         result
     }
 
+    /// The latest received time in the index (Unix ms), 0 when empty.
+    pub fn max_received_ms(&self) -> rusqlite::Result<i64> {
+        self.conn.query_row(
+            "SELECT COALESCE(MAX(received_ms), 0) FROM instances",
+            [],
+            |r| r.get(0),
+        )
+    }
+
     /// When the stored copy of an instance was received (Unix ms), if there is one.
     pub fn received_ms_of(&self, sop_instance_uid: &str) -> rusqlite::Result<Option<i64>> {
         // Asked once per received instance: the statement is prepared once.

@@ -123,6 +123,26 @@ pub fn create_segment(dir: &Path, generation: u64, bytes: u64) -> std::io::Resul
     open_for_writing(&path)
 }
 
+/// Remove what a crash left of segments being made (`segment-*.new`).
+pub fn remove_partial_segments(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "new") {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rename a segment out of the journal (`segment-<generation>.kept`), for a person to look
+/// at; returns its new path.
+pub fn set_aside(dir: &Path, generation: u64) -> std::io::Result<PathBuf> {
+    let kept = dir.join(format!("segment-{generation:016}.kept"));
+    fs::rename(segment_path(dir, generation), &kept)?;
+    sync_dir(dir)?;
+    Ok(kept)
+}
+
 /// Give a segment whose records are all filed a new generation (rename, directory fsync),
 /// so it can be written again; its old records no longer count.
 pub fn recycle_segment(dir: &Path, old: u64, new: u64) -> std::io::Result<File> {
@@ -194,14 +214,22 @@ pub fn write_record(
     })
 }
 
-/// Read the records of a segment of `generation`, in order, up to the first place that holds
-/// no complete record of this generation (zeros, an older generation's record, a torn write).
+/// Read the records of a segment of `generation`, in order. A place without a complete
+/// record of this generation (zeros, an older generation's record, a torn write) is stepped
+/// over by [`ALIGN`]: appends reserve their space in order but finish in any order, so a
+/// record can be whole and acknowledged after a gap that a crash left.
 pub fn read_records(file: &File, generation: u64) -> std::io::Result<Vec<Record>> {
+    let size = file.metadata()?.len();
     let mut records = Vec::new();
     let mut offset = 0;
-    while let Some(record) = read_record_at(file, offset, generation)? {
-        offset = record.offset + record_len(&record.meta, record.dataset.len());
-        records.push(record);
+    while offset + HEADER_BYTES <= size {
+        match read_record_within(file, size, offset, generation)? {
+            Some(record) => {
+                offset += record_len(&record.meta, record.dataset.len());
+                records.push(record);
+            }
+            None => offset += ALIGN,
+        }
     }
     Ok(records)
 }
@@ -212,7 +240,15 @@ pub fn read_record_at(
     offset: u64,
     generation: u64,
 ) -> std::io::Result<Option<Record>> {
-    let size = file.metadata()?.len();
+    read_record_within(file, file.metadata()?.len(), offset, generation)
+}
+
+fn read_record_within(
+    file: &File,
+    size: u64,
+    offset: u64,
+    generation: u64,
+) -> std::io::Result<Option<Record>> {
     if offset + HEADER_BYTES > size {
         return Ok(None);
     }
@@ -353,13 +389,16 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_record_ends_the_scan() {
+    fn a_torn_record_is_stepped_over_and_whole_ones_after_it_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let file = create_segment(dir.path(), 1, 64 * 1024).unwrap();
-        write_record(&file, 0, 1, &meta(1), &[1; 100]).unwrap();
+        // Three appends reserved in order; the second (5 kB, two blocks) was torn by the
+        // crash, the third had finished and been acknowledged before it.
         let second = record_len(&meta(1), 100);
-        write_record(&file, second, 1, &meta(2), &[2; 100]).unwrap();
-        // The last bytes of the second data set never reached the disk.
+        let third = second + record_len(&meta(2), 5000);
+        write_record(&file, 0, 1, &meta(1), &[1; 100]).unwrap();
+        write_record(&file, second, 1, &meta(2), &[2; 5000]).unwrap();
+        write_record(&file, third, 1, &meta(3), &[3; 100]).unwrap();
         OpenOptions::new()
             .write(true)
             .open(segment_path(dir.path(), 1))
@@ -367,8 +406,21 @@ mod tests {
             .write_all_at(&[0; 8], second + HEADER_BYTES + 40)
             .unwrap();
         let records = records(dir.path(), 1);
+        let metas: Vec<_> = records.iter().map(|r| r.meta.clone()).collect();
+        assert_eq!(metas, vec![meta(1), meta(3)]);
+        assert_eq!(records[1].offset, third);
+    }
+
+    #[test]
+    fn a_record_after_one_never_written_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = create_segment(dir.path(), 1, 64 * 1024).unwrap();
+        // The first reservation's write never happened (zeros); the second completed.
+        let second = record_len(&meta(1), 9000);
+        write_record(&file, second, 1, &meta(2), &[2; 100]).unwrap();
+        let records = records(dir.path(), 1);
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].meta, meta(1));
+        assert_eq!((records[0].offset, &records[0].meta), (second, &meta(2)));
     }
 
     #[test]

@@ -23,8 +23,10 @@ mod journal;
 mod outbox;
 mod report;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::StorageConfig;
@@ -144,6 +146,11 @@ pub struct Spool {
     index: Mutex<index::Index>,
     /// None: no journal (`storage.journal_segment_mb = 0`, or read-only).
     journal: Option<Journal>,
+    /// The last received time handed out (Unix ms): see [`Spool::next_received_ms`].
+    last_received_ms: AtomicI64,
+    /// The `flock` on `journal/lock` that keeps a second node off this data folder (None
+    /// when read-only); dropped last, after the filer has stopped.
+    _lock: Option<File>,
 }
 
 impl Spool {
@@ -154,28 +161,34 @@ impl Spool {
             let path = path.to_path_buf();
             move |source| SpoolError::Io { path, source }
         };
+        // The lock first: nothing here may touch a folder another node is using.
+        let journal_dir = root.join("journal");
+        std::fs::create_dir_all(&journal_dir).map_err(io(root))?;
+        let lock = journal::lock_exclusively(&journal_dir).map_err(io(&journal_dir))?;
         std::fs::create_dir_all(root.join("instances")).map_err(io(root))?;
         let tmp = root.join("tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        journal::sync_dir(root).map_err(io(root))?;
         let index_path = root.join("index.sqlite");
         let index = index::Index::open(&index_path)?;
-        let journal = match storage.journal_segment_mb {
-            0 => None,
-            mb => Some(Journal::open(
-                root,
-                mb.saturating_mul(1024 * 1024),
-                index::Index::open(&index_path)?,
-            )?),
-        };
+        // Also with the journal switched off: what an earlier run left in it is filed.
+        let journal = Journal::open(
+            root,
+            storage.journal_segment_mb.saturating_mul(1024 * 1024),
+            index::Index::open(&index_path)?,
+        )?;
+        let last_received_ms = index.max_received_ms()?;
         Ok(Spool {
             root: root.to_path_buf(),
             min_free_bytes: storage.min_free_disk_mb.saturating_mul(1024 * 1024),
             read_only: false,
             index: Mutex::new(index),
             journal,
+            last_received_ms: AtomicI64::new(last_received_ms),
+            _lock: Some(lock),
         })
     }
 
@@ -199,6 +212,8 @@ impl Spool {
             read_only: true,
             index: Mutex::new(index),
             journal: None,
+            last_received_ms: AtomicI64::new(0),
+            _lock: None,
         })
     }
 
@@ -219,9 +234,9 @@ impl Spool {
         header.check_against_command(incoming.sop_class_uid, incoming.sop_instance_uid)?;
         let path = self.root.join(files::instance_path(&header));
         let dataset_bytes = incoming.dataset.len() as u64;
-        let received_ms = now_ms();
 
         if let Some(journal) = &self.journal {
+            let received_ms = self.next_received_ms();
             let meta = journal::RecordMeta {
                 received_ms,
                 transfer_syntax_uid: incoming.transfer_syntax_uid.to_string(),
@@ -251,7 +266,22 @@ impl Spool {
             // newest copy of an instance wins).
             self.settle()?;
         }
+        let received_ms = self.next_received_ms();
         self.store_directly(header, &incoming, received_ms)
+    }
+
+    /// The received time of an instance being stored now (Unix ms): the wall clock, but
+    /// always later than any handed out before, in this run or (from the index) an earlier
+    /// one. Replay decides which copy of an instance is the newest by it, so two copies
+    /// within a millisecond, or across a clock step back, still have an order.
+    fn next_received_ms(&self) -> i64 {
+        let now = now_ms();
+        let previous = self.last_received_ms.fetch_max(now, Ordering::Relaxed);
+        if previous < now {
+            return now;
+        }
+        // Taken already (or the clock went back): one past the last, atomically.
+        self.last_received_ms.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Write the file and the index row, both fsynced, before returning.

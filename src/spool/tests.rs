@@ -431,8 +431,11 @@ fn an_instance_larger_than_a_segment_is_filed_before_the_acknowledgement() {
 fn a_second_node_on_the_same_data_folder_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let first = Spool::open(dir.path(), &storage(1)).unwrap();
+    // A partial write of the first node's: the second must not clear tmp/ under it.
+    std::fs::write(dir.path().join("tmp/in-progress.part"), b"half").unwrap();
     let err = Spool::open(dir.path(), &storage(1)).err().expect("refused");
     assert!(err.to_string().contains("another segnode serve"), "{err}");
+    assert!(dir.path().join("tmp/in-progress.part").exists());
     drop(first);
     Spool::open(dir.path(), &storage(1)).expect("free again once the first is gone");
 }
@@ -453,5 +456,92 @@ fn beyond_its_memory_budget_the_filer_reads_data_sets_back_from_the_journal() {
         let file = OpenFileOptions::new().open_file(&row.path).unwrap();
         let pixels = file.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
         assert_eq!(pixels.len(), (90_000 + i + 1) & !1, "even length, padded");
+    }
+}
+
+/// Append `records` (received time, data set) to the first spare segment of a stopped
+/// spool under `root`, as a node that crashed right after acknowledging them leaves them.
+fn leave_in_journal(root: &std::path::Path, records: &[(i64, Vec<u8>)]) {
+    let dir = root.join("journal");
+    let generation = journal::list_segments(&dir).unwrap()[0];
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(journal::segment_path(&dir, generation))
+        .unwrap();
+    let mut offset = 0;
+    for (received_ms, bytes) in records {
+        let header = InstanceHeader::parse(bytes, uids::EXPLICIT_VR_LE).ok();
+        let meta = journal::RecordMeta {
+            received_ms: *received_ms,
+            transfer_syntax_uid: uids::EXPLICIT_VR_LE.to_string(),
+            calling_ae: "CRASHED".to_string(),
+            sop_instance_uid: header.map(|h| h.sop_instance_uid).unwrap_or_default(),
+        };
+        journal::write_record(&file, offset, generation, &meta, bytes).unwrap();
+        offset += journal::record_len(&meta, bytes.len());
+    }
+    file.sync_all().unwrap();
+}
+
+#[test]
+fn switching_the_journal_off_still_files_what_an_earlier_run_left_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Spool::open(dir.path(), &storage(1)).unwrap());
+    let bytes = dataset("1.2.3", "1.2.3.4", Some("1.2.3.4.7"));
+    leave_in_journal(dir.path(), &[(now_ms(), bytes)]);
+
+    let spool = Spool::open(dir.path(), &storage(0)).unwrap();
+    let row = spool.instance("1.2.3.4.7").unwrap().expect("filed");
+    assert!(row.path.is_file());
+    assert!(
+        journal::list_segments(&dir.path().join("journal"))
+            .unwrap()
+            .is_empty(),
+        "no journal segments without a journal"
+    );
+}
+
+#[test]
+fn a_record_that_no_longer_parses_is_kept_aside_not_recycled() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Spool::open(dir.path(), &storage(1)).unwrap());
+    let good = dataset("1.2.3", "1.2.3.4", Some("1.2.3.4.8"));
+    leave_in_journal(
+        dir.path(),
+        &[(now_ms(), b"not DICOM".to_vec()), (now_ms() + 1, good)],
+    );
+
+    let spool = Spool::open(dir.path(), &storage(1)).unwrap();
+    assert!(
+        spool.instance("1.2.3.4.8").unwrap().is_some(),
+        "the good one is filed"
+    );
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "kept"))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        1,
+        "the segment is set aside for a person to look at"
+    );
+}
+
+#[test]
+fn received_times_only_go_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), &storage(1)).unwrap();
+    // As if an earlier run had stamped an instance a minute ahead of this clock.
+    spool
+        .last_received_ms
+        .store(now_ms() + 60_000, std::sync::atomic::Ordering::Relaxed);
+    let mut last = spool
+        .last_received_ms
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..1000 {
+        let next = spool.next_received_ms();
+        assert!(next > last, "{next} after {last}");
+        last = next;
     }
 }
