@@ -15,20 +15,21 @@ use segnode::synth::Orientation;
 const BIN: &str = env!("CARGO_BIN_EXE_segnode");
 
 /// Config file for a node with its spool under `dir`, running the shipped `pipeline`
-/// sized for small test studies, stable after 2 s.
-fn write_config(dir: &Path, pipeline: &str, port: u16) -> PathBuf {
+/// sized for small test studies, stable after 2 s; `None`: a node that only stores.
+fn write_config(dir: &Path, pipeline: Option<&str>, port: u16) -> PathBuf {
     let definitions = common::dce::pipelines_dir(
         dir,
-        pipeline,
+        pipeline.unwrap_or("dce_breast"),
         &[("stable_seconds = 30", "stable_seconds = 2")],
     );
+    let enabled = pipeline.map(|p| format!("'{p}'")).unwrap_or_default();
     let config = dir.join("segnode.toml");
     std::fs::write(
         &config,
         format!(
             "[node]\nae_title = 'SEGNODE'\nbind = '127.0.0.1'\nport = {port}\ndata_dir = '{}'\n\
              [storage]\nmin_free_disk_mb = 0\n\
-             [pipelines]\nenabled = ['{pipeline}']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
+             [pipelines]\nenabled = [{enabled}]\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
             dir.join("spool").display(),
             definitions.display(),
             common::dce::models_dir().display()
@@ -152,7 +153,7 @@ fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
     let tmp = tempfile::tempdir().unwrap();
     let s = study(&tmp.path().join("study"), 31);
     let port = common::free_port();
-    let config = write_config(tmp.path(), "dce_breast", port);
+    let config = write_config(tmp.path(), Some("dce_breast"), port);
     let log = tmp.path().join("serve.log");
     let spool_dir = tmp.path().join("spool");
     let results = spool_dir.join("results");
@@ -227,11 +228,7 @@ fn kill_9_right_after_the_last_acknowledgement_loses_nothing() {
     let s = study(&tmp.path().join("study"), 33);
     let port = common::free_port();
     // A node that only stores (a job would read the spool and so wait for the filer).
-    let config = write_config(tmp.path(), "dce_breast", port);
-    let text = std::fs::read_to_string(&config).unwrap();
-    let text = text.replace("enabled = ['dce_breast']", "enabled = []");
-    assert!(text.contains("enabled = []"), "{text}");
-    std::fs::write(&config, text).unwrap();
+    let config = write_config(tmp.path(), None, port);
     let log = tmp.path().join("serve.log");
     let spool_dir = tmp.path().join("spool");
 
@@ -275,7 +272,7 @@ fn kill_9_during_a_job_then_restart_runs_it_again_once() {
     let s = study(&tmp.path().join("study"), 32);
     let port = common::free_port();
     // The SwinUNETR pipeline takes seconds per job on a CPU: a kill lands inside it.
-    let config = write_config(tmp.path(), "dce_breast_swinunetr", port);
+    let config = write_config(tmp.path(), Some("dce_breast_swinunetr"), port);
     let log = tmp.path().join("serve.log");
     let spool_dir = tmp.path().join("spool");
     let results = spool_dir.join("results");
