@@ -11,7 +11,7 @@ use std::time::Duration;
 use dicom_dictionary_std::tags;
 use segnode::ae::{AeTitle, Peer};
 use segnode::config::Config;
-use segnode::synth::{FetalUsParams, UsEncoding, write_fetal_us};
+use segnode::synth::UsEncoding;
 
 use common::storescp::Storescp;
 
@@ -85,24 +85,8 @@ async fn send_and_collect(
 #[tokio::test(flavor = "multi_thread")]
 async fn ultrasound_images_sent_to_the_node_come_back_as_segs_at_the_destination() {
     let tmp = tempfile::tempdir().unwrap();
-    let still = write_fetal_us(
-        &tmp.path().join("still"),
-        &FetalUsParams {
-            seed: 21,
-            ..FetalUsParams::default()
-        },
-    )
-    .unwrap();
-    let cine = write_fetal_us(
-        &tmp.path().join("cine"),
-        &FetalUsParams {
-            seed: 22,
-            encoding: UsEncoding::JpegBaseline,
-            frames: 2,
-            ..FetalUsParams::default()
-        },
-    )
-    .unwrap();
+    let still = common::fetal::us_still(&tmp.path().join("still"), 21);
+    let cine = common::fetal::us_image(&tmp.path().join("cine"), 22, UsEncoding::JpegBaseline, 2);
     let scp = Storescp::start("STORE", &["+uf"]);
     let config = node_config(tmp.path(), scp.port);
     let files: Vec<PathBuf> = vec![still.path.clone(), cine.path.clone()];
@@ -166,17 +150,7 @@ async fn a_burst_of_images_each_gets_its_seg_with_a_job_queue_of_one() {
     const IMAGES: u64 = 12;
     let tmp = tempfile::tempdir().unwrap();
     let files: Vec<PathBuf> = (0..IMAGES)
-        .map(|seed| {
-            write_fetal_us(
-                &tmp.path().join(format!("us{seed}")),
-                &FetalUsParams {
-                    seed: 100 + seed,
-                    ..FetalUsParams::default()
-                },
-            )
-            .unwrap()
-            .path
-        })
+        .map(|seed| common::fetal::us_still(&tmp.path().join(format!("us{seed}")), 100 + seed).path)
         .collect();
     let scp = Storescp::start("STORE", &["+uf"]);
     let mut config = node_config(tmp.path(), scp.port);
@@ -206,14 +180,7 @@ async fn a_burst_of_images_each_gets_its_seg_with_a_job_queue_of_one() {
 async fn an_image_whose_ingest_event_was_dropped_is_read_back_from_the_spool() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("spool");
-    let image = write_fetal_us(
-        &tmp.path().join("us"),
-        &FetalUsParams {
-            seed: 31,
-            ..FetalUsParams::default()
-        },
-    )
-    .unwrap();
+    let image = common::fetal::us_still(&tmp.path().join("us"), 31);
 
     // The pipelines side on the node's data folder (no SCP feeds it).
     let config = node_config(tmp.path(), common::free_port());

@@ -17,9 +17,7 @@ use common::orthanc::Orthanc;
 use segnode::config::Config;
 use segnode::pipeline::definition::{EMBEDDED_DCE_BREAST, EMBEDDED_FETAL_HEAD_US};
 use segnode::serve::NodeSummary;
-use segnode::synth::{
-    DceParams, FetalUsParams, Orientation, SynthStudy, write_dce_study, write_fetal_us,
-};
+use segnode::synth::{DceParams, Orientation, SynthStudy, write_dce_study};
 
 const NODE_AE: &str = "SEGNODE";
 /// Every wait is bounded by this.
@@ -412,14 +410,7 @@ fn orthanc_to_segnode_and_back_the_seg_lands_once_in_the_same_study_without_a_lo
 #[test]
 fn an_ultrasound_image_in_orthanc_gets_its_seg_back_in_the_same_study() {
     let tmp = tempfile::tempdir().unwrap();
-    let image = write_fetal_us(
-        &tmp.path().join("us"),
-        &FetalUsParams {
-            seed: 43,
-            ..FetalUsParams::default()
-        },
-    )
-    .unwrap();
+    let image = common::fetal::us_still(&tmp.path().join("us"), 43);
     let dicom_port = common::free_port();
     let config = node_config(&tmp.path().join("node"), Some(dicom_port));
     let node = Node::start(config);

@@ -33,15 +33,7 @@ fn pipeline(edits: &[(&str, &str)]) -> LoadedPipeline {
     LoadedPipeline::load(definition, &common::dce::models_dir()).expect("the fetal model loads")
 }
 
-fn synth(dir: &Path, seed: u64, encoding: UsEncoding, frames: u32) -> SynthUsImage {
-    let params = FetalUsParams {
-        seed,
-        encoding,
-        frames,
-        ..FetalUsParams::default()
-    };
-    write_fetal_us(dir, &params).unwrap()
-}
+use common::fetal::us_image as synth;
 
 fn segment(pipeline: &LoadedPipeline, image: &SynthUsImage, out: &Path) -> JobOutcome {
     run_job(

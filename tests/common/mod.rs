@@ -2,13 +2,14 @@
 //! its own data folder ([`TestNode`]), DCMTK runners that fail loudly when a tool is
 //! missing ([`require_tool`]), DICOM fixtures (`fixtures`, `j2k`), a raw DIMSE
 //! requestor for what DCMTK will not send (`raw_scu`), a real Orthanc (`orthanc`), DCMTK
-//! storescp as a destination (`storescp`), the DCE node fixtures (`dce`) and the project
-//! venv's Python (`python`).
+//! storescp as a destination (`storescp`), the DCE node fixtures (`dce`), the fetal
+//! ultrasound image (`fetal`) and the project venv's Python (`python`).
 //!
 //! Each test binary compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
 
 pub mod dce;
+pub mod fetal;
 pub mod fixtures;
 pub mod j2k;
 pub mod orthanc;
