@@ -111,6 +111,15 @@ fn send(port: u16, dir: &Path) -> Child {
         .unwrap()
 }
 
+/// Send the study in `dir` and wait: every instance must be acknowledged.
+fn send_all(port: u16, dir: &Path) {
+    let status = send(port, dir).wait().unwrap();
+    assert!(
+        status.success(),
+        "segnode send: {status} (an instance was refused)"
+    );
+}
+
 fn segs(results: &Path) -> Vec<PathBuf> {
     walk(results)
         .into_iter()
@@ -186,12 +195,7 @@ fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
     // Restart; the sender sends the study again (what it sent unacknowledged, and more).
     let mut node = Node::start(&config, &log);
     node.wait_ready(port);
-    assert!(
-        send(port, &tmp.path().join("study"))
-            .wait()
-            .unwrap()
-            .success()
-    );
+    send_all(port, &tmp.path().join("study"));
     poll("the SEG", Duration::from_secs(120), || {
         !segs(&results).is_empty()
     });
@@ -234,13 +238,7 @@ fn kill_9_right_after_the_last_acknowledgement_loses_nothing() {
 
     let mut node = Node::start(&config, &log);
     node.wait_ready(port);
-    assert!(
-        send(port, &tmp.path().join("study"))
-            .wait()
-            .unwrap()
-            .success(),
-        "every instance acknowledged"
-    );
+    send_all(port, &tmp.path().join("study"));
     node.kill9();
 
     let mut node = Node::start(&config, &log);
@@ -279,12 +277,7 @@ fn kill_9_during_a_job_then_restart_runs_it_again_once() {
 
     let mut node = Node::start(&config, &log);
     node.wait_ready(port);
-    assert!(
-        send(port, &tmp.path().join("study"))
-            .wait()
-            .unwrap()
-            .success()
-    );
+    send_all(port, &tmp.path().join("study"));
     poll("the job to start", Duration::from_secs(60), || {
         Spool::open_existing(&spool_dir)
             .and_then(|sp| sp.jobs_of_study(&s.study_uid))
