@@ -172,6 +172,26 @@ pub struct NetworkConfig {
     pub write_timeout_seconds: u64,
     /// Time to establish an outgoing association.
     pub connect_timeout_seconds: u64,
+    /// ARTIM (PS3.8 9.1.5): a connection must complete its A-ASSOCIATE-RQ within this.
+    pub artim_timeout_seconds: u64,
+    /// Connections that have not finished negotiating, from all hosts. They do not take
+    /// an association slot, so silent sockets cannot lock senders out.
+    pub max_pending_associations: usize,
+    /// Connections that have not finished negotiating, from one IP address; more from it
+    /// are closed at once.
+    pub max_pending_per_host: usize,
+    /// A DIMSE message (command and data set) must arrive completely within this.
+    pub message_timeout_seconds: u64,
+    /// An association is aborted after this long, however busy.
+    pub association_timeout_seconds: u64,
+    /// Data set bytes held in memory while they arrive, all associations together (MiB).
+    /// Past it, arriving data sets go to spill files instead; memory never grows beyond.
+    pub memory_budget_mb: u64,
+    /// A data set larger than this (MiB) is written to a spill file as it arrives instead of
+    /// being held in memory.
+    pub spill_above_mb: u64,
+    /// Largest data set accepted in one C-STORE (MiB); larger ones are answered 0xA700.
+    pub max_dataset_mb: u64,
 }
 
 impl Default for NetworkConfig {
@@ -182,6 +202,14 @@ impl Default for NetworkConfig {
             read_timeout_seconds: 60,
             write_timeout_seconds: 60,
             connect_timeout_seconds: 10,
+            artim_timeout_seconds: 10,
+            max_pending_associations: 64,
+            max_pending_per_host: 16,
+            message_timeout_seconds: 600,
+            association_timeout_seconds: 7200,
+            memory_budget_mb: 1024,
+            spill_above_mb: 32,
+            max_dataset_mb: 4096,
         }
     }
 }
@@ -198,6 +226,18 @@ impl NetworkConfig {
     /// Connect timeout as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_seconds)
+    }
+    /// ARTIM timeout as a duration.
+    pub fn artim_timeout(&self) -> Duration {
+        Duration::from_secs(self.artim_timeout_seconds)
+    }
+    /// Message time limit as a duration.
+    pub fn message_timeout(&self) -> Duration {
+        Duration::from_secs(self.message_timeout_seconds)
+    }
+    /// Association time limit as a duration.
+    pub fn association_timeout(&self) -> Duration {
+        Duration::from_secs(self.association_timeout_seconds)
     }
 }
 
@@ -216,6 +256,19 @@ pub struct StorageConfig {
     /// SOP classes accepted for storage, by keyword ("MR") or UID. Empty: the default list
     /// in `uids::STORAGE_CLASSES`.
     pub accepted_sop_classes: Vec<String>,
+    /// A Deflated Explicit VR data set may inflate to at most this (MiB): deflate bombs
+    /// are refused with 0xA700 while they are inflated, never held whole.
+    pub max_inflated_mb: u64,
+}
+
+impl StorageConfig {
+    /// The checks every received data set passes before it is parsed.
+    pub fn untrusted_limits(&self) -> crate::untrusted::Limits {
+        crate::untrusted::Limits {
+            max_inflated_bytes: self.max_inflated_mb.saturating_mul(1024 * 1024),
+            ..crate::untrusted::Limits::default()
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -224,6 +277,7 @@ impl Default for StorageConfig {
             min_free_disk_mb: 1024,
             journal_segment_mb: 64,
             accepted_sop_classes: Vec::new(),
+            max_inflated_mb: 256,
         }
     }
 }
@@ -333,9 +387,55 @@ impl Config {
                 "network.connect_timeout_seconds",
                 self.network.connect_timeout_seconds,
             ),
+            (
+                "network.artim_timeout_seconds",
+                self.network.artim_timeout_seconds,
+            ),
         ] {
             if secs == 0 || secs > 3600 {
                 return Err(invalid(key, format!("{secs} s is outside 1..=3600")));
+            }
+        }
+        let n = &self.network;
+        for (key, value, range) in [
+            (
+                "network.message_timeout_seconds",
+                n.message_timeout_seconds,
+                1..=86_400,
+            ),
+            (
+                "network.association_timeout_seconds",
+                n.association_timeout_seconds,
+                1..=604_800,
+            ),
+            (
+                "network.max_pending_associations",
+                n.max_pending_associations as u64,
+                1..=65_536,
+            ),
+            (
+                "network.max_pending_per_host",
+                n.max_pending_per_host as u64,
+                1..=65_536,
+            ),
+            (
+                "network.memory_budget_mb",
+                n.memory_budget_mb,
+                16..=1_048_576,
+            ),
+            ("network.spill_above_mb", n.spill_above_mb, 1..=4096),
+            ("network.max_dataset_mb", n.max_dataset_mb, 1..=4096),
+            (
+                "storage.max_inflated_mb",
+                self.storage.max_inflated_mb,
+                1..=4096,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!("{value} is outside {}..={}", range.start(), range.end()),
+                ));
             }
         }
         for (i, entry) in self.storage.accepted_sop_classes.iter().enumerate() {

@@ -18,3 +18,4 @@ pub mod synth;
 pub mod telemetry;
 pub mod torch_runtime;
 pub mod uids;
+pub mod untrusted;

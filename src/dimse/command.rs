@@ -118,6 +118,9 @@ impl Command {
 
     /// Decode a complete command set (all Command PDV fragments concatenated).
     pub fn decode(bytes: &[u8]) -> Result<Command, DimseError> {
+        // Lengths and structure first: dicom-rs allocates what an element declares.
+        crate::untrusted::check_command_set(bytes)
+            .map_err(|e| DimseError::Malformed(e.to_string()))?;
         let obj =
             InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
                 .map_err(|e| DimseError::Malformed(e.to_string()))?;

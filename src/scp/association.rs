@@ -19,14 +19,15 @@ use tokio::sync::watch;
 use tracing::{Span, debug, info, warn};
 
 use super::access::AccessPolicy;
+use super::admission::Pending;
+use super::body::BodyLimits;
+use super::budget::MemoryBudget;
 use super::ending::{End, report_failed_negotiation};
 use super::negotiation::{self, ScpOptions};
 use super::reassembly::Reassembler;
 use super::{IngestEvent, ScpContext, Totals, tcp};
 use crate::error_chain::error_chain;
 
-/// Largest data set accepted in one C-STORE; larger ones are answered 0xA700.
-const MAX_DATASET_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// The association type the SCP serves.
 pub(super) type ServerAssociation = AsyncServerAssociation<TcpStream>;
 
@@ -42,6 +43,8 @@ pub(crate) struct Shared {
     pub(super) accepted_classes: Vec<String>,
     /// Counters for the final summary.
     pub(crate) totals: Totals,
+    /// Where data sets may live while they arrive (memory budget, spill folder, maximum).
+    pub(crate) body_limits: BodyLimits,
 }
 
 impl Shared {
@@ -52,9 +55,19 @@ impl Shared {
             access: Arc::new(AccessPolicy::from_config(&ctx.config.access)),
             accepted_classes: ctx.config.accepted_sop_classes(),
             totals: Totals::default(),
+            body_limits: BodyLimits {
+                budget: MemoryBudget::new(mib(ctx.config.network.memory_budget_mb)),
+                spool: Arc::clone(&ctx.spool),
+                spill_above: mib(ctx.config.network.spill_above_mb),
+                max_bytes: mib(ctx.config.network.max_dataset_mb),
+            },
             ctx,
         }
     }
+}
+
+fn mib(n: u64) -> u64 {
+    n.saturating_mul(1024 * 1024)
 }
 
 /// Per-association counters for the summary line.
@@ -69,11 +82,13 @@ pub(super) struct Stats {
 }
 
 /// Serve one accepted connection until the association ends. Runs inside the
-/// `association` span created by the accept loop.
+/// `association` span created by the accept loop. The connection holds a pending place
+/// until it has negotiated (within the ARTIM timeout), then an association slot.
 pub(crate) async fn serve(
     id: u64,
     socket: TcpStream,
     peer: SocketAddr,
+    pending: Pending,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -82,18 +97,43 @@ pub(crate) async fn serve(
         .options
         .clone()
         .ae_access_control(shared.access.for_peer(peer.ip()));
+    let network = &shared.ctx.config.network;
     let established = tokio::select! {
         biased;
         _ = stopped(&mut stop) => return,
-        established = options.establish_async(socket) => established,
+        established = tokio::time::timeout(network.artim_timeout(), options.establish_async(socket)) => established,
     };
     let mut association = match established {
-        Ok(association) => association,
-        Err(err) => {
+        Ok(Ok(association)) => association,
+        Ok(Err(err)) => {
             Totals::add(&shared.totals.associations_rejected, 1);
-            report_failed_negotiation(&err, shared.ctx.config.network.read_timeout_seconds);
+            report_failed_negotiation(&err, network.read_timeout_seconds);
             return;
         }
+        Err(_artim_expired) => {
+            Totals::add(&shared.totals.associations_rejected, 1);
+            warn!(
+                artim_s = network.artim_timeout_seconds,
+                "connection closed: no complete A-ASSOCIATE-RQ within the ARTIM timeout (network.artim_timeout_seconds)"
+            );
+            return;
+        }
+    };
+    let Some(_slot) = pending.into_slot(network.read_timeout()).await else {
+        Totals::add(&shared.totals.associations_rejected, 1);
+        warn!(
+            max_associations = network.max_associations,
+            waited_s = network.read_timeout_seconds,
+            "association aborted: every association slot stayed busy (network.max_associations)"
+        );
+        let _ = association
+            .send(&Pdu::AbortRQ {
+                source: dicom_ul::pdu::AbortRQSource::ServiceProvider(
+                    AbortRQServiceProviderReason::ReasonNotSpecified,
+                ),
+            })
+            .await;
+        return;
     };
     Totals::add(&shared.totals.associations, 1);
     let calling_ae = association.peer_ae_title().to_string();
@@ -119,7 +159,7 @@ pub(crate) async fn serve(
         id,
         calling_ae,
         shared: Arc::clone(&shared),
-        reassembler: Reassembler::new(MAX_DATASET_BYTES),
+        reassembler: Reassembler::new(shared.body_limits.clone()),
         stats: Stats::default(),
         study_uids: Vec::new(),
         events_stalled: false,
@@ -160,10 +200,30 @@ impl Session {
         association: &mut ServerAssociation,
         stop: &mut watch::Receiver<bool>,
     ) -> End {
+        let shared = Arc::clone(&self.shared);
+        let network = &shared.ctx.config.network;
+        let association_deadline = self.started + network.association_timeout();
         loop {
+            // A message must arrive whole within the message limit, however slowly the
+            // peer trickles its bytes (each PDU restarts only the idle read timeout).
+            let message_deadline = self
+                .reassembler
+                .message_started()
+                .map_or(association_deadline, |t| {
+                    (t + network.message_timeout()).min(association_deadline)
+                });
             let pdu = tokio::select! {
                 biased;
                 _ = stopped(stop) => return End::abort_by_user("server shutting down (drain timeout reached)"),
+                _ = tokio::time::sleep_until(message_deadline.into()) => {
+                    return if message_deadline == association_deadline {
+                        warn!(limit_s = network.association_timeout_seconds, "association time limit reached (network.association_timeout_seconds); aborting");
+                        End::abort_by_user("association time limit reached")
+                    } else {
+                        warn!(limit_s = network.message_timeout_seconds, "a DIMSE message did not arrive whole within network.message_timeout_seconds; aborting");
+                        End::abort_by_user("message time limit reached")
+                    };
+                }
                 pdu = association.receive() => pdu,
             };
             match pdu {

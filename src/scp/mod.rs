@@ -1,20 +1,25 @@
 //! The Storage SCP: accepts associations (access control, presentation-context
 //! negotiation), answers C-ECHO and C-STORE, and hands stored instances to the spool.
 //!
-//! [`run`] owns the accept loop: one task per association, at most
-//! `network.max_associations` at once (a semaphore; further peers wait in the listen
-//! backlog), sockets tuned for request/response (`TCP_NODELAY`, `TCP_QUICKACK`), accept
-//! errors backed off. When `shutdown` resolves it stops accepting, lets in-flight
+//! [`run`] owns the accept loop: one task per connection; a connection holds a pending
+//! place until it has negotiated (ARTIM timeout, a per-host limit), then one of the
+//! `network.max_associations` slots (`admission`); sockets tuned for request/response
+//! (`TCP_NODELAY`, `TCP_QUICKACK`), accept errors backed off. When `shutdown` resolves it stops accepting, lets in-flight
 //! associations finish for up to the read timeout, aborts what is left and returns the
 //! totals.
 //!
-//! Files: `access` (who may associate), `negotiation` (what is accepted), `association`
-//! (one association's life), `ending` (how it ends and what is logged), `reassembly` (PDV
-//! fragments into DIMSE messages), `dispatch` (one message to its service and back),
-//! `echo` and `store` (the two services), `tcp` (socket options).
+//! Files: `access` (who may associate), `admission` (pending places and association slots),
+//! `negotiation` (what is accepted), `association` (one association's life), `ending` (how
+//! it ends and what is logged), `reassembly` (PDV fragments into DIMSE messages), `body`
+//! and `budget` (a data set's bytes while they arrive, within the memory budget),
+//! `dispatch` (one message to its service and back), `echo` and `store` (the two
+//! services), `tcp` (socket options).
 
 mod access;
+mod admission;
 mod association;
+mod body;
+pub mod budget;
 mod dispatch;
 mod echo;
 mod ending;
@@ -28,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -167,7 +172,7 @@ pub async fn run(
             "access.allow is empty: any calling AE may store here; list your PACS under [[access.allow]]"
         );
     }
-    let limit = Arc::new(Semaphore::new(config.network.max_associations));
+    let admission = admission::Admission::new(&config.network);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut next_id: u64 = 0;
@@ -176,7 +181,11 @@ pub async fn run(
         addr = %local_addr,
         ae_title = %config.node.ae_title,
         max_associations = config.network.max_associations,
+        max_pending = config.network.max_pending_associations,
+        max_pending_per_host = config.network.max_pending_per_host,
+        artim_s = config.network.artim_timeout_seconds,
         max_pdu = config.network.max_pdu_length,
+        memory_budget_mb = config.network.memory_budget_mb,
         "storage SCP listening"
     );
 
@@ -185,10 +194,10 @@ pub async fn run(
         while let Some(done) = tasks.try_join_next() {
             report_join(done);
         }
-        let permit = tokio::select! {
+        let place = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            permit = Arc::clone(&limit).acquire_owned() => permit.expect("the semaphore is never closed"),
+            place = admission.pending_place() => place,
         };
         let (socket, peer) = tokio::select! {
             biased;
@@ -210,16 +219,31 @@ pub async fn run(
                 }
             },
         };
+        let pending = match admission.admit(peer.ip(), place) {
+            Ok(pending) => pending,
+            Err(refused) => {
+                Totals::add(&shared.totals.associations_rejected, 1);
+                warn!(
+                    peer = %peer,
+                    pending = refused.pending,
+                    limit = config.network.max_pending_per_host,
+                    "connection closed at once: this host already has network.max_pending_per_host connections that have not negotiated"
+                );
+                drop(socket);
+                continue;
+            }
+        };
         next_id += 1;
         let span = info_span!("association", id = next_id, peer = %peer, calling_ae = tracing::field::Empty);
-        let task = association::serve(next_id, socket, peer, Arc::clone(&shared), stop_rx.clone());
-        tasks.spawn(
-            async move {
-                let _permit = permit;
-                task.await;
-            }
-            .instrument(span),
+        let task = association::serve(
+            next_id,
+            socket,
+            peer,
+            pending,
+            Arc::clone(&shared),
+            stop_rx.clone(),
         );
+        tasks.spawn(task.instrument(span));
     }
     drop(listener);
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use dicom_ul::pdu::PresentationContextNegotiated;
 use tracing::{error, warn};
 
+use super::body::{Discarded, Received};
 use super::reassembly::Payload;
 use crate::dimse::{Command, Status};
 use crate::spool::{IncomingInstance, Spool, SpoolError, StoredInstance};
@@ -72,15 +73,25 @@ pub(crate) async fn handle(
         );
         return respond(Status::SOP_CLASS_NOT_SUPPORTED, Some(comment), None);
     }
-    let dataset = match payload {
-        Payload::Complete(bytes) => bytes,
-        Payload::TooLarge { bytes } => {
-            error!(sop_instance = %sop_instance_uid, bytes, "C-STORE refused: data set larger than this node accepts");
+    let (dataset, _lease) = match payload {
+        Payload::Dataset(Received::Complete { dataset, lease }) => (dataset, lease),
+        Payload::Dataset(Received::Discarded {
+            bytes,
+            why: Discarded::TooLarge { limit },
+        }) => {
+            error!(sop_instance = %sop_instance_uid, bytes, limit, "C-STORE refused: data set larger than network.max_dataset_mb; its bytes were discarded as they arrived");
             return respond(
                 Status::OUT_OF_RESOURCES,
-                Some(format!("data set of {bytes} bytes is too large")),
+                Some(format!("data set larger than {} MiB", limit >> 20)),
                 None,
             );
+        }
+        Payload::Dataset(Received::Discarded {
+            bytes,
+            why: Discarded::Spool(err),
+        }) => {
+            error!(sop_instance = %sop_instance_uid, bytes, cause = %err, "C-STORE refused: the data set could not be spilled to disk while it arrived");
+            return respond(err.dimse_status(), Some(error_comment(&err)), None);
         }
         Payload::None => {
             warn!(sop_instance = %sop_instance_uid, "C-STORE without a data set");
@@ -99,6 +110,8 @@ pub(crate) async fn handle(
         dataset,
         calling_ae,
     };
+    // `_lease` (the memory the data set holds of the budget) is given back once storing
+    // is done with the bytes.
     let stored = store_off_the_runtime(spool, incoming).await;
     match stored {
         Ok(Ok(stored)) => respond(Status::SUCCESS, None, Some(stored)),
@@ -179,6 +192,7 @@ fn error_comment(err: &SpoolError) -> String {
         SpoolError::Unparseable { .. } => {
             "data set cannot be parsed in the negotiated syntax".into()
         }
+        SpoolError::Refused(why) => why.comment().into(),
         SpoolError::MissingAttribute(attribute) => format!("data set lacks {attribute}"),
         SpoolError::InvalidUid { attribute, .. } => {
             format!("{attribute} in data set is not a valid UID")

@@ -555,7 +555,7 @@ impl Filer {
                     &filing.header,
                     &filing.meta.transfer_syntax_uid,
                     &filing.meta.calling_ae,
-                    dataset,
+                    &mut { dataset },
                     Durability::Later,
                 )
             });
@@ -723,7 +723,11 @@ enum Replayed {
 /// indexed copy is skipped, one the index already holds is written again (its file may not
 /// have reached the disk), a newer one is filed and indexed.
 fn replay(root: &Path, index: &mut Index, record: journal::Record) -> Result<Replayed, SpoolError> {
-    let header = match InstanceHeader::parse(&record.dataset, &record.meta.transfer_syntax_uid) {
+    let header = match InstanceHeader::parse(
+        &record.dataset,
+        &record.meta.transfer_syntax_uid,
+        &crate::untrusted::Limits::for_replay(),
+    ) {
         Ok(header) => header,
         Err(e) => {
             error!(offset = record.offset, cause = %e, "journal record cannot be parsed");
@@ -741,7 +745,7 @@ fn replay(root: &Path, index: &mut Index, record: journal::Record) -> Result<Rep
         &header,
         &record.meta.transfer_syntax_uid,
         &record.meta.calling_ae,
-        &record.dataset,
+        &mut record.dataset.as_slice(),
         Durability::Later,
     )?;
     if indexed != Some(record.meta.received_ms) {

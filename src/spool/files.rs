@@ -33,15 +33,16 @@ pub enum Durability {
     Later,
 }
 
-/// Write `dataset` (already encoded in `transfer_syntax_uid`) as a Part 10 file at
-/// `final_path`. Returns the file size.
+/// Write `dataset` (already encoded in `transfer_syntax_uid`; read as a stream, so a
+/// spilled data set is never held whole) as a Part 10 file at `final_path`. Returns the
+/// file size.
 pub fn write_part10(
     tmp_dir: &Path,
     final_path: &Path,
     header: &InstanceHeader,
     transfer_syntax_uid: &str,
     calling_ae: &str,
-    dataset: &[u8],
+    dataset: &mut dyn std::io::Read,
     durability: Durability,
 ) -> Result<u64, SpoolError> {
     let io = |path: &Path| {
@@ -77,7 +78,7 @@ pub fn write_part10(
             path: tmp_path.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        out.write_all(dataset).map_err(io(&tmp_path))?;
+        std::io::copy(dataset, &mut out).map_err(io(&tmp_path))?;
         let file = out.into_inner().map_err(|e| SpoolError::Io {
             path: tmp_path.clone(),
             source: e.into_error(),

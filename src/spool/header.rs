@@ -8,6 +8,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use super::SpoolError;
 use crate::uids::trim_uid;
+use crate::untrusted::{self, Checked, Limits};
 
 /// What the spool indexes about one instance.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -67,16 +68,28 @@ pub const RULE_ATTRIBUTES: &[(&str, Tag)] = &[
 ];
 
 impl InstanceHeader {
-    /// Parse a data set received in `transfer_syntax_uid` and read its identity.
-    pub fn parse(dataset: &[u8], transfer_syntax_uid: &str) -> Result<Self, SpoolError> {
+    /// Check a data set received in `transfer_syntax_uid` (see [`crate::untrusted`]) and
+    /// read its identity from the prefix that holds it: the pixel data is never parsed or
+    /// copied here.
+    pub fn parse(
+        dataset: &[u8],
+        transfer_syntax_uid: &str,
+        limits: &Limits,
+    ) -> Result<Self, SpoolError> {
+        let checked = untrusted::check_dataset(dataset, transfer_syntax_uid, limits)?;
+        Self::from_checked(&checked)
+    }
+
+    /// Read the identity from a data set that passed the checks.
+    pub fn from_checked(checked: &Checked) -> Result<Self, SpoolError> {
         let unparseable = |reason: String| SpoolError::Unparseable {
-            transfer_syntax: transfer_syntax_uid.to_string(),
+            transfer_syntax: checked.header_transfer_syntax.to_string(),
             reason,
         };
         let ts = TransferSyntaxRegistry
-            .get(transfer_syntax_uid)
+            .get(checked.header_transfer_syntax)
             .ok_or_else(|| unparseable("unknown transfer syntax".into()))?;
-        let obj = InMemDicomObject::read_dataset_with_ts(dataset, ts)
+        let obj = InMemDicomObject::read_dataset_with_ts(checked.header.as_slice(), ts)
             .map_err(|e| unparseable(e.to_string()))?;
         Self::from_object(&obj)
     }

@@ -14,6 +14,7 @@
 //! The interface is deliberately narrow (store, look up, count) so the backend can become
 //! an object store and a real database without touching the SCP or the pipeline.
 
+mod dataset;
 mod disk;
 mod filer;
 mod files;
@@ -31,9 +32,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::StorageConfig;
 use crate::dimse::Status;
+use crate::untrusted;
 use filer::Journal;
 use files::Durability;
 
+pub use dataset::{Dataset, SpillFile};
 pub use header::{InstanceHeader, RULE_ATTRIBUTES};
 pub use index::{InstanceRecord, JobRecord, SeriesRecord, SpoolCounts, StudyRecord};
 pub use outbox::OutboxRecord;
@@ -56,6 +59,8 @@ pub enum SpoolError {
         transfer_syntax: String,
         reason: String,
     },
+    #[error("data set refused before parsing: {0}")]
+    Refused(#[from] crate::untrusted::UntrustedError),
     #[error("data set lacks {0}")]
     MissingAttribute(&'static str),
     #[error("{attribute} {value:?} is not a valid UID")]
@@ -94,11 +99,13 @@ impl SpoolError {
             | SpoolError::Index(_)
             | SpoolError::ReadOnly
             | SpoolError::FilingBehind { .. } => Status::OUT_OF_RESOURCES,
+            SpoolError::Refused(why) if why.is_resource_limit() => Status::OUT_OF_RESOURCES,
             SpoolError::CommandMismatch {
                 attribute: "SOPClassUID",
                 ..
             } => Status::DATASET_DOES_NOT_MATCH_SOP_CLASS,
             SpoolError::Unparseable { .. }
+            | SpoolError::Refused(_)
             | SpoolError::MissingAttribute(_)
             | SpoolError::InvalidUid { .. }
             | SpoolError::CommandMismatch { .. } => Status::CANNOT_UNDERSTAND,
@@ -107,7 +114,7 @@ impl SpoolError {
 }
 
 /// One instance as it arrived in a C-STORE, before it is stored.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct IncomingInstance<'a> {
     /// Affected SOP Class UID of the C-STORE command.
     pub sop_class_uid: &'a str,
@@ -116,9 +123,17 @@ pub struct IncomingInstance<'a> {
     /// Transfer syntax of the presentation context the data set came on.
     pub transfer_syntax_uid: &'a str,
     /// The data set, byte for byte as received (it is stored unchanged).
-    pub dataset: Vec<u8>,
+    pub dataset: Dataset,
     /// Calling AE title of the association, recorded in the index and the file meta.
     pub calling_ae: &'a str,
+}
+
+/// How an instance came, for filing it directly.
+struct Received<'a> {
+    transfer_syntax_uid: &'a str,
+    calling_ae: &'a str,
+    len: u64,
+    received_ms: i64,
 }
 
 /// What storing did.
@@ -142,6 +157,8 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Spool {
     root: PathBuf,
     min_free_bytes: u64,
+    /// What a received data set must pass before it is parsed.
+    limits: crate::untrusted::Limits,
     read_only: bool,
     index: Mutex<index::Index>,
     /// None: no journal (`storage.journal_segment_mb = 0`, or read-only).
@@ -184,6 +201,7 @@ impl Spool {
         Ok(Spool {
             root: root.to_path_buf(),
             min_free_bytes: storage.min_free_disk_mb.saturating_mul(1024 * 1024),
+            limits: storage.untrusted_limits(),
             read_only: false,
             index: Mutex::new(index),
             journal,
@@ -209,6 +227,7 @@ impl Spool {
         Ok(Spool {
             root: root.to_path_buf(),
             min_free_bytes: 0,
+            limits: crate::untrusted::Limits::default(),
             read_only: true,
             index: Mutex::new(index),
             journal: None,
@@ -222,6 +241,17 @@ impl Spool {
         &self.root
     }
 
+    /// Where data sets too large for memory are spilled while they arrive (`tmp/`, cleared
+    /// at every start).
+    pub fn spill_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Fail with [`SpoolError::OutOfSpace`] when the data folder's disk is below the floor.
+    pub fn ensure_free_space(&self) -> Result<(), SpoolError> {
+        disk::ensure_free_space(&self.root, self.min_free_bytes)
+    }
+
     /// Parse, check and durably store one instance. Returns only once it is on stable
     /// storage (in the journal, or as its file and index row), so the caller may then answer
     /// success.
@@ -230,27 +260,59 @@ impl Spool {
             return Err(SpoolError::ReadOnly);
         }
         disk::ensure_free_space(&self.root, self.min_free_bytes)?;
-        let header = InstanceHeader::parse(&incoming.dataset, incoming.transfer_syntax_uid)?;
-        header.check_against_command(incoming.sop_class_uid, incoming.sop_instance_uid)?;
+        let IncomingInstance {
+            sop_class_uid,
+            sop_instance_uid,
+            transfer_syntax_uid,
+            dataset,
+            calling_ae,
+        } = incoming;
+        let bytes = match dataset {
+            Dataset::Memory(bytes) => bytes,
+            Dataset::Spilled(file) => {
+                // Spilled: too large for the journal's memory path; checked as a stream and
+                // filed straight from the file before the acknowledgement.
+                let checked =
+                    untrusted::check_dataset_file(file.path(), transfer_syntax_uid, &self.limits)?;
+                let header = InstanceHeader::from_checked(&checked)?;
+                header.check_against_command(sop_class_uid, sop_instance_uid)?;
+                self.settle()?;
+                let received_ms = self.next_received_ms();
+                let received = Received {
+                    transfer_syntax_uid,
+                    calling_ae,
+                    len: file.len(),
+                    received_ms,
+                };
+                let mut reader =
+                    std::fs::File::open(file.path()).map_err(|source| SpoolError::Io {
+                        path: file.path().to_path_buf(),
+                        source,
+                    })?;
+                return self.store_directly(header, &received, &mut reader);
+            }
+        };
+        let header = InstanceHeader::parse(&bytes, transfer_syntax_uid, &self.limits)?;
+        header.check_against_command(sop_class_uid, sop_instance_uid)?;
         let path = self.root.join(files::instance_path(&header));
-        let dataset_bytes = incoming.dataset.len() as u64;
+        let dataset_bytes = bytes.len() as u64;
 
         if let Some(journal) = &self.journal {
             let received_ms = self.next_received_ms();
             let meta = journal::RecordMeta {
                 received_ms,
-                transfer_syntax_uid: incoming.transfer_syntax_uid.to_string(),
-                calling_ae: incoming.calling_ae.trim().to_string(),
+                transfer_syntax_uid: transfer_syntax_uid.to_string(),
+                calling_ae: calling_ae.trim().to_string(),
                 sop_instance_uid: header.sop_instance_uid.clone(),
             };
-            if journal.fits(&meta, incoming.dataset.len()) {
+            if journal.fits(&meta, bytes.len()) {
                 let replaced = journal.is_pending(&header.sop_instance_uid)
                     || self
                         .lock_index()
                         .received_ms_of(&header.sop_instance_uid)?
                         .is_some();
                 journal
-                    .append(header.clone(), meta, incoming.dataset)
+                    .append(header.clone(), meta, bytes)
                     .map_err(|source| SpoolError::Io {
                         path: self.root.join("journal"),
                         source,
@@ -266,8 +328,13 @@ impl Spool {
             // newest copy of an instance wins).
             self.settle()?;
         }
-        let received_ms = self.next_received_ms();
-        self.store_directly(header, &incoming, received_ms)
+        let received = Received {
+            transfer_syntax_uid,
+            calling_ae,
+            len: dataset_bytes,
+            received_ms: self.next_received_ms(),
+        };
+        self.store_directly(header, &received, &mut bytes.as_slice())
     }
 
     /// The received time of an instance being stored now (Unix ms): the wall clock, but
@@ -288,18 +355,19 @@ impl Spool {
     fn store_directly(
         &self,
         header: InstanceHeader,
-        incoming: &IncomingInstance<'_>,
-        received_ms: i64,
+        received: &Received<'_>,
+        dataset: &mut dyn std::io::Read,
     ) -> Result<StoredInstance, SpoolError> {
         let relative = files::instance_path(&header);
         let final_path = self.root.join(&relative);
+        let calling_ae = received.calling_ae.trim();
         let size_bytes = files::write_part10(
             &self.root.join("tmp"),
             &final_path,
             &header,
-            incoming.transfer_syntax_uid,
-            incoming.calling_ae.trim(),
-            &incoming.dataset,
+            received.transfer_syntax_uid,
+            calling_ae,
+            dataset,
             Durability::Now,
         )?;
         let previous_path = self
@@ -308,9 +376,9 @@ impl Spool {
                 header: &header,
                 relative_path: &relative,
                 size_bytes,
-                transfer_syntax_uid: incoming.transfer_syntax_uid,
-                calling_ae: incoming.calling_ae.trim(),
-                received_ms,
+                transfer_syntax_uid: received.transfer_syntax_uid,
+                calling_ae,
+                received_ms: received.received_ms,
             }])?
             .pop()
             .flatten();
@@ -322,7 +390,7 @@ impl Spool {
         Ok(StoredInstance {
             header,
             path: final_path,
-            dataset_bytes: incoming.dataset.len() as u64,
+            dataset_bytes: received.len,
             replaced,
         })
     }

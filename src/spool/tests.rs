@@ -49,7 +49,7 @@ fn incoming<'a>(bytes: &[u8], sop: &'a str) -> IncomingInstance<'a> {
         sop_class_uid: uids::MR_IMAGE_STORAGE,
         sop_instance_uid: sop,
         transfer_syntax_uid: uids::EXPLICIT_VR_LE,
-        dataset: bytes.to_vec(),
+        dataset: bytes.to_vec().into(),
         calling_ae: "STORESCU",
     }
 }
@@ -470,7 +470,7 @@ fn leave_in_journal(root: &std::path::Path, records: &[(i64, Vec<u8>)]) {
         .unwrap();
     let mut offset = 0;
     for (received_ms, bytes) in records {
-        let header = InstanceHeader::parse(bytes, uids::EXPLICIT_VR_LE).ok();
+        let header = InstanceHeader::parse(bytes, uids::EXPLICIT_VR_LE, &Default::default()).ok();
         let meta = journal::RecordMeta {
             received_ms: *received_ms,
             transfer_syntax_uid: uids::EXPLICIT_VR_LE.to_string(),
