@@ -44,6 +44,8 @@ pub struct SegContents {
     pub frames: Vec<SegFrame>,
     /// The ReferencedSeriesSequence.
     pub referenced_series: Vec<ReferencedSeries>,
+    /// SeriesInstanceUIDs of the Related Series Sequence (the model's other inputs).
+    pub related_series: Vec<String>,
 }
 
 /// One item of the Segment Sequence.
@@ -212,6 +214,10 @@ impl SegContents {
             referenced_series: get_items(ds, tags::REFERENCED_SERIES_SEQUENCE)
                 .iter()
                 .map(referenced)
+                .collect(),
+            related_series: get_items(ds, tags::RELATED_SERIES_SEQUENCE)
+                .iter()
+                .filter_map(|r| get_str(r, tags::SERIES_INSTANCE_UID))
                 .collect(),
         })
     }
