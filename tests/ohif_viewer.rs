@@ -281,6 +281,20 @@ fn labelmap_and_odd_sized_dce_segs_show_exactly() {
         let seg = tmp.path().join("seg.dcm");
         segment_study(&dce_pipeline(labelmap), &dir, &study, &seg);
         assert_every_order_shows_the_seg(&case, &seg, &phases(&study));
+        let errors = dciodvfy_errors(&seg);
+        if labelmap {
+            // dicom3tools 1.00~20220618 predates Supplement 243 (2024): it has no IOD for
+            // Label Map Segmentation Storage and checks nothing beyond generic encoding.
+            assert_eq!(errors, ["Error - Information Object Not found"], "{case}");
+            let read = segnode::pipeline::seg::read_seg(&seg).unwrap();
+            assert_eq!(
+                read.frames.len(),
+                24,
+                "{case}: one frame per slice, one segment"
+            );
+        } else {
+            assert_eq!(errors, Vec::<String>::new(), "{case}");
+        }
     }
 }
 

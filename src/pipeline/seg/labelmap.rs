@@ -7,7 +7,7 @@ use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemElement;
-use ndarray::{Array3, Axis};
+use ndarray::{Array2, Array3, Axis};
 
 use super::error::SegError;
 use super::frames::PlannedFrame;
@@ -75,6 +75,36 @@ pub(crate) fn label_pixel_data(
     })
 }
 
+/// Frame `frame` (0-based) of LABELMAP pixel data of `bits` (8 or 16) bits per pixel, as
+/// segment numbers `[rows, columns]`.
+pub(crate) fn read_label_frame(
+    data: &[u8],
+    frame: usize,
+    rows: usize,
+    columns: usize,
+    bits: u32,
+) -> Result<Array2<u16>, String> {
+    let per_frame = rows * columns;
+    let width = if bits == 16 { 2 } else { 1 };
+    let start = frame * per_frame * width;
+    let bytes = data.get(start..start + per_frame * width).ok_or_else(|| {
+        format!(
+            "pixel data holds {} bytes, too few for frame {}",
+            data.len(),
+            frame + 1
+        )
+    })?;
+    let values = if width == 2 {
+        bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect()
+    } else {
+        bytes.iter().map(|&b| u16::from(b)).collect()
+    };
+    Ok(Array2::from_shape_vec((rows, columns), values).expect("rows * columns values"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +129,8 @@ mod tests {
         let element = label_pixel_data(&plan, &[a, b]).unwrap();
         assert_eq!(element.vr(), VR::OB);
         assert_eq!(&*element.to_bytes().unwrap(), &[1, 0, 2, 0, 2, 0]);
+        let back = read_label_frame(&element.to_bytes().unwrap(), 1, 1, 3, 8).unwrap();
+        assert_eq!(back.into_raw_vec_and_offset().0, [0, 2, 0]);
         assert_eq!(bits_for(255), 8);
         assert_eq!(bits_for(256), 16);
     }
