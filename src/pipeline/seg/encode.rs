@@ -476,4 +476,43 @@ mod tests {
             "Müller^Jürgen"
         );
     }
+
+    #[test]
+    fn labelmap_has_one_frame_per_slice_and_refuses_overlap() {
+        let o = SegOptions {
+            seg_type: SegType::Labelmap,
+            ..SegOptions::default()
+        };
+        let (a, b) = (mask(&[(0, 0, 1)]), mask(&[(2, 1, 2)]));
+        let seg = encode_seg(&header("x"), &geometry(), &[spec(), spec()], &[a, b], &o).unwrap();
+        let s = |tag| seg.get(tag).unwrap().to_str().unwrap().to_string();
+        assert_eq!(s(tags::SOP_CLASS_UID), "1.2.840.10008.5.1.4.1.1.66.7");
+        assert_eq!(s(tags::SEGMENTATION_TYPE), "LABELMAP");
+        assert_eq!(s(tags::NUMBER_OF_FRAMES), "3");
+        assert!(
+            seg.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+                .unwrap()
+                .items()
+                .unwrap()
+                .iter()
+                .all(|f| f.get(tags::SEGMENT_IDENTIFICATION_SEQUENCE).is_none())
+        );
+        let read = SegContents::from_object(&seg).unwrap();
+        assert_eq!(read.frames.len(), 6, "3 frames read as one per segment");
+        assert_eq!(
+            read.segment_volume(2, &["1.2.3.1", "1.2.3.2", "1.2.3.3"])
+                .unwrap(),
+            mask(&[(2, 1, 2)])
+        );
+        let same = mask(&[(1, 1, 1)]);
+        let err = encode_seg(
+            &header("x"),
+            &geometry(),
+            &[spec(), spec()],
+            &[same.clone(), same],
+            &o,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("LABELMAP"), "{err}");
+    }
 }

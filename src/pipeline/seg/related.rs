@@ -42,3 +42,37 @@ pub(crate) fn related_series(study_uid: &str, others: &[SeriesReference]) -> Opt
         .collect();
     Some(seq(tags::RELATED_SERIES_SEQUENCE, items))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::seg::elements::get_str;
+
+    #[test]
+    fn names_each_other_series_with_its_study_and_purpose() {
+        assert!(related_series("1.2", &[]).is_none());
+        let others = ["1.2.3", "1.2.4"].map(|uid| SeriesReference {
+            series_instance_uid: uid.into(),
+        });
+        let element = related_series("1.2", &others).unwrap();
+        let items = element.items().unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(
+            get_str(&items[1], tags::SERIES_INSTANCE_UID).as_deref(),
+            Some("1.2.4")
+        );
+        assert_eq!(
+            get_str(&items[0], tags::STUDY_INSTANCE_UID).as_deref(),
+            Some("1.2")
+        );
+        let purpose = &items[0]
+            .get(tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()[0];
+        assert_eq!(
+            get_str(purpose, tags::CODE_VALUE).as_deref(),
+            Some("121322")
+        );
+    }
+}
