@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian machine: system packages, the project venv that
 # carries libtorch (PyPI torch 2.11.0, which tch 0.24 expects), and the cargo settings that
-# let a plain `cargo build` find libtorch. Safe to run again: each step checks first.
+# let a plain `cargo build` find libtorch, and OHIF's SEG code (pinned npm packages) that the
+# viewer tests run in Node. Safe to run again: each step checks first.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${SEGNODE_VENV:-$HOME/.cache/segnode/venv}
+ohif_node=${SEGNODE_OHIF_NODE:-$HOME/.cache/segnode/ohif-node}
 apt_packages=(dcmtk orthanc dicom3tools cmake python3-venv g++ pkg-config bc)
+# Node and npm run OHIF's SEG code in the tests; a Node build that bundles npm (NodeSource)
+# is fine, so Debian's packages are asked for only when the commands are missing.
+command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || apt_packages+=(npm)
+# The versions OHIF 3.13.2 pins: its SEG display path ends in these packages.
+ohif_packages=(
+  @cornerstonejs/adapters@5.6.8
+  @cornerstonejs/core@5.6.8
+  @cornerstonejs/tools@5.6.8
+  dcmjs@0.52.0
+  # The adapters' build imports @babel/runtime without declaring it (OHIF's app brings it);
+  # the version their declared @babel/runtime-corejs2 dependency has.
+  @babel/runtime@7.26.10
+)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -43,6 +59,20 @@ install_venv() {
   cp "$req" "$stamp"
 }
 
+install_ohif_node() {
+  local stamp="$ohif_node/.segnode-packages"
+  local want
+  want=$(printf '%s\n' "${ohif_packages[@]}")
+  if [ -d "$ohif_node/node_modules" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "OHIF SEG packages present at $ohif_node"; return
+  fi
+  log "installing OHIF's SEG packages into $ohif_node: ${ohif_packages[*]}"
+  mkdir -p "$ohif_node"
+  [ -f "$ohif_node/package.json" ] || printf '{ "name": "segnode-ohif-peer", "private": true }\n' > "$ohif_node/package.json"
+  (cd "$ohif_node" && npm install --no-audit --no-fund --loglevel=error --save-exact "${ohif_packages[@]}")
+  printf '%s\n' "$want" > "$stamp"
+}
+
 write_cargo_config() {
   local torch_dir
   torch_dir=$("$venv/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))')
@@ -54,6 +84,7 @@ write_cargo_config() {
 LIBTORCH = "$torch_dir"
 LIBTORCH_CXX11_ABI = "1"
 SEGNODE_PYTHON = "$venv/bin/python"
+SEGNODE_OHIF_NODE = "$ohif_node"
 CFG
 )
   if [ ! -f "$here/.cargo/config.toml" ] || [ "$(cat "$here/.cargo/config.toml")" != "$want" ]; then
@@ -64,5 +95,6 @@ CFG
 
 install_apt_packages
 install_venv
+install_ohif_node
 write_cargo_config
 log "ready"

@@ -18,8 +18,10 @@ pub const US_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.6.1";
 pub const US_MULTIFRAME_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.3.1";
 /// Secondary Capture Image Storage.
 pub const SECONDARY_CAPTURE_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.7";
-/// Segmentation Storage (what segnode produces).
+/// Segmentation Storage (what segnode produces: BINARY segmentations).
 pub const SEGMENTATION_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.4";
+/// Label Map Segmentation Storage (Supplement 243: LABELMAP segmentations).
+pub const LABEL_MAP_SEGMENTATION_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.66.7";
 
 /// Implicit VR Little Endian: the default transfer syntax every node must support.
 pub const IMPLICIT_VR_LE: &str = "1.2.840.10008.1.2";
@@ -128,7 +130,7 @@ pub const STORAGE_CLASSES: &[StorageClass] = &[
     },
     StorageClass {
         keyword: "LabelMapSegmentation",
-        uid: "1.2.840.10008.5.1.4.1.1.66.7",
+        uid: LABEL_MAP_SEGMENTATION_STORAGE,
     },
     StorageClass {
         keyword: "CR",

@@ -201,26 +201,33 @@ fn assert_seg_in_orthanc(orthanc: &Orthanc, study_id: &str, study: &SynthStudy) 
     assert_eq!(tags["SOPClassUID"], "1.2.840.10008.5.1.4.1.1.66.4");
     assert_eq!(tags["StudyInstanceUID"], study.study_uid.as_str());
 
-    // ReferencedSeriesSequence: the four phases (not the localizer).
-    let referenced: Vec<String> = tags["ReferencedSeriesSequence"]
-        .as_array()
-        .expect("ReferencedSeriesSequence")
-        .iter()
-        .map(|r| r["SeriesInstanceUID"].as_str().unwrap().to_string())
-        .collect();
-    let phases: Vec<&str> = study
+    // ReferencedSeriesSequence: the reference phase only; the other three phases as
+    // related series (never the localizer).
+    let uids = |key: &str| -> Vec<String> {
+        tags[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{key}: {tags}"))
+            .iter()
+            .map(|r| r["SeriesInstanceUID"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut phases: Vec<&segnode::synth::SynthSeries> = study
         .series
         .iter()
         .filter(|s| s.temporal_position.is_some())
-        .map(|s| s.series_uid.as_str())
         .collect();
-    assert_eq!(referenced.len(), 4, "the four phases: {referenced:?}");
-    for phase in &phases {
-        assert!(
-            referenced.iter().any(|r| r == phase),
-            "source series {phase} is referenced: {referenced:?}"
-        );
-    }
+    phases.sort_by_key(|s| s.temporal_position);
+    let phases: Vec<&str> = phases.iter().map(|s| s.series_uid.as_str()).collect();
+    assert_eq!(
+        uids("ReferencedSeriesSequence"),
+        [phases[0]],
+        "the reference phase"
+    );
+    assert_eq!(
+        uids("RelatedSeriesSequence"),
+        phases[1..],
+        "the other phases"
+    );
 
     // Source slices as Orthanc stores them: SOP Instance UID → ImagePositionPatient.
     let mut ipp_of: HashMap<String, [f64; 3]> = HashMap::new();

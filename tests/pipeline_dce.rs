@@ -472,7 +472,8 @@ fn raw_iop_bytes(path: &Path) -> Vec<u8> {
     bytes[at + 8..at + 8 + len].to_vec()
 }
 
-/// The SEG references the four DCE phases (all their instances, not the localizer), has
+/// The SEG references the reference phase (all its instances) and names the other three
+/// as related series (never the localizer), has
 /// NumberOfFrames = slices, the source's rows/columns, FrameOfReference and study, and
 /// the source's ImageOrientationPatient byte for byte.
 fn assert_header_and_references(
@@ -537,18 +538,23 @@ fn assert_header_and_references(
         "{case}"
     );
 
-    // ReferencedSeriesSequence: exactly the four phases, each with all its instances.
-    let mut listed: Vec<&str> = seg
+    // ReferencedSeriesSequence: the reference phase (the one the frames lie on) only,
+    // with all its instances; the other three phases as related series, so that a viewer
+    // cannot attach the SEG to a phase its frames do not reference.
+    let listed: Vec<&str> = seg
         .referenced_series
         .iter()
         .map(|r| r.series_instance_uid.as_str())
         .collect();
-    listed.sort_unstable();
-    let mut want = expected.clone();
-    want.sort_unstable();
     assert_eq!(
-        listed, want,
-        "{case}: ReferencedSeriesSequence lists the four DCE phases only"
+        listed,
+        [expected[0]],
+        "{case}: ReferencedSeriesSequence lists the reference phase only"
+    );
+    assert_eq!(
+        seg.related_series,
+        expected[1..],
+        "{case}: the other phases are related series, in channel order"
     );
     let sources = index_sources(study.truth_path.parent().expect("study folder"));
     for r in &seg.referenced_series {
@@ -715,7 +721,7 @@ fn shuffled_files_with_random_names_change_nothing() {
 // ---------------------------------------------------------------------------------------
 
 #[test]
-fn seg_references_the_four_phases_and_copies_source_geometry() {
+fn seg_references_the_reference_phase_names_the_others_and_copies_source_geometry() {
     // 98 x 98 = 9604 pixels a frame, not a multiple of 8: frames straddle bytes, so a
     // packing error would also misplace every later frame for highdicom.
     let (slices, size) = (27, 98);
@@ -731,18 +737,16 @@ fn seg_references_the_four_phases_and_copies_source_geometry() {
     let case = "oblique 27x98x98";
     assert_header_and_references(case, &seg_path, &s, &job, slices, size);
     let hd = highdicom_scores(&seg_path, &s.truth_path);
-    let mut hd_series: Vec<&str> = hd["referenced_series"]
+    let hd_series: Vec<&str> = hd["referenced_series"]
         .as_array()
         .expect("referenced_series")
         .iter()
         .map(|r| r["series_instance_uid"].as_str().expect("uid"))
         .collect();
-    hd_series.sort_unstable();
-    let mut want: Vec<&str> = phases(&s).iter().map(|p| p.series_uid.as_str()).collect();
-    want.sort_unstable();
     assert_eq!(
-        hd_series, want,
-        "highdicom sees the same ReferencedSeriesSequence"
+        hd_series,
+        [phases(&s)[0].series_uid.as_str()],
+        "highdicom sees the same ReferencedSeriesSequence: the reference phase"
     );
     assert_eq!(u64_of(&hd, "frames") as usize, slices);
     assert_eq!(

@@ -27,7 +27,9 @@ def summary(spool: Path, seg: pydicom.Dataset, score: dict) -> str:
     study = str(seg.StudyInstanceUID)
     pipeline, trigger, findings, timings = finished_job(spool, study)
     db = sqlite3.connect(f"file:{spool / 'index.sqlite'}?mode=ro", uri=True)
+    # The frames lie on the referenced series; the model's other inputs are related series.
     referenced = {str(s.SeriesInstanceUID) for s in seg.ReferencedSeriesSequence}
+    referenced |= {str(s.SeriesInstanceUID) for s in getattr(seg, "RelatedSeriesSequence", [])}
     series = db.execute(
         "SELECT series_number, series_description, series_uid, "
         "(SELECT COUNT(*) FROM instances i WHERE i.series_uid = s.series_uid) "

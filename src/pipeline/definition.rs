@@ -12,7 +12,7 @@ use crate::config::ConfigError;
 use crate::pipeline::infer::{Blending, DeviceChoice};
 use crate::pipeline::post::PostStep;
 use crate::pipeline::preprocess::{Normalisation, TargetGrid};
-use crate::pipeline::seg::{Code, SegmentSpec};
+use crate::pipeline::seg::{Code, SegType, SegmentSpec};
 use crate::uids;
 
 /// The DCE breast pipeline shipped in `conf/pipelines/dce_breast.toml`, compiled in.
@@ -238,6 +238,11 @@ pub struct Output {
     /// Omit frames with no segmented pixel (smaller, but some viewers misplace the volume).
     #[serde(default)]
     pub omit_empty_frames: bool,
+    /// `"binary"` (the default: 1-bit frames per segment, read by every SEG viewer) or
+    /// `"labelmap"` (Supplement 243: one 8/16-bit frame per source frame holding segment
+    /// numbers; exclusive classes only).
+    #[serde(default)]
+    pub seg_type: SegType,
     /// Named destinations from the node config; empty: the node's default destination.
     #[serde(default)]
     pub destinations: Vec<String>,
@@ -519,6 +524,21 @@ impl PipelineDefinition {
                 "list at least one segment".into(),
             ));
         }
+        if self.output.seg_type == SegType::Labelmap
+            && self.model.activation != "softmax"
+            && self.output.segments.len() > 1
+        {
+            return Err(invalid(
+                "output.seg_type",
+                format!(
+                    "\"labelmap\" holds one segment number per pixel, but model.activation = {:?} \
+                     decides each of the {} segments on its own, so they may overlap; use \
+                     activation = \"softmax\" (exclusive classes) or seg_type = \"binary\"",
+                    self.model.activation,
+                    self.output.segments.len()
+                ),
+            ));
+        }
         for (i, spec) in self.segment_specs().iter().enumerate() {
             spec.validate(i)
                 .map_err(|e| invalid(&format!("output.segments[{i}]"), e.to_string()))?;
@@ -686,5 +706,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("inputs.channels[0].description"), "{err}");
+    }
+
+    #[test]
+    fn labelmap_needs_exclusive_classes_and_unknown_types_are_refused() {
+        let labelmap = |text: &str| {
+            text.replace(
+                "omit_empty_frames = false",
+                "omit_empty_frames = false\nseg_type = \"labelmap\"",
+            )
+        };
+        let err = PipelineDefinition::from_toml(&labelmap(EMBEDDED_FETAL_HEAD_US), "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("output.seg_type") && err.contains("softmax"),
+            "{err}"
+        );
+        let exclusive = labelmap(EMBEDDED_FETAL_HEAD_US)
+            .replace("activation = \"sigmoid\"", "activation = \"softmax\"");
+        let def = PipelineDefinition::from_toml(&exclusive, "p.toml").unwrap();
+        assert_eq!(def.output.seg_type, SegType::Labelmap);
+        let one_segment = PipelineDefinition::from_toml(&labelmap(EMBEDDED_DCE_BREAST), "p.toml");
+        assert!(one_segment.is_ok(), "one segment cannot overlap");
+        let unknown = EMBEDDED_DCE_BREAST.replace(
+            "omit_empty_frames = false",
+            "omit_empty_frames = false\nseg_type = \"fractional\"",
+        );
+        let err = PipelineDefinition::from_toml(&unknown, "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("p.toml") && err.contains("seg_type") && err.contains("labelmap"),
+            "{err}"
+        );
     }
 }

@@ -191,19 +191,13 @@ pub fn run_job(
         for (_, files) in channels {
             series.push(load_series(files)?);
         }
-        // Every channel is a source of the SEG; remember the others' instances before
-        // stacking keeps only the reference series' geometry.
+        // Every channel is a source of the SEG; remember the other series before stacking
+        // keeps only the reference series' geometry.
         let other_sources: Vec<SeriesReference> = series
             .iter()
             .skip(1)
             .map(|s| SeriesReference {
                 series_instance_uid: s.series_uid.clone(),
-                instances: s
-                    .geometry
-                    .slices
-                    .iter()
-                    .map(|sl| (sl.sop_class_uid.clone(), sl.sop_instance_uid.clone()))
-                    .collect(),
             })
             .collect();
         Ok((
@@ -328,6 +322,7 @@ pub(crate) fn seg_options(
         software_version: env!("CARGO_PKG_VERSION").into(),
         segments_overlap: def.model.activation != "softmax" && def.output.segments.len() > 1,
         other_sources,
+        seg_type: def.output.seg_type,
         ..SegOptions::default()
     }
 }

@@ -3,7 +3,8 @@
 //! missing ([`require_tool`]), DICOM fixtures (`fixtures`, `j2k`), a raw DIMSE
 //! requestor for what DCMTK will not send (`raw_scu`), a real Orthanc (`orthanc`), DCMTK
 //! storescp as a destination (`storescp`), the DCE node fixtures (`dce`), the fetal
-//! ultrasound image (`fetal`) and the project venv's Python (`python`).
+//! ultrasound image (`fetal`), the project venv's Python (`python`) and OHIF's SEG code
+//! in Node (`ohif`).
 //!
 //! Each test binary compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
@@ -13,6 +14,7 @@ pub mod dce;
 pub mod fetal;
 pub mod fixtures;
 pub mod j2k;
+pub mod ohif;
 pub mod orthanc;
 pub mod python;
 pub mod raw_scu;

@@ -1,5 +1,6 @@
-//! Assembly of a complete BINARY Segmentation instance (PS3.3 A.51) from the source
-//! header, the source geometry, the segment descriptions and their masks.
+//! Assembly of a complete Segmentation instance (PS3.3 A.51; BINARY, or LABELMAP after
+//! Supplement 243) from the source header, the source geometry, the segment descriptions
+//! and their masks.
 
 use dicom_core::value::PrimitiveValue;
 use dicom_core::{DataElement, VR};
@@ -13,20 +14,20 @@ use super::bits::BitPacker;
 use super::elements::{empty, seq, text, texts, us};
 use super::error::SegError;
 use super::frames::{
-    PlannedFrame, per_frame_item, plan_frames, put_dimensions, referenced_series, shared_item,
+    PlannedFrame, per_frame_item, plan_frames, plan_label_frames, put_dimensions,
+    referenced_series, shared_item,
 };
 use super::geometry::SourceGeometry;
 use super::header::{
     copy_patient_and_study, now_utc, person_name, put_character_set, put_equipment,
 };
-use super::options::SegOptions;
+use super::labelmap::{bits_for, label_pixel_data};
+use super::options::{SegOptions, SegType};
+use super::related::related_series;
 use super::segments::SegmentSpec;
-use crate::uids::{
-    EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, SEGMENTATION_STORAGE,
-    new_uid,
-};
+use crate::uids::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, new_uid};
 
-/// Encode a BINARY DICOM Segmentation of `geometry`'s series.
+/// Encode a DICOM Segmentation of `geometry`'s series, of `options.seg_type`.
 ///
 /// `masks[s]` is the mask of segment `s + 1` (described by `segments[s]`), shape
 /// `[slices, rows, columns]` in the same slice order as `geometry.slices` and row-major as
@@ -52,12 +53,23 @@ pub fn encode_seg(
             "segments overlap although the pipeline says its classes are exclusive; writing SegmentsOverlap YES"
         );
     }
-    let plan = plan_frames(masks, &checked, options.omit_empty_frames);
+    let labelmap = options.seg_type == SegType::Labelmap;
+    if labelmap && overlap {
+        return Err(SegError::Unsupported(
+            "segments overlap, but a LABELMAP SEG holds one segment per pixel; write it as BINARY"
+                .into(),
+        ));
+    }
+    let plan = if labelmap {
+        plan_label_frames(masks, &checked, options.omit_empty_frames)
+    } else {
+        plan_frames(masks, &checked, options.omit_empty_frames)
+    };
 
     let mut ds = InMemDicomObject::new_empty();
     copy_patient_and_study(source_header, &mut ds)?;
     put_identity(&mut ds, source_header, geometry, options);
-    put_image(&mut ds, geometry, segments, overlap);
+    put_image(&mut ds, geometry, segments, overlap, options.seg_type);
     ds.put(text(
         tags::NUMBER_OF_FRAMES,
         VR::IS,
@@ -72,9 +84,16 @@ pub fn encode_seg(
         .map(|&f| per_frame_item(f, geometry, &checked))
         .collect();
     ds.put(seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame));
-    put_dimensions(&mut ds, &checked);
-    ds.put(referenced_series(&plan, geometry, &options.other_sources));
-    ds.put(pixel_data(&plan, masks, geometry)?);
+    put_dimensions(&mut ds, &checked, labelmap);
+    ds.put(referenced_series(&plan, geometry));
+    if let Some(related) = related_series(&study_uid(&ds), &options.other_sources) {
+        ds.put(related);
+    }
+    ds.put(if labelmap {
+        label_pixel_data(&plan, masks)?
+    } else {
+        pixel_data(&plan, masks, geometry)?
+    });
     put_character_set(&mut ds);
 
     let sop_instance = ds
@@ -91,6 +110,11 @@ pub fn encode_seg(
         .map_err(|e| SegError::Meta(e.to_string()))
 }
 
+/// StudyInstanceUID as copied from the source.
+fn study_uid(ds: &InMemDicomObject) -> String {
+    super::elements::get_str(ds, tags::STUDY_INSTANCE_UID).unwrap_or_default()
+}
+
 /// SOP Common, General/Segmentation Series, Frame of Reference, equipment, and the
 /// General Image / Content Identification attributes: new UIDs, one shared timestamp.
 fn put_identity(
@@ -100,7 +124,11 @@ fn put_identity(
     options: &SegOptions,
 ) {
     let (date, time) = now_utc();
-    ds.put(text(tags::SOP_CLASS_UID, VR::UI, SEGMENTATION_STORAGE));
+    ds.put(text(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        options.seg_type.sop_class_uid(),
+    ));
     ds.put(text(tags::SOP_INSTANCE_UID, VR::UI, &new_uid()));
     ds.put(text(tags::INSTANCE_CREATION_DATE, VR::DA, &date));
     ds.put(text(tags::INSTANCE_CREATION_TIME, VR::TM, &time));
@@ -152,12 +180,15 @@ fn put_identity(
     ));
 }
 
-/// Image Pixel and Segmentation Image modules (less the pixel data itself).
+/// Image Pixel and Segmentation Image modules (less the pixel data itself). A LABELMAP
+/// holds 8- or 16-bit segment numbers, 0 being no segment (Pixel Padding Value, with an
+/// identity Presentation LUT, as highdicom writes it).
 fn put_image(
     ds: &mut InMemDicomObject,
     geometry: &SourceGeometry,
     segments: &[SegmentSpec],
     overlap: bool,
+    seg_type: SegType,
 ) {
     ds.put(texts(tags::IMAGE_TYPE, VR::CS, &["DERIVED", "PRIMARY"]));
     ds.put(us(tags::SAMPLES_PER_PIXEL, &[1]));
@@ -168,12 +199,20 @@ fn put_image(
     ));
     ds.put(us(tags::ROWS, &[geometry.rows]));
     ds.put(us(tags::COLUMNS, &[geometry.columns]));
-    ds.put(us(tags::BITS_ALLOCATED, &[1]));
-    ds.put(us(tags::BITS_STORED, &[1]));
-    ds.put(us(tags::HIGH_BIT, &[0]));
+    let bits = match seg_type {
+        SegType::Binary => 1,
+        SegType::Labelmap => bits_for(segments.len()),
+    };
+    ds.put(us(tags::BITS_ALLOCATED, &[bits]));
+    ds.put(us(tags::BITS_STORED, &[bits]));
+    ds.put(us(tags::HIGH_BIT, &[bits - 1]));
     ds.put(us(tags::PIXEL_REPRESENTATION, &[0]));
+    if seg_type == SegType::Labelmap {
+        ds.put(us(tags::PIXEL_PADDING_VALUE, &[0]));
+        ds.put(text(tags::PRESENTATION_LUT_SHAPE, VR::CS, "IDENTITY"));
+    }
     ds.put(text(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00"));
-    ds.put(text(tags::SEGMENTATION_TYPE, VR::CS, "BINARY"));
+    ds.put(text(tags::SEGMENTATION_TYPE, VR::CS, seg_type.keyword()));
     ds.put(text(
         tags::SEGMENTS_OVERLAP,
         VR::CS,
@@ -436,5 +475,44 @@ mod tests {
             back.get(tags::PATIENT_NAME).unwrap().to_str().unwrap(),
             "Müller^Jürgen"
         );
+    }
+
+    #[test]
+    fn labelmap_has_one_frame_per_slice_and_refuses_overlap() {
+        let o = SegOptions {
+            seg_type: SegType::Labelmap,
+            ..SegOptions::default()
+        };
+        let (a, b) = (mask(&[(0, 0, 1)]), mask(&[(2, 1, 2)]));
+        let seg = encode_seg(&header("x"), &geometry(), &[spec(), spec()], &[a, b], &o).unwrap();
+        let s = |tag| seg.get(tag).unwrap().to_str().unwrap().to_string();
+        assert_eq!(s(tags::SOP_CLASS_UID), "1.2.840.10008.5.1.4.1.1.66.7");
+        assert_eq!(s(tags::SEGMENTATION_TYPE), "LABELMAP");
+        assert_eq!(s(tags::NUMBER_OF_FRAMES), "3");
+        assert!(
+            seg.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+                .unwrap()
+                .items()
+                .unwrap()
+                .iter()
+                .all(|f| f.get(tags::SEGMENT_IDENTIFICATION_SEQUENCE).is_none())
+        );
+        let read = SegContents::from_object(&seg).unwrap();
+        assert_eq!(read.frames.len(), 6, "3 frames read as one per segment");
+        assert_eq!(
+            read.segment_volume(2, &["1.2.3.1", "1.2.3.2", "1.2.3.3"])
+                .unwrap(),
+            mask(&[(2, 1, 2)])
+        );
+        let same = mask(&[(1, 1, 1)]);
+        let err = encode_seg(
+            &header("x"),
+            &geometry(),
+            &[spec(), spec()],
+            &[same.clone(), same],
+            &o,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("LABELMAP"), "{err}");
     }
 }

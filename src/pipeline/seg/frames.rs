@@ -11,12 +11,11 @@ use ndarray::{Array3, Axis};
 use super::codes::{DERIVATION_SEGMENTATION, SOURCE_IMAGE_FOR_PROCESSING};
 use super::elements::{at, obj, seq, text, texts, ul, us};
 use super::geometry::{CheckedGeometry, SourceGeometry, format_ds};
-use super::options::SeriesReference;
 
 /// One frame of the SEG: the segment it belongs to and the source slice it lies on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct PlannedFrame {
-    /// Segment number, 1-based.
+    /// Segment number, 1-based; 0 for a LABELMAP frame, which holds every segment.
     pub(crate) segment: u16,
     /// Index into `SourceGeometry::slices` (and the masks' first axis).
     pub(crate) slice: usize,
@@ -31,6 +30,37 @@ pub(crate) fn plan_frames(
     omit_empty: bool,
 ) -> Vec<PlannedFrame> {
     let mut plan = Vec::with_capacity(masks.len() * checked.order.len());
+    plan_binary(&mut plan, masks, checked, omit_empty);
+    keep_one(plan, checked, 1)
+}
+
+/// The frames of a LABELMAP SEG: one per source slice in order along the normal (with
+/// `omit_empty`, only slices where some segment has a pixel), each holding every segment.
+pub(crate) fn plan_label_frames(
+    masks: &[Array3<bool>],
+    checked: &CheckedGeometry,
+    omit_empty: bool,
+) -> Vec<PlannedFrame> {
+    let plan = checked
+        .order
+        .iter()
+        .filter(|&&slice| {
+            !omit_empty
+                || masks
+                    .iter()
+                    .any(|m| m.index_axis(Axis(0), slice).iter().any(|&on| on))
+        })
+        .map(|&slice| PlannedFrame { segment: 0, slice })
+        .collect();
+    keep_one(plan, checked, 0)
+}
+
+fn plan_binary(
+    plan: &mut Vec<PlannedFrame>,
+    masks: &[Array3<bool>],
+    checked: &CheckedGeometry,
+    omit_empty: bool,
+) {
     for (s, mask) in masks.iter().enumerate() {
         for &slice in &checked.order {
             if !omit_empty || mask.index_axis(Axis(0), slice).iter().any(|&on| on) {
@@ -41,12 +71,21 @@ pub(crate) fn plan_frames(
             }
         }
     }
+}
+
+/// An object needs at least one frame: when every frame was left out, the first slice's
+/// frame (of `segment`: 1 for BINARY, 0 for LABELMAP) is kept.
+fn keep_one(
+    mut plan: Vec<PlannedFrame>,
+    checked: &CheckedGeometry,
+    segment: u16,
+) -> Vec<PlannedFrame> {
     if plan.is_empty() {
         tracing::warn!(
             "every segment is empty; keeping one empty frame so that the SEG stays valid"
         );
         plan.push(PlannedFrame {
-            segment: 1,
+            segment,
             slice: checked.order[0],
         });
     }
@@ -134,29 +173,36 @@ pub(crate) fn per_frame_item(
         ),
         seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_image]),
     ]);
-    let index_values: Vec<u32> = if checked.patient || checked.source_frames {
-        vec![
-            u32::from(frame.segment),
-            checked.position_index[frame.slice],
-        ]
-    } else {
-        vec![u32::from(frame.segment)]
-    };
+    // A LABELMAP frame (segment 0) holds every segment: no segment index or identification.
+    let labelmap = frame.segment == 0;
+    let mut index_values: Vec<u32> = Vec::with_capacity(2);
+    if !labelmap {
+        index_values.push(u32::from(frame.segment));
+    }
+    if checked.patient || checked.source_frames {
+        index_values.push(checked.position_index[frame.slice]);
+    } else if labelmap {
+        index_values.push(1);
+    }
     let mut content = obj([ul(tags::DIMENSION_INDEX_VALUES, &index_values)]);
     if checked.source_frames {
         content.put(ul(
             tags::TEMPORAL_POSITION_INDEX,
             &[checked.position_index[frame.slice]],
         ));
+    } else if labelmap && !checked.patient {
+        content.put(text(tags::FRAME_LABEL, VR::LO, SINGLE_FRAME_LABEL));
     }
     let mut item = obj([
         seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation]),
         seq(tags::FRAME_CONTENT_SEQUENCE, vec![content]),
-        seq(
+    ]);
+    if !labelmap {
+        item.put(seq(
             tags::SEGMENT_IDENTIFICATION_SEQUENCE,
             vec![obj([us(tags::REFERENCED_SEGMENT_NUMBER, &[frame.segment])])],
-        ),
-    ]);
+        ));
+    }
     if checked.patient {
         item.put(seq(
             tags::PLANE_POSITION_SEQUENCE,
@@ -170,10 +216,19 @@ pub(crate) fn per_frame_item(
     item
 }
 
-/// Multi-frame Dimension module: frames are indexed by segment number and, with patient
-/// geometry, by ImagePositionPatient; for the frames of a multi-frame source without
-/// patient geometry, by the source frame number (TemporalPositionIndex).
-pub(crate) fn put_dimensions(out: &mut InMemDicomObject, checked: &CheckedGeometry) {
+/// Frame Label of the one frame of a LABELMAP SEG of a single image without patient
+/// geometry, which has nothing else to be indexed by.
+const SINGLE_FRAME_LABEL: &str = "Frame";
+
+/// Multi-frame Dimension module: BINARY frames are indexed by segment number; then, with
+/// patient geometry, by ImagePositionPatient; for the frames of a multi-frame source
+/// without patient geometry, by the source frame number (TemporalPositionIndex). The one
+/// LABELMAP frame of a single image without geometry is indexed by its Frame Label.
+pub(crate) fn put_dimensions(
+    out: &mut InMemDicomObject,
+    checked: &CheckedGeometry,
+    labelmap: bool,
+) {
     let organization = crate::uids::new_uid();
     let index = |pointer, group, label: &str| {
         obj([
@@ -183,11 +238,14 @@ pub(crate) fn put_dimensions(out: &mut InMemDicomObject, checked: &CheckedGeomet
             text(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label),
         ])
     };
-    let mut indices = vec![index(
-        tags::REFERENCED_SEGMENT_NUMBER,
-        tags::SEGMENT_IDENTIFICATION_SEQUENCE,
-        "Segment Number",
-    )];
+    let mut indices = Vec::with_capacity(2);
+    if !labelmap {
+        indices.push(index(
+            tags::REFERENCED_SEGMENT_NUMBER,
+            tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+            "Segment Number",
+        ));
+    }
     if checked.patient {
         indices.push(index(
             tags::IMAGE_POSITION_PATIENT,
@@ -200,6 +258,12 @@ pub(crate) fn put_dimensions(out: &mut InMemDicomObject, checked: &CheckedGeomet
             tags::TEMPORAL_POSITION_INDEX,
             tags::FRAME_CONTENT_SEQUENCE,
             "Source Frame Number",
+        ));
+    } else if labelmap {
+        indices.push(index(
+            tags::FRAME_LABEL,
+            tags::FRAME_CONTENT_SEQUENCE,
+            "Frame Label",
         ));
     }
     out.put(seq(
@@ -214,12 +278,13 @@ pub(crate) fn put_dimensions(out: &mut InMemDicomObject, checked: &CheckedGeomet
 }
 
 /// ReferencedSeriesSequence: every series that frames reference, each with the instances
-/// the frames reference (in frame order, without repeats), then the other source series.
-pub(crate) fn referenced_series(
-    plan: &[PlannedFrame],
-    geometry: &SourceGeometry,
-    other_sources: &[SeriesReference],
-) -> InMemElement {
+/// the frames reference (in frame order, without repeats), and nothing else.
+///
+/// The Common Instance Reference module describes the instances the SEG references, and
+/// OHIF attaches a SEG to the first loaded series this sequence names: a series the frames
+/// do not lie on (another channel of the model) would let the SEG land on images none of
+/// its frames match. Such inputs are recorded by [`super::related::related_series`].
+pub(crate) fn referenced_series(plan: &[PlannedFrame], geometry: &SourceGeometry) -> InMemElement {
     let mut series: Vec<(&str, Vec<usize>)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for frame in plan {
@@ -233,8 +298,7 @@ pub(crate) fn referenced_series(
             None => series.push((uid, vec![frame.slice])),
         }
     }
-    let framed: std::collections::HashSet<&str> = series.iter().map(|(uid, _)| *uid).collect();
-    let mut items: Vec<InMemDicomObject> = series
+    let items: Vec<InMemDicomObject> = series
         .into_iter()
         .map(|(uid, slices)| {
             let instances = slices
@@ -257,29 +321,6 @@ pub(crate) fn referenced_series(
             ])
         })
         .collect();
-    for other in other_sources
-        .iter()
-        .filter(|o| !framed.contains(o.series_instance_uid.as_str()))
-    {
-        let instances = other
-            .instances
-            .iter()
-            .map(|(class, sop)| {
-                obj([
-                    text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, class),
-                    text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, sop),
-                ])
-            })
-            .collect();
-        items.push(obj([
-            text(
-                tags::SERIES_INSTANCE_UID,
-                VR::UI,
-                &other.series_instance_uid,
-            ),
-            seq(tags::REFERENCED_INSTANCE_SEQUENCE, instances),
-        ]));
-    }
     seq(tags::REFERENCED_SERIES_SEQUENCE, items)
 }
 

@@ -32,20 +32,54 @@ pub struct SegOptions {
     /// two segments); with `false`, overlapping masks also log a warning.
     pub segments_overlap: bool,
     /// Series the segmentation was also derived from besides the reference series (the
-    /// other channels of a multi-channel model). They are listed, with their instances,
-    /// in ReferencedSeriesSequence; frames keep referencing the reference series only,
-    /// whose slices they sit on.
+    /// other channels of a multi-channel model). They are named in the General Series
+    /// Related Series Sequence; frames and ReferencedSeriesSequence reference the
+    /// reference series only, whose slices the frames lie on, so that a viewer attaches
+    /// the SEG to that series whatever order it loads the study's series in.
     #[serde(default)]
     pub other_sources: Vec<SeriesReference>,
+    /// BINARY (one 1-bit frame per segment per source frame) or LABELMAP (one 8/16-bit
+    /// frame per source frame, segment numbers as values; segments must not overlap).
+    #[serde(default)]
+    pub seg_type: SegType,
 }
 
-/// A source series and its instances, for ReferencedSeriesSequence.
+/// Which Segmentation Type the SEG is written as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SegType {
+    /// Segmentation Storage, SegmentationType BINARY: every SEG viewer reads it.
+    #[default]
+    Binary,
+    /// Label Map Segmentation Storage (Supplement 243), SegmentationType LABELMAP: no bit
+    /// packing (so no frame straddles a byte), one frame per source frame, much smaller;
+    /// only for exclusive classes, and newer readers only.
+    Labelmap,
+}
+
+impl SegType {
+    /// The SOP Class UID of a SEG of this type.
+    pub fn sop_class_uid(self) -> &'static str {
+        match self {
+            SegType::Binary => crate::uids::SEGMENTATION_STORAGE,
+            SegType::Labelmap => crate::uids::LABEL_MAP_SEGMENTATION_STORAGE,
+        }
+    }
+
+    /// The SegmentationType value.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            SegType::Binary => "BINARY",
+            SegType::Labelmap => "LABELMAP",
+        }
+    }
+}
+
+/// A series of the same study the segmentation was also derived from.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct SeriesReference {
     /// Series Instance UID.
     pub series_instance_uid: String,
-    /// (SOP Class UID, SOP Instance UID) of each instance.
-    pub instances: Vec<(String, String)>,
 }
 
 impl SegOptions {
@@ -99,6 +133,7 @@ impl Default for SegOptions {
             device_serial: "segnode".into(),
             segments_overlap: false,
             other_sources: Vec::new(),
+            seg_type: SegType::Binary,
         }
     }
 }

@@ -1,6 +1,6 @@
-//! An independent reader of BINARY DICOM Segmentations: segments, per-frame references and
-//! positions, and the unpacked frames. It shares no code with the encoder except the bit
-//! unpacking, so a round trip through it checks the encoder rather than mirroring it. It
+//! An independent reader of BINARY and LABELMAP DICOM Segmentations: segments, per-frame
+//! references and positions, and the unpacked frames (a LABELMAP frame split into one mask
+//! per segment). It shares no code with the encoder except the bit unpacking, so a round trip through it checks the encoder rather than mirroring it. It
 //! accepts attributes in either the Shared or the Per-frame Functional Groups, so SEGs from
 //! other producers (highdicom, dcmqi) read too.
 
@@ -15,7 +15,8 @@ use super::bits::unpack_frame;
 use super::codes::Code;
 use super::elements::{first_item, get_items, get_str, get_strs, get_u32, get_u32s};
 use super::error::SegError;
-use crate::uids::SEGMENTATION_STORAGE;
+use super::labelmap::read_label_frame;
+use crate::uids::{LABEL_MAP_SEGMENTATION_STORAGE, SEGMENTATION_STORAGE};
 
 /// What a SEG holds.
 #[derive(Debug, Clone)]
@@ -40,10 +41,13 @@ pub struct SegContents {
     pub pixel_spacing: Vec<String>,
     /// The Segment Sequence.
     pub segments: Vec<SegmentInfo>,
-    /// Every frame, in file order.
+    /// Every frame, in file order; a LABELMAP frame is read as one frame per segment (its
+    /// pixels holding that segment number), in Segment Sequence order.
     pub frames: Vec<SegFrame>,
     /// The ReferencedSeriesSequence.
     pub referenced_series: Vec<ReferencedSeries>,
+    /// SeriesInstanceUIDs of the Related Series Sequence (the model's other inputs).
+    pub related_series: Vec<String>,
 }
 
 /// One item of the Segment Sequence.
@@ -66,7 +70,8 @@ pub struct SegmentInfo {
 /// One frame of the SEG.
 #[derive(Debug, Clone)]
 pub struct SegFrame {
-    /// ReferencedSegmentNumber of the frame.
+    /// ReferencedSegmentNumber of the frame (for LABELMAP: the segment this frame was
+    /// split out for).
     pub segment_number: u16,
     /// Source images the frame was derived from (usually one).
     pub referenced_sop_instance_uids: Vec<String>,
@@ -113,20 +118,26 @@ impl SegContents {
     pub fn from_object(ds: &InMemDicomObject) -> Result<SegContents, SegError> {
         let bad = |m: String| SegError::Malformed(m);
         let class = get_str(ds, tags::SOP_CLASS_UID).unwrap_or_default();
-        if class != SEGMENTATION_STORAGE {
+        if class != SEGMENTATION_STORAGE && class != LABEL_MAP_SEGMENTATION_STORAGE {
             return Err(bad(format!(
-                "SOP class {class:?} is not Segmentation Storage"
+                "SOP class {class:?} is not (Label Map) Segmentation Storage"
             )));
         }
         let seg_type = get_str(ds, tags::SEGMENTATION_TYPE).unwrap_or_default();
-        if seg_type != "BINARY" {
-            return Err(SegError::Unsupported(format!(
-                "SegmentationType {seg_type:?}; only BINARY is read"
-            )));
-        }
-        if get_u32(ds, tags::BITS_ALLOCATED) != Some(1) {
-            return Err(bad("BitsAllocated is not 1".into()));
-        }
+        let bits = get_u32(ds, tags::BITS_ALLOCATED).unwrap_or_default();
+        let labelmap = match (seg_type.as_str(), bits) {
+            ("BINARY", 1) => false,
+            ("LABELMAP", 8 | 16) => true,
+            _ => {
+                return Err(SegError::Unsupported(format!(
+                    "SegmentationType {seg_type:?} with BitsAllocated {bits}; BINARY (1) and LABELMAP (8, 16) are read"
+                )));
+            }
+        };
+        let segments: Vec<SegmentInfo> = get_items(ds, tags::SEGMENT_SEQUENCE)
+            .iter()
+            .map(segment_info)
+            .collect::<Result<_, _>>()?;
         let dim = |tag, name| {
             get_u32(ds, tag)
                 .and_then(|v| u16::try_from(v).ok())
@@ -152,10 +163,14 @@ impl SegContents {
         let mut frames = Vec::with_capacity(count);
         for (i, item) in per_frame.iter().enumerate() {
             let group = |seq_tag| group(item, shared, seq_tag);
-            let segment_number = group(tags::SEGMENT_IDENTIFICATION_SEQUENCE)
-                .and_then(|g| get_u32(g, tags::REFERENCED_SEGMENT_NUMBER))
-                .and_then(|v| u16::try_from(v).ok())
-                .ok_or_else(|| bad(format!("frame {} has no ReferencedSegmentNumber", i + 1)))?;
+            let segment_number = if labelmap {
+                0
+            } else {
+                group(tags::SEGMENT_IDENTIFICATION_SEQUENCE)
+                    .and_then(|g| get_u32(g, tags::REFERENCED_SEGMENT_NUMBER))
+                    .and_then(|v| u16::try_from(v).ok())
+                    .ok_or_else(|| bad(format!("frame {} has no ReferencedSegmentNumber", i + 1)))?
+            };
             let referenced_sop_instance_uids = group(tags::DERIVATION_IMAGE_SEQUENCE)
                 .map(|d| {
                     get_items(d, tags::SOURCE_IMAGE_SEQUENCE)
@@ -173,16 +188,31 @@ impl SegContents {
             let dimension_index_values = group(tags::FRAME_CONTENT_SEQUENCE)
                 .map(|c| get_u32s(c, tags::DIMENSION_INDEX_VALUES))
                 .unwrap_or_default();
-            let pixels = unpack_frame(&data, i, usize::from(rows), usize::from(columns))
-                .map_err(|e| bad(format!("frame {}: {e}", i + 1)))?;
-            frames.push(SegFrame {
+            let frame = SegFrame {
                 segment_number,
                 referenced_sop_instance_uids,
                 referenced_frame_number,
                 image_position,
                 dimension_index_values,
-                pixels,
-            });
+                pixels: Array2::from_elem((0, 0), false),
+            };
+            let (r, c) = (usize::from(rows), usize::from(columns));
+            if labelmap {
+                // One frame per segment, so that LABELMAP and BINARY read alike.
+                let values = read_label_frame(&data, i, r, c, bits)
+                    .map_err(|e| bad(format!("frame {}: {e}", i + 1)))?;
+                for segment in &segments {
+                    frames.push(SegFrame {
+                        segment_number: segment.number,
+                        pixels: values.mapv(|v| v == segment.number),
+                        ..frame.clone()
+                    });
+                }
+            } else {
+                let pixels = unpack_frame(&data, i, r, c)
+                    .map_err(|e| bad(format!("frame {}: {e}", i + 1)))?;
+                frames.push(SegFrame { pixels, ..frame });
+            }
         }
 
         let shared_strs = |seq_tag, tag| {
@@ -204,14 +234,15 @@ impl SegContents {
                 tags::IMAGE_ORIENTATION_PATIENT,
             ),
             pixel_spacing: shared_strs(tags::PIXEL_MEASURES_SEQUENCE, tags::PIXEL_SPACING),
-            segments: get_items(ds, tags::SEGMENT_SEQUENCE)
-                .iter()
-                .map(segment_info)
-                .collect::<Result<_, _>>()?,
+            segments,
             frames,
             referenced_series: get_items(ds, tags::REFERENCED_SERIES_SEQUENCE)
                 .iter()
                 .map(referenced)
+                .collect(),
+            related_series: get_items(ds, tags::RELATED_SERIES_SEQUENCE)
+                .iter()
+                .filter_map(|r| get_str(r, tags::SERIES_INSTANCE_UID))
                 .collect(),
         })
     }
