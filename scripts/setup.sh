@@ -6,7 +6,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${SEGNODE_VENV:-$HOME/.cache/segnode/venv}
-apt_packages=(dcmtk orthanc dicom3tools cmake python3-venv g++ pkg-config bc)
+certs=${SEGNODE_CERTS:-$HOME/.cache/segnode/certs}
+# rsyslog (+ its TLS driver): the audit-trail tests run a real syslog collector.
+apt_packages=(dcmtk orthanc dicom3tools cmake python3-venv g++ pkg-config bc openssl rsyslog rsyslog-gnutls)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -62,7 +64,15 @@ CFG
   fi
 }
 
+make_example_certs() {
+  # Example DICOM TLS certificates (a CA, segnode, a peer, an expired and an untrusted
+  # one) for the README's TLS set-up; outside the repository, never committed.
+  bash "$here/scripts/certs.sh" "$certs"
+  log "example TLS certificates in $certs"
+}
+
 install_apt_packages
 install_venv
 write_cargo_config
+make_example_certs
 log "ready"
