@@ -63,7 +63,12 @@ async fn storescu_and_echoscu_over_tls_are_served() {
 async fn tls_port_refuses_untrusted_expired_anonymous_and_plain_clients() {
     let dir = tempfile::tempdir().unwrap();
     let files = fixtures::mr_series(dir.path(), 2, 32, 32, 42);
-    let mut node = start_tls_node(|_| {}).await;
+    let audit_file = dir.path().join("audit.jsonl");
+    let mut node = start_tls_node(|c| {
+        c.audit.enabled = true;
+        c.audit.file = Some(audit_file.clone());
+    })
+    .await;
 
     let untrusted = vec![
         "+tls".to_string(),
@@ -108,6 +113,28 @@ async fn tls_port_refuses_untrusted_expired_anonymous_and_plain_clients() {
         "only the trusted echo: {summary:?}"
     );
     assert_eq!(summary.associations_rejected, 4, "{summary:?}");
+
+    // Each refusal is a Security Alert (Node Authentication) naming the TLS failure; the
+    // trusted peer's association is audited as accepted over TLS.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (alerts, accepted) = loop {
+        let text = std::fs::read_to_string(&audit_file).unwrap_or_default();
+        let alerts = text
+            .lines()
+            .filter(|l| {
+                l.contains("110113") && l.contains("110126") && l.contains("TLS handshake failed")
+            })
+            .count();
+        let accepted = text
+            .lines()
+            .filter(|l| l.contains("110114") && l.contains("accepted over TLS"))
+            .count();
+        if (alerts, accepted) == (4, 1) || std::time::Instant::now() > deadline {
+            break (alerts, accepted);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((alerts, accepted), (4, 1), "audit trail of the TLS port");
 }
 
 fn scu_opts(client: Option<&str>, ca: Option<&str>) -> ScuOptions {

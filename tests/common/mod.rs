@@ -15,6 +15,7 @@ pub mod j2k;
 pub mod orthanc;
 pub mod python;
 pub mod raw_scu;
+pub mod rsyslog;
 pub mod storescp;
 pub mod tls;
 
@@ -132,7 +133,10 @@ impl TestNode {
             config: Arc::clone(&config),
             spool: Arc::clone(&spool),
             events: Some(scp::IngestSink::new(tx)),
-            audit: Default::default(),
+            // Tests that set `[audit]` get the trail they configured.
+            audit: segnode::audit::Audit::start(&config.audit, config.node.ae_title.as_str())
+                .await
+                .expect("start the audit trail"),
         };
         let server = tokio::spawn(scp::run(listener, ctx, async move {
             let _ = stop_rx.await;
