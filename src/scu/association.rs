@@ -86,12 +86,16 @@ pub(crate) async fn establish(
                 .map(Link::Tls),
         }
     };
+    let started = std::time::Instant::now();
     let mut inner = match tokio::time::timeout(opts.connect_timeout, established).await {
         Err(_) => {
             return Err(ScuError::ConnectTimeout {
                 peer: name,
                 timeout: opts.connect_timeout,
             });
+        }
+        Ok(Err(UlError::TlsNotSupported { .. })) if opts.tls.is_none() => {
+            return Err(unreadable_answer(name, opts, started.elapsed()));
         }
         Ok(Err(e)) => return Err(establish_error(&name, opts, contexts, e)),
         Ok(Ok(a)) => a,
@@ -137,6 +141,26 @@ pub(crate) async fn establish(
         write_timeout: opts.write_timeout,
         next_message_id: 1,
     })
+}
+
+/// With its TLS feature on, dicom-ul 0.10 reports every failure to read the answer to a
+/// plain A-ASSOCIATE-RQ (silence past the read timeout, a closed connection, bytes that
+/// are not a PDU) as "TLS not supported": tell these apart by the time it took.
+fn unreadable_answer(peer: String, opts: &ScuOptions, elapsed: Duration) -> ScuError {
+    if elapsed + Duration::from_millis(50) >= opts.read_timeout.min(opts.connect_timeout) {
+        ScuError::ConnectTimeout {
+            peer,
+            timeout: opts.connect_timeout,
+        }
+    } else {
+        ScuError::Association {
+            peer,
+            reason: "no readable answer to the association request: the peer closed the \
+                     connection or answered with something that is not DICOM (if it speaks \
+                     DICOM over TLS on this port, configure TLS for it)"
+                .into(),
+        }
+    }
 }
 
 /// Whether a connect error is rustls refusing the handshake (rather than TCP failing).
