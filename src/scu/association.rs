@@ -94,7 +94,7 @@ pub(crate) async fn establish(
                 timeout: opts.connect_timeout,
             });
         }
-        Ok(Err(UlError::TlsNotSupported { .. })) if opts.tls.is_none() => {
+        Ok(Err(UlError::TlsNotSupported)) if opts.tls.is_none() => {
             return Err(unreadable_answer(name, opts, started.elapsed()));
         }
         Ok(Err(e)) => return Err(establish_error(&name, opts, contexts, e)),
