@@ -7,8 +7,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${SEGNODE_VENV:-$HOME/.cache/segnode/venv}
+certs=${SEGNODE_CERTS:-$HOME/.cache/segnode/certs}
 ohif_node=${SEGNODE_OHIF_NODE:-$HOME/.cache/segnode/ohif-node}
-apt_packages=(dcmtk orthanc dicom3tools cmake python3-venv g++ pkg-config bc)
+# rsyslog (+ its TLS driver): the audit-trail tests run a real syslog collector.
+apt_packages=(dcmtk orthanc dicom3tools cmake python3-venv g++ pkg-config bc openssl rsyslog rsyslog-gnutls)
 # Node and npm run OHIF's SEG code in the tests; a Node build that bundles npm (NodeSource)
 # is fine, so Debian's packages are asked for only when the commands are missing.
 command -v node >/dev/null 2>&1 || apt_packages+=(nodejs)
@@ -93,8 +95,16 @@ CFG
   fi
 }
 
+make_example_certs() {
+  # Example DICOM TLS certificates (a CA, segnode, a peer, an expired and an untrusted
+  # one) for the README's TLS set-up; outside the repository, never committed.
+  bash "$here/scripts/certs.sh" "$certs"
+  log "example TLS certificates in $certs"
+}
+
 install_apt_packages
 install_venv
 install_ohif_node
 write_cargo_config
+make_example_certs
 log "ready"

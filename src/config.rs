@@ -12,6 +12,8 @@ use serde::Deserialize;
 use crate::ae::AeTitle;
 use crate::uids;
 
+mod security;
+
 /// The config shipped in `conf/segnode.toml`, compiled into the binary.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../conf/segnode.toml");
 
@@ -58,6 +60,12 @@ pub struct Config {
     /// Delivery retries: backoff and the dead-letter limit.
     #[serde(default)]
     pub outbox: OutboxConfig,
+    /// DICOM TLS listener; absent: no TLS port.
+    #[serde(default)]
+    pub tls: Option<crate::tls::ServerTlsConfig>,
+    /// Audit trail (PS3.15 A.5 messages to syslog and/or a JSON-lines file).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// A named DICOM peer that receives SEGs by C-STORE.
@@ -76,6 +84,9 @@ pub struct DestinationConfig {
     /// (Orthanc: `DicomModalities`).
     #[serde(default)]
     pub calling_ae: Option<AeTitle>,
+    /// Talk DICOM over TLS to this peer (`tls = { ca = …, certificate = …, private_key = … }`).
+    #[serde(default)]
+    pub tls: Option<crate::tls::PeerTlsConfig>,
 }
 
 impl DestinationConfig {
@@ -347,6 +358,7 @@ impl Config {
                     *dir = base.join(&*dir);
                 }
             }
+            cfg.resolve_security_paths(base);
         }
         cfg.validate(file)?;
         Ok(cfg)
@@ -455,7 +467,8 @@ impl Config {
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(invalid("node.data_dir", "must not be empty".into()));
         }
-        self.validate_destinations(file)
+        self.validate_destinations(file)?;
+        self.validate_security(file)
     }
 
     /// `[[destinations]]` and `[outbox]`.

@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over these modules; tests drive them directly.
 
 pub mod ae;
+pub mod audit;
 pub mod config;
 pub mod dimse;
 pub mod error_chain;
@@ -16,6 +17,7 @@ pub mod serve;
 pub mod spool;
 pub mod synth;
 pub mod telemetry;
+pub mod tls;
 pub mod torch_runtime;
 pub mod uids;
 pub mod untrusted;

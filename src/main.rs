@@ -160,18 +160,43 @@ struct ScuArgs {
     /// Seconds to wait for connection, association and each response.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// DICOM over TLS: PEM file of the CA the peer's certificate must chain to.
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// With --tls-ca: our client certificate (PEM), for peers that require one.
+    #[arg(long, value_name = "PEM", requires = "tls_ca", requires = "tls_key")]
+    tls_certificate: Option<PathBuf>,
+    /// With --tls-certificate: its private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_certificate")]
+    tls_key: Option<PathBuf>,
 }
 
 impl ScuArgs {
-    fn options(&self) -> segnode::scu::ScuOptions {
+    fn options(&self) -> anyhow::Result<segnode::scu::ScuOptions> {
         let t = Duration::from_secs(self.timeout.max(1));
-        segnode::scu::ScuOptions {
+        let tls = match &self.tls_ca {
+            None => None,
+            Some(ca) => Some(
+                segnode::tls::PeerTlsConfig {
+                    ca: ca.clone(),
+                    certificate: self.tls_certificate.clone(),
+                    private_key: self.tls_key.clone(),
+                }
+                .load()
+                .map_err(|e| {
+                    let flag = if e.key == "private_key" { "key" } else { e.key };
+                    anyhow::anyhow!("--tls-{flag} {}: {}", e.file.display(), e.reason)
+                })?,
+            ),
+        };
+        Ok(segnode::scu::ScuOptions {
             calling_ae: self.calling_ae.clone(),
             max_pdu_length: 131_072,
             connect_timeout: t,
             read_timeout: t,
             write_timeout: t,
-        }
+            tls,
+        })
     }
 }
 
@@ -291,7 +316,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Echo { peer, scu } => {
-            let status = segnode::scu::echo(&peer, &scu.options())
+            let status = segnode::scu::echo(&peer, &scu.options()?)
                 .await
                 .with_context(|| format!("C-ECHO to {peer} failed"))?;
             println!("C-ECHO {peer}: {status}");
@@ -303,7 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Send { peer, paths, scu } => {
             let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            let report = segnode::scu::send_paths(&peer, &scu.options(), &paths, show_progress)
+            let report = segnode::scu::send_paths(&peer, &scu.options()?, &paths, show_progress)
                 .await
                 .with_context(|| format!("C-STORE to {peer} failed"))?;
             print!("{}", report.summary_table());

@@ -9,12 +9,15 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::outbox::{self, OutboxSummary};
 use crate::pipeline::driver::{self, DriverError, DriverSummary};
-use crate::scp::{self, ScpContext, ScpSummary};
+use crate::scp::{self, Listener, Listeners, ScpContext, ScpSummary};
 use crate::spool::{Spool, SpoolError};
 
 /// At shutdown, a SEG delivery in flight gets this long to finish before it is cut off
 /// (it stays pending and is sent again at the next start).
 const OUTBOX_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// At shutdown, queued audit messages get this long to reach their collector.
+const AUDIT_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -32,29 +35,62 @@ pub enum ServeError {
     Scp(#[from] scp::ScpError),
     #[error(transparent)]
     Pipelines(#[from] DriverError),
+    #[error("config tls.{0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
-/// Bind the configured address and serve until `shutdown` resolves.
+/// Bind the configured addresses (`node.port`, and `tls.port` when `[tls]` is set) and
+/// serve until `shutdown` resolves.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<NodeSummary, ServeError> {
-    let addr = std::net::SocketAddr::new(config.node.bind, config.node.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
-    run_on(listener, config, shutdown).await
+    let bind = |port: u16| async move {
+        let addr = std::net::SocketAddr::new(config.node.bind, port);
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })
+    };
+    let mut listeners = Vec::new();
+    match &config.tls {
+        None => listeners.push(Listener::plain(bind(config.node.port).await?)),
+        Some(tls) => {
+            if tls.keep_plain_port {
+                listeners.push(Listener::plain(bind(config.node.port).await?));
+            }
+            listeners.push(Listener::tls(bind(tls.port).await?, server_tls(&config)?));
+        }
+    }
+    run_on(Listeners::new(listeners), config, shutdown).await
 }
 
-/// Serve on an already bound listener (tests bind port 0 and pass it in).
+/// The listener's TLS configuration from `[tls]` (checked at load already; read again
+/// here, so files replaced since are picked up at start).
+pub fn server_tls(config: &Config) -> Result<crate::tls::ServerTls, crate::tls::TlsError> {
+    match &config.tls {
+        Some(tls) => tls.load(),
+        None => Err(crate::tls::TlsError {
+            key: "certificate",
+            file: Default::default(),
+            reason: "the config has no [tls] table".into(),
+        }),
+    }
+}
+
+/// Serve on already bound listeners (tests bind port 0 and pass them in; a
+/// `TcpListener` is a plain-DICOM one).
 pub async fn run_on(
-    listener: tokio::net::TcpListener,
+    listeners: impl Into<Listeners>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<NodeSummary, ServeError> {
+    let listeners = listeners.into();
+    let audit = crate::audit::Audit::start(&config.audit, config.node.ae_title.as_str()).await?;
     let data_dir = config.node.data_dir.clone();
     let spool = {
         let dir = data_dir.clone();
@@ -71,10 +107,7 @@ pub async fn run_on(
         dir: data_dir.display().to_string(),
         source,
     })?;
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let local = listeners.describe();
     info!(
         ae_title = %config.node.ae_title,
         listen = %local,
@@ -95,7 +128,7 @@ pub async fn run_on(
         info!("no pipelines enabled: storing only");
     }
     // Deliveries pending from an earlier run resume as soon as the sender starts.
-    let outbox = outbox::spawn(&config, spool.clone());
+    let outbox = outbox::spawn(&config, spool.clone(), audit.clone());
     let (events, driver) = if pipelines.is_empty() {
         (None, None)
     } else {
@@ -103,15 +136,20 @@ pub async fn run_on(
         (Some(tx), Some(handle))
     };
     info!(torch = %crate::torch_runtime::describe(), "runtime");
+    let node_ae = config.node.ae_title.as_str().to_string();
+    audit.record(crate::audit::events::application_activity(&node_ae, true));
     let ctx = ScpContext {
         config: Arc::new(config),
         spool,
         events,
+        audit: audit.clone(),
     };
-    let scp = match scp::run(listener, ctx, shutdown).await {
+    let scp = match scp::run(listeners, ctx, shutdown).await {
         Ok(scp) => scp,
         Err(e) => {
             outbox.stop(OUTBOX_STOP_GRACE).await;
+            audit.record(crate::audit::events::application_activity(&node_ae, false));
+            audit.flush(AUDIT_FLUSH_GRACE).await;
             return Err(e.into());
         }
     };
@@ -122,6 +160,8 @@ pub async fn run_on(
     };
     // Jobs are finished and their SEGs queued; what is still pending resumes at next start.
     let outbox = outbox.stop(OUTBOX_STOP_GRACE).await;
+    audit.record(crate::audit::events::application_activity(&node_ae, false));
+    audit.flush(AUDIT_FLUSH_GRACE).await;
     info!(
         associations = scp.associations,
         instances = scp.instances_stored,

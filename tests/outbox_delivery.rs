@@ -305,3 +305,48 @@ async fn a_pipeline_naming_an_unknown_destination_stops_the_node_at_start() {
         "{err}"
     );
 }
+
+/// A destination with `tls = { … }` gets the SEG over DICOM TLS (storescp `+tls`, client
+/// certificate required), and the delivery is audited as DICOM Instances Transferred sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seg_is_delivered_over_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = small_study(&tmp.path().join("study"), 35);
+    let mut scp_args = vec!["+uf".to_string()];
+    scp_args.extend(common::tls::dcmtk_tls_args("peer"));
+    let scp_args: Vec<&str> = scp_args.iter().map(String::as_str).collect();
+    let scp = Storescp::start_on(common::free_port(), "STORE", &scp_args);
+    let spool_dir = tmp.path().join("spool");
+    let audit_file = tmp.path().join("audit.jsonl");
+    let mut config = node_config(tmp.path(), scp.port, 1, 3);
+    config.destinations[0].tls = Some(common::tls::client_config(Some("segnode")));
+    config.audit.enabled = true;
+    config.audit.file = Some(audit_file.clone());
+    let node = Node::start(config).await;
+    node.send(&study).await;
+
+    let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
+        r.state != "pending"
+    })
+    .await;
+    assert_eq!(
+        (row.state.as_str(), row.attempts),
+        ("delivered", 1),
+        "{row:?}"
+    );
+    assert_arrived_once(&scp, &spool_dir, &study.study_uid);
+    let summary = node.stop().await;
+    assert_eq!(summary.outbox.delivered, 1);
+
+    let audit = std::fs::read_to_string(&audit_file).unwrap();
+    let sent: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("110104") && l.contains("EventActionCode=\\\"R\\\""))
+        .collect();
+    assert_eq!(sent.len(), 1, "one transfer audited as sent:\n{audit}");
+    assert!(
+        sent[0].contains(&study.study_uid) && sent[0].contains("UserID=\\\"STORE\\\""),
+        "{}",
+        sent[0]
+    );
+}

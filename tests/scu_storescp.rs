@@ -31,6 +31,7 @@ fn opts(timeout: Duration) -> ScuOptions {
         connect_timeout: timeout,
         read_timeout: timeout,
         write_timeout: timeout,
+        tls: None,
     }
 }
 

@@ -9,7 +9,10 @@ Run from the repository root after `cargo build --release --bins --examples`:
 Parts (each prints a table; everything is also written under <cargo target dir>/bench/):
   1 ingest  a synthetic 4-phase study (plain and JPEG-LS) sent by DCMTK storescu over one
             association to segnode, storescp and Orthanc, receivers alternating, 1 warm-up
-            + N runs each, fresh storage per run, every run checked to have stored all.
+            + N runs each, fresh storage per run, every run checked to have stored all;
+            segnode-tls is segnode with only a DICOM TLS port (example certificates from
+            scripts/certs.sh, client certificate required), storescu sending with +tls:
+            its row against the plain segnode row is the cost of TLS.
   2 stages  `segnode segment` on the study with the kinetic and the SwinUNETR pipelines.
   3 infer   segnode's sliding window (examples/bench_infer.rs) vs MONAI's
             sliding_window_inference (tools/monai_sliding_window.py), same model, input,
@@ -140,9 +143,9 @@ def synth(segnode: Path, out: Path, slices: int, size: int, seed: int) -> list[P
     return dicom_files(out)
 
 
-def storescu(folder: Path, port: int, aec: str, jls: bool, timeout: float = 600) -> float:
+def storescu(folder: Path, port: int, aec: str, jls: bool, timeout: float = 600, extra=()) -> float:
     cmd = ["storescu", "-aet", "BENCHSCU", "-aec", aec, "-pdu", PDU, "-ts", 60, "-ta", 30,
-           "+sd", "+r", "+sp", "*.dcm"]
+           "+sd", "+r", "+sp", "*.dcm", *extra]
     if jls:
         cmd.append("-xt")  # propose JPEG-LS lossless (+ uncompressed)
     cmd += [HOST, port, folder]
@@ -173,6 +176,7 @@ class Segnode:
 
     name = "segnode"
     aet = "SEGNODE"
+    storescu_args: list = []
 
     def __init__(self, exe: Path, work: Path, pipelines: bool = False):
         self.exe, self.work = exe, work
@@ -203,11 +207,41 @@ class Segnode:
         self.log.close()
 
 
+class SegnodeTls(Segnode):
+    """`segnode serve` (pipelines off) with only a DICOM TLS listener: the example
+    certificates of scripts/certs.sh, client certificate required; storescu sends with +tls."""
+
+    name = "segnode-tls"
+
+    def __init__(self, exe: Path, work: Path):
+        super().__init__(exe, work)
+        self.certs = work / "certs"
+        run(["bash", REPO / "scripts/certs.sh", self.certs], timeout=120)
+        self.plain_config = self.config.read_text()
+        self.config = work / "segnode-tls.toml"
+        c = self.certs
+        self.storescu_args = ["+tls", str(c / "peer.key"), str(c / "peer.pem"), "+cf", str(c / "ca.pem")]
+
+    def start(self, data: Path) -> None:
+        self.data, self.port = data, free_port()
+        c = self.certs
+        self.config.write_text(self.plain_config + (
+            f'\n[tls]\nport = {self.port}\ncertificate = "{c / "segnode.pem"}"\n'
+            f'private_key = "{c / "segnode.key"}"\nca = "{c / "ca.pem"}"\n'))
+        self.log = open(data.parent / f"{data.name}.log", "w")
+        # --port moves the plain port out of the way; with [tls] it is not opened.
+        self.proc = subprocess.Popen(
+            [str(self.exe), "serve", "--config", str(self.config), "--port", str(free_port()),
+             "--data-dir", str(data)], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+
+
 class Storescp:
     """DCMTK storescp writing every instance to a fresh folder (no fsync)."""
 
     name = "storescp"
     aet = "STORESCP"
+    storescu_args: list = []
 
     def start(self, data: Path) -> None:
         data.mkdir(parents=True)
@@ -231,6 +265,7 @@ class Orthanc:
 
     name = "orthanc"
     aet = "ORTHANC"
+    storescu_args: list = []
 
     def start(self, data: Path) -> None:
         data.mkdir(parents=True)
@@ -277,13 +312,14 @@ def part_ingest(a, segnode: Path, work: Path, results: dict) -> list[list]:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         list(pool.map(compress, files))
     n = len(files)
-    receivers = [Segnode(segnode, work), Storescp(), Orthanc()]
+    receivers = [Segnode(segnode, work), SegnodeTls(segnode, work), Storescp(), Orthanc()]
     rows, raw = [], []
     for syntax, folder in (("plain", plain), ("jpeg-ls", jls)):
         size = total_bytes(dicom_files(folder))
         times = {r.name: [] for r in receivers}
         for i in range(a.runs + 1):
-            order = receivers[i % 3:] + receivers[:i % 3]  # alternate who goes first
+            k = i % len(receivers)
+            order = receivers[k:] + receivers[:k]  # alternate who goes first
             for r in order:
                 data = work / f"recv-{r.name}-{syntax}-{i}"
                 # Flush what earlier runs left in the page cache (storescp and Orthanc do not
@@ -291,7 +327,7 @@ def part_ingest(a, segnode: Path, work: Path, results: dict) -> list[list]:
                 os.sync()
                 r.start(data)
                 try:
-                    t = storescu(folder, r.port, r.aet, jls=syntax == "jpeg-ls")
+                    t = storescu(folder, r.port, r.aet, jls=syntax == "jpeg-ls", extra=r.storescu_args)
                     got, settled = count_settled(r, n)
                 finally:
                     r.stop()

@@ -14,6 +14,7 @@
 //! - Stopping never takes longer than the grace given to [`OutboxHandle::stop`]; a send
 //!   cut short stays pending and is sent again at the next start.
 
+mod audited;
 mod backoff;
 
 use std::collections::{HashMap, HashSet};
@@ -84,7 +85,7 @@ impl OutboxHandle {
 }
 
 /// Start the sender for the destinations in `config`.
-pub fn spawn(config: &Config, spool: Arc<Spool>) -> OutboxHandle {
+pub fn spawn(config: &Config, spool: Arc<Spool>, audit: crate::audit::Audit) -> OutboxHandle {
     let wake = Arc::new(Notify::new());
     let stopping = Arc::new(AtomicBool::new(false));
     let summary = Arc::new(Mutex::new(OutboxSummary::default()));
@@ -100,6 +101,8 @@ pub fn spawn(config: &Config, spool: Arc<Spool>) -> OutboxHandle {
         backoff: Backoff::from_config(&config.outbox),
         down: HashSet::new(),
         summary: summary.clone(),
+        tls: audited::load_tls(&config.destinations),
+        audit,
     };
     let task = tokio::spawn(
         sender
@@ -123,6 +126,10 @@ struct Sender {
     /// Destinations whose last attempt failed: probed with C-ECHO before the next send.
     down: HashSet<String>,
     summary: Arc<Mutex<OutboxSummary>>,
+    /// Per destination with `tls`: its TLS configuration, or why it cannot be used.
+    tls: HashMap<String, Result<crate::tls::ClientTls, String>>,
+    /// Where delivered and dead-lettered SEGs are audited.
+    audit: crate::audit::Audit,
 }
 
 impl Sender {
@@ -194,6 +201,7 @@ impl Sender {
                     error!(cause = %e, "SEG delivered but the outbox row could not be updated");
                 }
                 info!(attempts, "SEG delivered");
+                self.audit_transfer(&row, crate::audit::Outcome::Success);
                 self.count(|s| s.delivered += 1);
                 true
             }
@@ -215,6 +223,7 @@ impl Sender {
                          and send the file again (`segnode send`), or raise outbox.max_attempts"
                     );
                     self.count(|s| s.dead += 1);
+                    self.audit_transfer(&row, crate::audit::Outcome::SeriousFailure);
                 } else {
                     let delay = self.backoff.delay(attempts, id);
                     let next = now_ms() + delay.as_millis() as i64;
@@ -259,6 +268,11 @@ impl Sender {
             connect_timeout: self.network.connect_timeout(),
             read_timeout: self.network.read_timeout(),
             write_timeout: self.network.write_timeout(),
+            tls: match self.tls.get(&row.destination) {
+                None => None,
+                Some(Ok(tls)) => Some(tls.clone()),
+                Some(Err(why)) => return Err(why.clone()),
+            },
         };
         if self.down.contains(&row.destination) || row.attempts > 0 {
             probe(&peer, &opts).await?;

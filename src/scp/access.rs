@@ -41,6 +41,7 @@ impl AccessPolicy {
         PeerAccess {
             policy: Arc::clone(self),
             peer: peer.to_canonical(),
+            refusal: RefusalSlot::default(),
         }
     }
 
@@ -85,6 +86,35 @@ enum Refusal {
 pub(crate) struct PeerAccess {
     policy: Arc<AccessPolicy>,
     peer: IpAddr,
+    refusal: RefusalSlot,
+}
+
+/// The AE titles of a refused request, kept for the audit trail (dicom-ul's error carries
+/// only the reason).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RefusalSlot(Arc<std::sync::OnceLock<RefusedTitles>>);
+
+/// Who asked, and whom, in a refused association request.
+#[derive(Debug, Clone)]
+pub(crate) struct RefusedTitles {
+    /// The calling AE title.
+    pub(crate) calling_ae: String,
+    /// The called AE title.
+    pub(crate) called_ae: String,
+}
+
+impl RefusalSlot {
+    /// The titles of the refused request, if this connection's request was refused.
+    pub(crate) fn get(&self) -> Option<&RefusedTitles> {
+        self.0.get()
+    }
+}
+
+impl PeerAccess {
+    /// Where this connection's refusal (if any) is kept.
+    pub(crate) fn refusal(&self) -> RefusalSlot {
+        self.refusal.clone()
+    }
 }
 
 impl AccessControl for PeerAccess {
@@ -103,6 +133,10 @@ impl AccessControl for PeerAccess {
                 Ok(()) => return Ok(()),
                 Err(refusal) => refusal,
             };
+        let _ = self.refusal.0.set(RefusedTitles {
+            calling_ae: calling_ae_title.to_string(),
+            called_ae: called_ae_title.to_string(),
+        });
         let (calling, called, peer) = (calling_ae_title, called_ae_title, self.peer);
         match refusal {
             Refusal::CalledAe => {

@@ -20,16 +20,19 @@ use tracing::{Span, debug, info, warn};
 
 use super::access::AccessPolicy;
 use super::admission::Pending;
+use super::audited::{self, StudyTally};
 use super::body::BodyLimits;
 use super::budget::MemoryBudget;
 use super::ending::{End, report_failed_negotiation};
+use super::listener::Transport;
 use super::negotiation::{self, ScpOptions};
 use super::reassembly::Reassembler;
+use super::stream::ScpStream;
 use super::{IngestEvent, ScpContext, Totals, tcp};
 use crate::error_chain::error_chain;
 
-/// The association type the SCP serves.
-pub(super) type ServerAssociation = AsyncServerAssociation<TcpStream>;
+/// The association type the SCP serves, over TCP or TLS.
+pub(super) type ServerAssociation<S = TcpStream> = AsyncServerAssociation<S>;
 
 /// What all association tasks share.
 pub(crate) struct Shared {
@@ -88,26 +91,61 @@ pub(crate) async fn serve(
     id: u64,
     socket: TcpStream,
     peer: SocketAddr,
+    transport: Transport,
     pending: Pending,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) {
     tcp::tune_accepted(&socket);
-    let options = shared
-        .options
-        .clone()
-        .ae_access_control(shared.access.for_peer(peer.ip()));
+    let access = shared.access.for_peer(peer.ip());
+    let refusal = access.refusal();
+    let options = shared.options.clone().ae_access_control(access);
+    // ARTIM (PS3.8 9.1.5) bounds the whole negotiation: the TLS handshake and the
+    // A-ASSOCIATE-RQ together.
+    let artim = shared.ctx.config.network.artim_timeout();
+    match transport {
+        Transport::Plain => {
+            let established = tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => return,
+                established = tokio::time::timeout(artim, options.establish_async(socket)) => established,
+            };
+            serve_established(id, peer, &transport, pending, established, &refusal, shared, stop).await
+        }
+        Transport::Tls(ref tls) => {
+            let options = options.tls_config(Arc::clone(&tls.config));
+            let established = tokio::select! {
+                biased;
+                _ = stopped(&mut stop) => return,
+                established = tokio::time::timeout(artim, options.establish_tls_async(socket)) => established,
+            };
+            serve_established(id, peer, &transport, pending, established, &refusal, shared, stop).await
+        }
+    }
+}
+
+/// The rest of [`serve`] once negotiation has ended (or ARTIM expired), on either stream.
+#[allow(clippy::too_many_arguments)]
+async fn serve_established<S: ScpStream>(
+    id: u64,
+    peer: SocketAddr,
+    transport: &Transport,
+    pending: Pending,
+    established: Result<
+        Result<ServerAssociation<S>, dicom_ul::association::Error>,
+        tokio::time::error::Elapsed,
+    >,
+    refusal: &super::access::RefusalSlot,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let network = &shared.ctx.config.network;
-    let established = tokio::select! {
-        biased;
-        _ = stopped(&mut stop) => return,
-        established = tokio::time::timeout(network.artim_timeout(), options.establish_async(socket)) => established,
-    };
     let mut association = match established {
         Ok(Ok(association)) => association,
         Ok(Err(err)) => {
             Totals::add(&shared.totals.associations_rejected, 1);
             report_failed_negotiation(&err, network.read_timeout_seconds);
+            audited::refused(&shared, peer, transport, &err, refusal);
             return;
         }
         Err(_artim_expired) => {
@@ -138,6 +176,7 @@ pub(crate) async fn serve(
     Totals::add(&shared.totals.associations, 1);
     let calling_ae = association.peer_ae_title().to_string();
     Span::current().record("calling_ae", calling_ae.as_str());
+    audited::accepted(&shared, peer, transport, &calling_ae);
     let contexts = association.presentation_contexts();
     info!(
         called_ae = association.called_ae_title(),
@@ -164,9 +203,12 @@ pub(crate) async fn serve(
         study_uids: Vec::new(),
         events_stalled: false,
         started: Instant::now(),
+        peer,
+        tally: StudyTally::default(),
     };
     let end = session.receive_loop(&mut association, &mut stop).await;
-    session.finish(association, end).await;
+    let shutting_down = *stop.borrow();
+    session.finish(association, end, shutting_down).await;
 }
 
 /// Resolves when the server asks in-flight associations to stop.
@@ -191,13 +233,17 @@ pub(super) struct Session {
     /// Set after an event send timed out: further events are offered without waiting.
     pub(super) events_stalled: bool,
     started: Instant,
+    /// The peer's address (for audit messages).
+    pub(super) peer: SocketAddr,
+    /// What was stored per study, for the audit trail.
+    pub(super) tally: StudyTally,
 }
 
 impl Session {
     /// Receive PDUs and serve DIMSE messages until the association ends.
-    async fn receive_loop(
+    async fn receive_loop<S: ScpStream>(
         &mut self,
-        association: &mut ServerAssociation,
+        association: &mut ServerAssociation<S>,
         stop: &mut watch::Receiver<bool>,
     ) -> End {
         let shared = Arc::clone(&self.shared);
@@ -228,7 +274,7 @@ impl Session {
             };
             match pdu {
                 Ok(Pdu::PData { data }) => {
-                    tcp::quickack(association.inner_stream());
+                    tcp::quickack(association.inner_stream().tcp());
                     for pdv in data {
                         if let Err(end) = self.take_fragment(association, pdv).await {
                             return end;
@@ -268,9 +314,9 @@ impl Session {
     }
 
     /// Feed one PDV to the reassembler and serve the message it completes, if any.
-    async fn take_fragment(
+    async fn take_fragment<S: ScpStream>(
         &mut self,
-        association: &mut ServerAssociation,
+        association: &mut ServerAssociation<S>,
         pdv: PDataValue,
     ) -> Result<(), End> {
         if pdv.value_type == PDataValueType::Data {
@@ -287,7 +333,12 @@ impl Session {
     }
 
     /// Close the association as `end` requires, send the release event and log the summary.
-    async fn finish(mut self, mut association: ServerAssociation, end: End) {
+    async fn finish<S: ScpStream>(
+        mut self,
+        mut association: ServerAssociation<S>,
+        end: End,
+        shutting_down: bool,
+    ) {
         if let End::Abort { source, .. } = &end {
             let abort = Pdu::AbortRQ {
                 source: source.clone(),
@@ -300,6 +351,7 @@ impl Session {
         drop(association);
 
         Totals::add(&self.shared.totals.bytes_received, self.stats.bytes);
+        audited::ended(&self, &end, shutting_down);
         if !matches!(end, End::Released) {
             Totals::add(&self.shared.totals.associations_aborted, 1);
         } else if !self.study_uids.is_empty() {

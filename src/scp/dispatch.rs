@@ -23,9 +23,9 @@ const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Session {
     /// Serve one DIMSE message and send its response.
-    pub(super) async fn dispatch(
+    pub(super) async fn dispatch<S: super::stream::ScpStream>(
         &mut self,
-        association: &mut ServerAssociation,
+        association: &mut ServerAssociation<S>,
         message: Message,
     ) -> Result<(), End> {
         let Message {
@@ -109,7 +109,7 @@ impl Session {
         }
         // Sending put the socket back into delayed-ACK mode; the peer's next request
         // must not wait for our ACK (see `tcp`).
-        tcp::quickack(association.inner_stream());
+        tcp::quickack(association.inner_stream().tcp());
         if let Some(event) = stored_event {
             self.emit(event).await;
         }
@@ -151,6 +151,7 @@ impl Session {
         if stored.replaced {
             debug!(sop_instance = %stored.header.sop_instance_uid, "re-sent instance replaced the stored copy");
         }
+        self.tally.add(&stored.header);
         if !self.study_uids.contains(&stored.header.study_uid) {
             self.study_uids.push(stored.header.study_uid.clone());
         }

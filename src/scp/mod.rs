@@ -13,20 +13,27 @@
 //! it ends and what is logged), `reassembly` (PDV fragments into DIMSE messages), `body`
 //! and `budget` (a data set's bytes while they arrive, within the memory budget),
 //! `dispatch` (one message to its service and back), `echo` and `store` (the two
-//! services), `tcp` (socket options).
+//! services), `tcp` (socket options), `listener` (plain and TLS listeners), `stream` (TCP
+//! or TLS under an association), `audited` (the audit messages of accepted, refused and
+//! ended associations).
 
 mod access;
 mod admission;
 mod association;
+mod audited;
 mod body;
 pub mod budget;
 mod dispatch;
 mod echo;
 mod ending;
+mod listener;
 mod negotiation;
 mod reassembly;
 mod store;
+mod stream;
 mod tcp;
+
+pub use listener::{Listener, Listeners, Transport};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -97,6 +104,8 @@ pub struct ScpContext {
     pub spool: Arc<Spool>,
     /// Where ingest events go; `None` when nobody listens.
     pub events: Option<IngestSink>,
+    /// The audit trail (disabled by default).
+    pub audit: crate::audit::Audit,
 }
 
 /// Why the SCP stopped with an error.
@@ -157,14 +166,15 @@ impl Totals {
 /// First and largest pause after a failed `accept` (EMFILE and friends are transient).
 const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(5), Duration::from_secs(1));
 
-/// Serve associations on `listener` until `shutdown` resolves, then stop accepting and
-/// finish in-flight associations.
+/// Serve associations on `listeners` (a `TcpListener` is a plain one) until `shutdown`
+/// resolves, then stop accepting and finish in-flight associations.
 pub async fn run(
-    listener: tokio::net::TcpListener,
+    listeners: impl Into<Listeners>,
     ctx: ScpContext,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<ScpSummary, ScpError> {
-    let local_addr = listener.local_addr()?;
+    let listeners = listeners.into();
+    let local_addr = listeners.describe();
     let config = Arc::clone(&ctx.config);
     let shared = Arc::new(association::Shared::new(ctx));
     if shared.access.allows_anyone() {
@@ -199,10 +209,10 @@ pub async fn run(
             _ = &mut shutdown => break,
             place = admission.pending_place() => place,
         };
-        let (socket, peer) = tokio::select! {
+        let (socket, peer, transport) = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = listeners.accept() => match accepted {
                 Ok(pair) => {
                     backoff = ACCEPT_BACKOFF.0;
                     pair
@@ -234,18 +244,19 @@ pub async fn run(
             }
         };
         next_id += 1;
-        let span = info_span!("association", id = next_id, peer = %peer, calling_ae = tracing::field::Empty);
+        let span = info_span!("association", id = next_id, peer = %peer, transport = transport.name(), calling_ae = tracing::field::Empty);
         let task = association::serve(
             next_id,
             socket,
             peer,
+            transport,
             pending,
             Arc::clone(&shared),
             stop_rx.clone(),
         );
         tasks.spawn(task.instrument(span));
     }
-    drop(listener);
+    drop(listeners);
 
     let drain = config.network.read_timeout();
     if !tasks.is_empty() {

@@ -11,15 +11,15 @@
 use std::time::Duration;
 
 use dicom_ul::ClientAssociationOptions;
-use dicom_ul::association::{AsyncClientAssociation, Error as UlError};
+use dicom_ul::association::Error as UlError;
 use dicom_ul::pdu::{
     AbortRQSource, AssociationRJResult, AssociationRJServiceUserReason, AssociationRJSource,
     PDV_HEADER_SIZE, PDataValue, PDataValueType, Pdu,
 };
-use tokio::net::TcpStream;
 use tracing::{debug, warn};
 
 use super::contexts::{MAX_CONTEXTS, ProposedContext};
+use super::link::Link;
 use super::{ScuError, ScuOptions};
 use crate::ae::Peer;
 use crate::dimse::Command;
@@ -43,7 +43,7 @@ pub(crate) struct AcceptedContext {
 
 /// An established association and what was negotiated on it.
 pub(crate) struct Association {
-    inner: AsyncClientAssociation<TcpStream>,
+    inner: Link,
     /// The peer, as AE@HOST:PORT, for messages.
     peer: String,
     accepted: Vec<AcceptedContext>,
@@ -75,21 +75,35 @@ pub(crate) async fn establish(
             .with_presentation_context(c.abstract_syntax.clone(), c.transfer_syntaxes.clone());
     }
     let address = peer.socket_addr();
-    let mut inner =
-        match tokio::time::timeout(opts.connect_timeout, options.establish_async(address)).await {
-            Err(_) => {
-                return Err(ScuError::ConnectTimeout {
-                    peer: name,
-                    timeout: opts.connect_timeout,
-                });
-            }
-            Ok(Err(e)) => return Err(establish_error(&name, opts, contexts, e)),
-            Ok(Ok(a)) => a,
-        };
+    let established = async {
+        match &opts.tls {
+            None => options.establish_async(address).await.map(Link::Plain),
+            Some(tls) => options
+                .tls_config(std::sync::Arc::clone(&tls.config))
+                .server_name(&peer.host)
+                .establish_tls_async(address)
+                .await
+                .map(Link::Tls),
+        }
+    };
+    let started = std::time::Instant::now();
+    let mut inner = match tokio::time::timeout(opts.connect_timeout, established).await {
+        Err(_) => {
+            return Err(ScuError::ConnectTimeout {
+                peer: name,
+                timeout: opts.connect_timeout,
+            });
+        }
+        Ok(Err(UlError::TlsNotSupported)) if opts.tls.is_none() => {
+            return Err(unreadable_answer(name, opts, started.elapsed()));
+        }
+        Ok(Err(e)) => return Err(establish_error(&name, opts, contexts, e)),
+        Ok(Ok(a)) => a,
+    };
     // A C-STORE is a burst of PDUs whose last one is usually short, then a wait for the
     // response: with Nagle's algorithm that short PDU waits for the peer's delayed ACK
     // (~40 ms per instance). Send every PDU at once.
-    if let Err(e) = inner.inner_stream().set_nodelay(true) {
+    if let Err(e) = inner.tcp().set_nodelay(true) {
         debug!(cause = %e, "cannot set TCP_NODELAY");
     }
     let accepted: Vec<AcceptedContext> = inner
@@ -127,6 +141,32 @@ pub(crate) async fn establish(
         write_timeout: opts.write_timeout,
         next_message_id: 1,
     })
+}
+
+/// With its TLS feature on, dicom-ul 0.10 reports every failure to read the answer to a
+/// plain A-ASSOCIATE-RQ (silence past the read timeout, a closed connection, bytes that
+/// are not a PDU) as "TLS not supported": tell these apart by the time it took.
+fn unreadable_answer(peer: String, opts: &ScuOptions, elapsed: Duration) -> ScuError {
+    if elapsed + Duration::from_millis(50) >= opts.read_timeout.min(opts.connect_timeout) {
+        ScuError::ConnectTimeout {
+            peer,
+            timeout: opts.connect_timeout,
+        }
+    } else {
+        ScuError::Association {
+            peer,
+            reason: "no readable answer to the association request: the peer closed the \
+                     connection or answered with something that is not DICOM (if it speaks \
+                     DICOM over TLS on this port, configure TLS for it)"
+                .into(),
+        }
+    }
+}
+
+/// Whether a connect error is rustls refusing the handshake (rather than TCP failing).
+fn is_tls_failure(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
 
 /// Turn a failed establishment into an operator-facing error.
@@ -175,6 +215,16 @@ fn establish_error(
                 proposed: classes.join(", "),
             }
         }
+        UlError::Connect { source, .. } if opts.tls.is_some() && is_tls_failure(&source) => {
+            ScuError::Tls {
+                peer,
+                reason: source.to_string(),
+            }
+        }
+        UlError::TlsHandshake { .. } | UlError::TlsConnection { .. } => ScuError::Tls {
+            peer,
+            reason: error_chain(&e),
+        },
         UlError::Connect { source, .. } | UlError::ToAddress { source, .. } => ScuError::Connect {
             peer,
             reason: source.to_string(),

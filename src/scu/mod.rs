@@ -16,6 +16,7 @@ mod association;
 mod contexts;
 mod echo;
 mod files;
+mod link;
 mod payload;
 mod report;
 mod send;
@@ -43,6 +44,9 @@ pub struct ScuOptions {
     pub read_timeout: Duration,
     /// Writing a PDU.
     pub write_timeout: Duration,
+    /// DICOM over TLS (CA to verify the peer, optional client certificate); `None`:
+    /// plain TCP.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl ScuOptions {
@@ -55,6 +59,7 @@ impl ScuOptions {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
+            tls: None,
         }
     }
 }
@@ -93,6 +98,16 @@ pub enum ScuError {
         reason: String,
         /// What to do about it, when we know.
         hint: String,
+    },
+    /// The TLS handshake failed.
+    #[error(
+        "TLS handshake with {peer} failed: {reason} (check that the peer speaks DICOM over TLS on that port, that its certificate chains to the configured CA and names its host, and that it accepts our client certificate)"
+    )]
+    Tls {
+        /// The peer, as AE@HOST:PORT.
+        peer: String,
+        /// rustls' reason.
+        reason: String,
     },
     /// The peer accepted the association but none of the proposed presentation contexts.
     #[error(
@@ -154,6 +169,7 @@ impl ScuError {
             self,
             ScuError::Connect { .. }
                 | ScuError::ConnectTimeout { .. }
+                | ScuError::Tls { .. }
                 | ScuError::Rejected { .. }
                 | ScuError::NoAcceptedContext { .. }
         )

@@ -18,7 +18,9 @@ pub mod ohif;
 pub mod orthanc;
 pub mod python;
 pub mod raw_scu;
+pub mod rsyslog;
 pub mod storescp;
+pub mod tls;
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -104,12 +106,21 @@ impl TestNode {
     /// Start a node's SCP on a spool already open (one spool per data folder: the pipelines
     /// side of a test may hold it too).
     pub async fn start_on(spool: Arc<Spool>, config: Config) -> TestNode {
-        init_logging();
-        let config = Arc::new(config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().unwrap();
+        Self::start_on_listener(spool, config, scp::Listener::plain(listener)).await
+    }
+
+    /// [`TestNode::start_on`] with a listener of the caller's (a TLS one, for instance).
+    pub async fn start_on_listener(
+        spool: Arc<Spool>,
+        config: Config,
+        listener: scp::Listener,
+    ) -> TestNode {
+        init_logging();
+        let config = Arc::new(config);
+        let addr = listener.tcp.local_addr().unwrap();
 
         let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
         let events = Arc::new(Mutex::new(Vec::new()));
@@ -125,6 +136,10 @@ impl TestNode {
             config: Arc::clone(&config),
             spool: Arc::clone(&spool),
             events: Some(scp::IngestSink::new(tx)),
+            // Tests that set `[audit]` get the trail they configured.
+            audit: segnode::audit::Audit::start(&config.audit, config.node.ae_title.as_str())
+                .await
+                .expect("start the audit trail"),
         };
         let server = tokio::spawn(scp::run(listener, ctx, async move {
             let _ = stop_rx.await;

@@ -22,23 +22,52 @@ pub struct Orthanc {
     pub log: PathBuf,
 }
 
+/// Merge `extra` into `config`: objects key by key, anything else replaces.
+fn merge(config: &mut serde_json::Value, extra: &serde_json::Value) {
+    match (config, extra) {
+        (serde_json::Value::Object(c), serde_json::Value::Object(e)) => {
+            for (k, v) in e {
+                merge(c.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (_, serde_json::Value::Null) => {}
+        (c, e) => *c = e.clone(),
+    }
+}
+
 impl Orthanc {
     /// Start Orthanc from the template under `dir`, with segnode declared at
     /// `127.0.0.1:segnode_port`; wait (bounded) until its REST API answers.
     pub fn start(dir: &Path, segnode_port: u16) -> Orthanc {
-        Orthanc::launch(dir, segnode_port, None)
+        Orthanc::launch(dir, segnode_port, None, &serde_json::Value::Null)
+    }
+
+    /// As `start`, with `extra` merged into the configuration (objects key by key, other
+    /// values replaced): DICOM TLS settings, for instance.
+    pub fn start_with(dir: &Path, segnode_port: u16, extra: &serde_json::Value) -> Orthanc {
+        Orthanc::launch(dir, segnode_port, None, extra)
     }
 
     /// As `start`, on a DICOM port chosen by the caller (a node config that names Orthanc
     /// as a destination needs it first).
     pub fn start_with_dicom_port(dir: &Path, segnode_port: u16, dicom_port: u16) -> Orthanc {
-        Orthanc::launch(dir, segnode_port, Some(dicom_port))
+        Orthanc::launch(
+            dir,
+            segnode_port,
+            Some(dicom_port),
+            &serde_json::Value::Null,
+        )
     }
 
     /// Ports are picked free and released before Orthanc binds them: when another process
     /// took one meanwhile, Orthanc exits at start ("already in use") and is started again
     /// on other ports (a DICOM port fixed by the caller is kept).
-    fn launch(dir: &Path, segnode_port: u16, fixed_dicom_port: Option<u16>) -> Orthanc {
+    fn launch(
+        dir: &Path,
+        segnode_port: u16,
+        fixed_dicom_port: Option<u16>,
+        extra: &serde_json::Value,
+    ) -> Orthanc {
         assert!(
             Command::new("Orthanc").arg("--version").output().is_ok(),
             "Orthanc is missing: run `make setup` (Debian package orthanc)"
@@ -46,7 +75,7 @@ impl Orthanc {
         let mut attempt = 1;
         loop {
             let dicom_port = fixed_dicom_port.unwrap_or_else(free_port);
-            match Orthanc::launch_once(dir, segnode_port, free_port(), dicom_port) {
+            match Orthanc::launch_once(dir, segnode_port, free_port(), dicom_port, extra) {
                 Ok(orthanc) => return orthanc,
                 Err(log_tail) if attempt < 3 && log_tail.contains("already in use") => {
                     attempt += 1;
@@ -61,6 +90,7 @@ impl Orthanc {
         segnode_port: u16,
         http_port: u16,
         dicom_port: u16,
+        extra: &serde_json::Value,
     ) -> Result<Orthanc, String> {
         std::fs::create_dir_all(dir).unwrap();
         let template = template_dir();
@@ -85,6 +115,7 @@ impl Orthanc {
             .collect();
         config["LuaScripts"] = scripts.into();
         config["DicomModalities"]["segnode"]["Port"] = segnode_port.into();
+        merge(&mut config, extra);
         let config_path = dir.join("orthanc.json");
         std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
         let log = dir.join("orthanc.log");
