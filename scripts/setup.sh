@@ -6,7 +6,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${SEGNODE_VENV:-$HOME/.cache/segnode/venv}
-apt_packages=(dcmtk orthanc dicom3tools cmake python3-venv g++ pkg-config bc)
+apt_packages=(dcmtk orthanc dicom3tools cmake python3-venv g++ pkg-config bc prometheus chromium)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 

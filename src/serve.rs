@@ -1,13 +1,16 @@
-//! `segnode serve`: open the spool, bind the DICOM port and run the SCP, the pipelines and
-//! the outbox sender until shutdown.
+//! `segnode serve`: open the spool, bind the DICOM port and run the SCP, the pipelines,
+//! the outbox sender and the admin HTTP server until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use tracing::{info, warn};
+use tokio::net::TcpListener;
+use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::http::{HttpState, ModelInfo};
 use crate::outbox::{self, OutboxSummary};
+use crate::pipeline::control::PipelineControl;
 use crate::pipeline::driver::{self, DriverError, DriverSummary};
 use crate::scp::{self, ScpContext, ScpSummary};
 use crate::spool::{Spool, SpoolError};
@@ -15,6 +18,18 @@ use crate::spool::{Spool, SpoolError};
 /// At shutdown, a SEG delivery in flight gets this long to finish before it is cut off
 /// (it stays pending and is sent again at the next start).
 const OUTBOX_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the admin side C-ECHOes each destination (readiness shows the last answer).
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// At shutdown, open HTTP requests get this long to finish.
+const HTTP_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the node listens on.
+pub struct Listeners {
+    /// The DICOM port.
+    pub dicom: TcpListener,
+    /// The admin HTTP port; `None` runs the node without it.
+    pub http: Option<TcpListener>,
+}
 
 /// Why the node could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -32,29 +47,74 @@ pub enum ServeError {
     Scp(#[from] scp::ScpError),
     #[error(transparent)]
     Pipelines(#[from] DriverError),
+    #[error("config key `http.token_file`: {0}")]
+    HttpToken(String),
 }
 
-/// Bind the configured address and serve until `shutdown` resolves.
+/// Bind the configured addresses and serve until `shutdown` resolves. The DICOM port must
+/// bind; the admin HTTP port should: when it cannot, the node still serves DICOM and says
+/// so in the log (the archive's traffic matters more than the dashboard).
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<NodeSummary, ServeError> {
     let addr = std::net::SocketAddr::new(config.node.bind, config.node.port);
-    let listener = tokio::net::TcpListener::bind(addr)
+    let dicom = TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind {
             addr: addr.to_string(),
             source,
         })?;
-    run_on(listener, config, shutdown).await
+    let http = if config.http.enabled {
+        let addr = std::net::SocketAddr::new(config.http.bind, config.http.port);
+        match TcpListener::bind(addr).await {
+            Ok(listener) => Some(listener),
+            Err(cause) => {
+                error!(addr = %addr, cause = %cause, "cannot listen for the admin HTTP server: no dashboard, /metrics or /readyz (choose another [http] port, or set http.enabled = false)");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    run_with(Listeners { dicom, http }, config, shutdown).await
 }
 
-/// Serve on an already bound listener (tests bind port 0 and pass it in).
+/// Serve DICOM on an already bound listener, without the admin HTTP server (tests bind
+/// port 0 and pass it in).
 pub async fn run_on(
-    listener: tokio::net::TcpListener,
+    listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<NodeSummary, ServeError> {
+    run_with(
+        Listeners {
+            dicom: listener,
+            http: None,
+        },
+        config,
+        shutdown,
+    )
+    .await
+}
+
+/// Serve on already bound listeners until `shutdown` resolves.
+pub async fn run_with(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<NodeSummary, ServeError> {
+    let Listeners {
+        dicom: listener,
+        http: http_listener,
+    } = listeners;
+    let token = match &http_listener {
+        Some(_) => config.http.read_token().map_err(ServeError::HttpToken)?,
+        None => None,
+    };
+    crate::metrics::global()
+        .calling_aes
+        .configure(config.access.allow.iter().map(|a| a.ae_title.to_string()));
     let data_dir = config.node.data_dir.clone();
     let spool = {
         let dir = data_dir.clone();
@@ -94,21 +154,47 @@ pub async fn run_on(
     if pipelines.is_empty() {
         info!("no pipelines enabled: storing only");
     }
+    let models = if http_listener.is_some() {
+        let loaded = pipelines.clone();
+        tokio::task::spawn_blocking(move || loaded.iter().map(|p| ModelInfo::of(p)).collect())
+            .await
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     // Deliveries pending from an earlier run resume as soon as the sender starts.
     let outbox = outbox::spawn(&config, spool.clone());
-    let (events, driver) = if pipelines.is_empty() {
-        (None, None)
+    let (events, control, driver) = if pipelines.is_empty() {
+        (None, PipelineControl::none(), None)
     } else {
-        let (tx, handle) = driver::spawn(&config, spool.clone(), pipelines, outbox.waker());
-        (Some(tx), Some(handle))
+        let (tx, control, handle) =
+            driver::spawn_with_control(&config, spool.clone(), pipelines, outbox.waker());
+        (Some(tx), control, Some(handle))
     };
     info!(torch = %crate::torch_runtime::describe(), "runtime");
+    let config = Arc::new(config);
+    let admin = http_listener.map(|listener| {
+        let state = Arc::new(HttpState {
+            config: config.clone(),
+            spool: spool.clone(),
+            models,
+            control,
+            destinations: outbox.destinations(),
+            token,
+            started: std::time::Instant::now(),
+        });
+        AdminServer::start(listener, state)
+    });
     let ctx = ScpContext {
-        config: Arc::new(config),
+        config,
         spool,
         events,
     };
-    let scp = match scp::run(listener, ctx, shutdown).await {
+    let scp = scp::run(listener, ctx, shutdown).await;
+    if let Some(admin) = admin {
+        admin.stop().await;
+    }
+    let scp = match scp {
         Ok(scp) => scp,
         Err(e) => {
             outbox.stop(OUTBOX_STOP_GRACE).await;
@@ -136,6 +222,47 @@ pub async fn run_on(
         pipelines,
         outbox,
     })
+}
+
+/// The admin HTTP server and the destination prober, running beside the SCP.
+struct AdminServer {
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    prober: tokio::task::JoinHandle<()>,
+}
+
+impl AdminServer {
+    fn start(listener: TcpListener, state: Arc<HttpState>) -> AdminServer {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let prober = tokio::spawn(outbox::probe_periodically(
+            state.config.clone(),
+            state.destinations.clone(),
+            PROBE_EVERY,
+        ));
+        let server = tokio::spawn(crate::http::run(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        AdminServer {
+            stop,
+            server,
+            prober,
+        }
+    }
+
+    async fn stop(self) {
+        self.prober.abort();
+        let _ = self.stop.send(());
+        let mut server = self.server;
+        match tokio::time::timeout(HTTP_STOP_GRACE, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => error!(cause = %e, "admin HTTP server failed"),
+            Ok(Err(e)) => error!(cause = %e, "admin HTTP server task panicked"),
+            Err(_) => {
+                warn!("admin HTTP requests still open at shutdown were cut off");
+                server.abort();
+            }
+        }
+    }
 }
 
 /// What the node did while it ran.

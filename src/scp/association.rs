@@ -91,11 +91,13 @@ pub(crate) async fn serve(
         Ok(association) => association,
         Err(err) => {
             Totals::add(&shared.totals.associations_rejected, 1);
+            crate::metrics::global().association_rejected(&err);
             report_failed_negotiation(&err, shared.ctx.config.network.read_timeout_seconds);
             return;
         }
     };
     Totals::add(&shared.totals.associations, 1);
+    crate::metrics::global().association_accepted();
     let calling_ae = association.peer_ae_title().to_string();
     Span::current().record("calling_ae", calling_ae.as_str());
     let contexts = association.presentation_contexts();
@@ -240,6 +242,7 @@ impl Session {
         drop(association);
 
         Totals::add(&self.shared.totals.bytes_received, self.stats.bytes);
+        crate::metrics::global().association_ended(self.stats.bytes);
         if !matches!(end, End::Released) {
             Totals::add(&self.shared.totals.associations_aborted, 1);
         } else if !self.study_uids.is_empty() {

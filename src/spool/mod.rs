@@ -14,6 +14,7 @@
 //! The interface is deliberately narrow (store, look up, count) so the backend can become
 //! an object store and a real database without touching the SCP or the pipeline.
 
+mod admin;
 mod disk;
 mod filer;
 mod files;
@@ -34,6 +35,7 @@ use crate::dimse::Status;
 use filer::Journal;
 use files::Durability;
 
+pub use admin::{Activity, JobRow, OutboxCount};
 pub use header::{InstanceHeader, RULE_ATTRIBUTES};
 pub use index::{InstanceRecord, JobRecord, SeriesRecord, SpoolCounts, StudyRecord};
 pub use outbox::OutboxRecord;

@@ -8,6 +8,7 @@
 //! Each test binary compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod dce;
 pub mod fetal;
 pub mod fixtures;
