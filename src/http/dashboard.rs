@@ -346,7 +346,7 @@ th,td{padding:4px 8px;border-bottom:1px solid #eee;text-align:left;vertical-alig
 th{background:#e9ecf1;font-weight:600}tr.bad td{color:#c62828}.uid{font-family:monospace;font-size:11px;max-width:260px;word-break:break-all}\
 .ch{display:inline-block;margin:1px 3px;padding:1px 6px;border-radius:3px;font-size:12px}\
 .ch.have{background:#e3f2e5}.ch.short{background:#fff3cd}.ch.missing{background:#fde2e1;color:#b71c1c;font-weight:bold}\
-.err{color:#c62828}.none{color:#777}img.thumb{height:72px;image-rendering:pixelated;border-radius:3px}\
+.err{color:#c62828}.none{color:#777}img.thumb{height:120px;image-rendering:pixelated;border-radius:3px}\
 tr.failed td{background:#fff5f5}tr.dead td{background:#fff5f5}button{cursor:pointer}\
 footer{padding:12px 18px;color:#555}";
 

@@ -86,7 +86,8 @@ fn render(state: &HttpState, seg_path: &Path) -> Result<Vec<u8>, String> {
     encode_png(&overlay(&slice, &mask))
 }
 
-/// RGB rows: the slice windowed to its 1st–99th percentile, the mask's outline in red.
+/// RGB rows: the slice windowed to its 1st–99th percentile, the mask's outline in red,
+/// scaled (nearest neighbour) so that its longer side is about [`THUMBNAIL_SIZE`].
 fn overlay(slice: &Array2<f32>, mask: &Array2<bool>) -> Array2<[u8; 3]> {
     let mut values: Vec<f32> = slice.iter().copied().filter(|v| v.is_finite()).collect();
     values.sort_by(|a, b| a.total_cmp(b));
@@ -98,21 +99,30 @@ fn overlay(slice: &Array2<f32>, mask: &Array2<bool>) -> Array2<[u8; 3]> {
     let (lo, hi) = (pick(0.01).unwrap_or(0.0), pick(0.99).unwrap_or(1.0));
     let span = (hi - lo).max(f32::EPSILON);
     let (rows, cols) = slice.dim();
-    let (step, out_rows, out_cols) = scale(rows, cols);
-    Array2::from_shape_fn((out_rows, out_cols), |(r, c)| {
-        let (sr, sc) = ((r * step).min(rows - 1), (c * step).min(cols - 1));
-        if is_edge(mask, sr, sc, step) {
+    let full = Array2::from_shape_fn((rows, cols), |(r, c)| {
+        if is_edge(mask, r, c, 1) {
             return [255, 40, 40];
         }
-        let g = (((slice[(sr, sc)] - lo) / span).clamp(0.0, 1.0) * 255.0) as u8;
+        let g = (((slice[(r, c)] - lo) / span).clamp(0.0, 1.0) * 255.0) as u8;
         [g, g, g]
-    })
-}
-
-/// Nearest-neighbour step and output size for a longer side of at most [`THUMBNAIL_SIZE`].
-fn scale(rows: usize, cols: usize) -> (usize, usize, usize) {
-    let step = rows.max(cols).div_ceil(THUMBNAIL_SIZE).max(1);
-    (step, rows.div_ceil(step), cols.div_ceil(step))
+    });
+    let longer = rows.max(cols).max(1);
+    if longer > THUMBNAIL_SIZE {
+        // Shrink: keep every outline pixel of a block visible.
+        let step = longer.div_ceil(THUMBNAIL_SIZE);
+        let (out_rows, out_cols) = (rows.div_ceil(step), cols.div_ceil(step));
+        Array2::from_shape_fn((out_rows, out_cols), |(r, c)| {
+            let (sr, sc) = (r * step, c * step);
+            if is_edge(mask, sr, sc, step) {
+                [255, 40, 40]
+            } else {
+                full[(sr, sc)]
+            }
+        })
+    } else {
+        let k = (THUMBNAIL_SIZE / longer).max(1);
+        Array2::from_shape_fn((rows * k, cols * k), |(r, c)| full[(r / k, c / k)])
+    }
 }
 
 /// Whether the block at (r, c) of size `step` holds a mask pixel next to a non-mask one.
@@ -163,12 +173,19 @@ mod tests {
             (5..15).contains(&r) && (5..15).contains(&c)
         });
         let rgb = overlay(&slice, &mask);
-        assert_eq!(rgb.dim(), (20, 20));
-        assert_eq!(rgb[(5, 7)], [255, 40, 40]);
-        assert_ne!(rgb[(10, 10)], [255, 40, 40]);
-        assert_eq!(rgb[(10, 10)][0], rgb[(10, 10)][1]);
+        let k = THUMBNAIL_SIZE / 20;
+        assert_eq!(rgb.dim(), (20 * k, 20 * k));
+        assert_eq!(rgb[(5 * k, 7 * k)], [255, 40, 40]);
+        assert_ne!(rgb[(10 * k, 10 * k)], [255, 40, 40]);
+        assert_eq!(rgb[(10 * k, 10 * k)][0], rgb[(10 * k, 10 * k)][1]);
         let png = encode_png(&rgb).unwrap();
         assert_eq!(&png[1..4], b"PNG");
-        assert_eq!(scale(1000, 500), (6, 167, 84));
+        let big = Array2::from_shape_fn((1000, 500), |(r, _)| r as f32);
+        let big_mask = Array2::from_shape_fn((1000, 500), |(r, c)| {
+            r > 400 && r < 600 && c > 100 && c < 300
+        });
+        let small = overlay(&big, &big_mask);
+        assert_eq!(small.dim(), (167, 84));
+        assert!(small.iter().any(|p| *p == [255, 40, 40]));
     }
 }
