@@ -79,7 +79,7 @@ fn scraped(
                 out,
                 "segnode_studies_collecting",
                 &["pipeline"],
-                &[pipeline.clone()],
+                std::slice::from_ref(pipeline),
                 *n as f64,
             );
         }
@@ -161,7 +161,13 @@ fn outbox(state: &HttpState, out: &mut String) {
                 .filter(|c| c.destination == d.name && c.state == wanted)
                 .map(|c| c.count)
                 .sum::<u64>();
-            sample(out, name, &["destination"], &[d.name.clone()], n as f64);
+            sample(
+                out,
+                name,
+                &["destination"],
+                std::slice::from_ref(&d.name),
+                n as f64,
+            );
         }
     }
     family(
@@ -175,7 +181,7 @@ fn outbox(state: &HttpState, out: &mut String) {
             out,
             "segnode_destination_paused",
             &["destination"],
-            &[name.clone()],
+            std::slice::from_ref(name),
             if d.paused { 1.0 } else { 0.0 },
         );
     }
@@ -191,7 +197,7 @@ fn outbox(state: &HttpState, out: &mut String) {
                 out,
                 "segnode_destination_up",
                 &["destination"],
-                &[name.clone()],
+                std::slice::from_ref(name),
                 if c.ok { 1.0 } else { 0.0 },
             );
         }
