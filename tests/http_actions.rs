@@ -252,3 +252,43 @@ async fn a_dead_lettered_seg_resent_by_an_operator_arrives_once() {
     assert_eq!(uid, seg_uid);
     node.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_json_reads_the_running_node_and_falls_back_to_the_spool() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = AdminNode::start(config(tmp.path(), &[], None, "")).await;
+    let file = tmp.path().join("status.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[node]\nae_title = 'SEGNODE'\nport = {}\ndata_dir = '{}'\n[http]\nport = {}\n",
+            node.dicom_port,
+            tmp.path().join("spool").display(),
+            node.http.port()
+        ),
+    )
+    .unwrap();
+    let status = |file: std::path::PathBuf| async move {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_segnode"))
+            .args(["status", "--json", "--config"])
+            .arg(&file)
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", common::describe(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let running = status(file.clone()).await;
+    assert_eq!(running["node_running"], true, "{running}");
+    assert_eq!(running["ready"], true, "{running}");
+    assert!(
+        running["checks"].as_array().unwrap().len() >= 3,
+        "{running}"
+    );
+    assert_eq!(running["spool"]["instances"], 0);
+    node.stop().await;
+
+    let stopped = status(file).await;
+    assert_eq!(stopped["node_running"], false, "{stopped}");
+    assert_eq!(stopped["spool"]["instances"], 0, "{stopped}");
+}
