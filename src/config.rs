@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ae::AeTitle;
 use crate::uids;
@@ -36,7 +36,7 @@ pub enum ConfigError {
 }
 
 /// The whole node configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Who this node is and where it listens.
@@ -66,10 +66,60 @@ pub struct Config {
     /// Audit trail (PS3.15 A.5 messages to syslog and/or a JSON-lines file).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// The admin HTTP server: health, metrics, read API, dashboard, operator actions.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The admin HTTP server (`/healthz`, `/readyz`, `/metrics`, `/api/*`, the dashboard at `/`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Run the HTTP server inside `serve`.
+    pub enabled: bool,
+    /// Address to bind; the default keeps it to this machine (put a reverse proxy with TLS
+    /// in front to reach it from elsewhere).
+    pub bind: IpAddr,
+    /// HTTP port.
+    pub port: u16,
+    /// File holding the bearer token that operator actions (POST) require. Unset: actions
+    /// need no token (only sensible with `bind = 127.0.0.1`). The token is never logged.
+    /// Relative paths resolve like `node.data_dir`.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            token_file: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The bearer token from `token_file` (surrounding whitespace trimmed), if one is set.
+    pub fn read_token(&self) -> Result<Option<String>, String> {
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(format!(
+                "{} is empty: write a long random token into it (e.g. `openssl rand -hex 32`)",
+                path.display()
+            ));
+        }
+        Ok(Some(token.to_string()))
+    }
 }
 
 /// A named DICOM peer that receives SEGs by C-STORE.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// The name pipelines use in `output.destinations`.
@@ -101,7 +151,7 @@ impl DestinationConfig {
 }
 
 /// How the outbox retries a delivery that failed.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutboxConfig {
     /// Delay before the first retry; each further retry doubles it (with ±20 % jitter).
@@ -124,7 +174,7 @@ impl Default for OutboxConfig {
 }
 
 /// The segmentation side of the node.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelinesConfig {
     /// Pipelines to run (names of `<definitions_dir>/<name>.toml`, or built-in ones).
@@ -154,7 +204,7 @@ impl Default for PipelinesConfig {
 }
 
 /// Identity and listening address.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// Our AE title; associations must call it when `access.check_called_ae` is on.
@@ -170,7 +220,7 @@ pub struct NodeConfig {
 }
 
 /// Bounds on associations and I/O.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConfig {
     /// Associations served at once; further ones wait for a slot.
@@ -253,7 +303,7 @@ impl NetworkConfig {
 }
 
 /// Spool settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Refuse C-STOREs (status A700) while the data folder's file system has less free space.
@@ -294,7 +344,7 @@ impl Default for StorageConfig {
 }
 
 /// Association access control.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
     /// Reject associations whose called AE title is not ours.
@@ -313,7 +363,7 @@ impl Default for AccessConfig {
 }
 
 /// One entry of the calling-AE allow-list.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowedPeer {
     /// The calling AE title the peer uses.
@@ -359,6 +409,9 @@ impl Config {
                 }
             }
             cfg.resolve_security_paths(base);
+            if let Some(file) = cfg.http.token_file.as_mut().filter(|f| f.is_relative()) {
+                *file = base.join(&*file);
+            }
         }
         cfg.validate(file)?;
         Ok(cfg)
@@ -466,6 +519,11 @@ impl Config {
         }
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(invalid("node.data_dir", "must not be empty".into()));
+        }
+        if self.http.enabled {
+            self.http
+                .read_token()
+                .map_err(|reason| invalid("http.token_file", reason))?;
         }
         self.validate_destinations(file)?;
         self.validate_security(file)
@@ -651,6 +709,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("outbox.max_attempts"), "{err}");
+    }
+
+    #[test]
+    fn http_defaults_and_token_file_are_checked() {
+        let base = "[node]\nae_title='A'\nport=1\ndata_dir='d'\n";
+        let cfg = Config::from_toml(base, "x.toml", None).unwrap();
+        assert!(cfg.http.enabled);
+        assert_eq!(cfg.http.bind, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(cfg.http.port, 8080);
+        assert!(cfg.http.token_file.is_none());
+        let err = Config::from_toml(&format!("{base}[http]\nprot=1\n"), "x.toml", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("prot"), "{err}");
+        let err = Config::from_toml(
+            &format!("{base}[http]\ntoken_file='/nonexistent/token'\n"),
+            "x.toml",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("http.token_file"), "{err}");
     }
 
     #[test]

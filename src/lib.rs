@@ -9,6 +9,8 @@ pub mod config;
 pub mod dimse;
 pub mod error_chain;
 pub mod eval;
+pub mod http;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod scp;

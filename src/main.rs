@@ -53,6 +53,10 @@ enum Command {
         /// Read this data folder instead.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Print JSON: from the running node's admin API (`/api/status`, at the config's
+        /// `[http]` address), else what the spool holds.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a synthetic study with its ground truth (truth.toml): a 4-phase DCE-MRI breast
     /// study (dce-breast) or a fetal head ultrasound image (fetal-us).
@@ -283,10 +287,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Status { config, data_dir } => {
+        Command::Status {
+            config,
+            data_dir,
+            json,
+        } => {
             let mut cfg = load_config(config.as_ref())?;
             cfg.override_with(None, None, data_dir);
-            print!("{}", segnode::spool::status_report(&cfg.node.data_dir)?);
+            if json {
+                let value = tokio::task::spawn_blocking(move || status_json(&cfg))
+                    .await
+                    .context("status task failed")??;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", segnode::spool::status_report(&cfg.node.data_dir)?);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Synth(args) => synth(args),
@@ -345,6 +360,42 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+/// `segnode status --json`: the running node's `/api/status`; when no node answers there,
+/// the spool's counts with `"node_running": false`.
+fn status_json(cfg: &Config) -> anyhow::Result<serde_json::Value> {
+    if cfg.http.enabled {
+        let host = if cfg.http.bind.is_unspecified() {
+            std::net::IpAddr::from([127, 0, 0, 1])
+        } else {
+            cfg.http.bind
+        };
+        let addr = std::net::SocketAddr::new(host, cfg.http.port);
+        if let Ok(response) =
+            segnode::http::client::get(addr, "/api/status", Duration::from_secs(10))
+            && response.status == 200
+        {
+            let mut value = response
+                .json()
+                .with_context(|| format!("the node at http://{addr} answered with no JSON"))?;
+            value["node_running"] = serde_json::Value::Bool(true);
+            return Ok(value);
+        }
+    }
+    let spool = segnode::spool::Spool::open_existing(&cfg.node.data_dir)?;
+    let counts = spool.counts()?;
+    Ok(serde_json::json!({
+        "node_running": false,
+        "spool": {
+            "data_dir": cfg.node.data_dir,
+            "studies": counts.studies,
+            "series": counts.series,
+            "instances": counts.instances,
+            "unfiled": spool.unfiled()?,
+        },
+        "recent_jobs": spool.recent_jobs(10)?,
+    }))
 }
 
 /// `segnode synth`: write the preset's study and print what was written.

@@ -52,6 +52,11 @@ fn check_config_checks_the_pipelines_models() {
         "{text}"
     );
     assert!(text.contains("config OK"), "{text}");
+    // The admin HTTP server's effective settings are shown, defaults included.
+    assert!(
+        text.contains("HttpConfig") && text.contains("port: 8080") && text.contains("127.0.0.1"),
+        "{text}"
+    );
 
     let (ok, text) = check(&config(tmp.path(), &tmp.path().join("no-models")));
     assert!(!ok, "missing models must fail:\n{text}");

@@ -8,7 +8,8 @@ Run from the repository root after `cargo build --release --bins --examples`:
 
 Parts (each prints a table; everything is also written under <cargo target dir>/bench/):
   1 ingest  a synthetic 4-phase study (plain and JPEG-LS) sent by DCMTK storescu over one
-            association to segnode, storescp and Orthanc, receivers alternating, 1 warm-up
+            association to segnode, segnode while a real Prometheus scrapes its /metrics every
+            second, storescp and Orthanc, receivers alternating, 1 warm-up
             + N runs each, fresh storage per run, every run checked to have stored all;
             segnode-tls is segnode with only a DICOM TLS port (example certificates from
             scripts/certs.sh, client certificate required), storescu sending with +tls:
@@ -188,9 +189,18 @@ class Segnode:
         cfg = cfg.replace('models_dir = "models"', f'models_dir = "{REPO / "models"}"')
         self.config = work / ("segnode-pipelines.toml" if pipelines else "segnode-store.toml")
         self.config.write_text(cfg)
+        self.http_port = 8080
+
+    def use_http_port(self, port: int) -> None:
+        """Point the admin HTTP server ([http] port) at `port` in the config file."""
+        cfg, n = re.subn(r'(?m)(^\[http\][^\[]*?^port = )\d+', rf"\g<1>{port}", self.config.read_text())
+        assert n == 1, "conf/segnode.toml has no [http] port line"
+        self.config.write_text(cfg)
+        self.http_port = port
 
     def start(self, data: Path) -> None:
         self.data, self.port = data, free_port()
+        self.use_http_port(free_port())
         self.log = open(data.parent / f"{data.name}.log", "w")
         self.proc = subprocess.Popen(
             [str(self.exe), "serve", "--config", str(self.config), "--port", str(self.port),
@@ -234,6 +244,45 @@ class SegnodeTls(Segnode):
             [str(self.exe), "serve", "--config", str(self.config), "--port", str(free_port()),
              "--data-dir", str(data)], cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
         wait_port(self.port, self.proc)
+
+
+class SegnodeScraped(Segnode):
+    """The same `segnode serve`, its /metrics scraped every second by a real Prometheus."""
+
+    name = "segnode+prometheus"
+
+    def __init__(self, exe: Path, work: Path):
+        super().__init__(exe, work)
+        self.config = work / "segnode-scraped.toml"
+        self.config.write_text((work / "segnode-store.toml").read_text())
+
+    def start(self, data: Path) -> None:
+        super().start(data)
+        prom = data.parent / f"{data.name}-prometheus"
+        prom.mkdir(parents=True, exist_ok=True)
+        (prom / "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: segnode\n"
+            f"    static_configs:\n      - targets: ['{HOST}:{self.http_port}']\n")
+        self.prom_port = free_port()
+        self.prom_log = open(prom / "prometheus.log", "w")
+        self.prom = subprocess.Popen(
+            ["prometheus", f"--config.file={prom / 'prometheus.yml'}", f"--storage.tsdb.path={prom / 'data'}",
+             f"--web.listen-address={HOST}:{self.prom_port}"], cwd=REPO, stdout=self.prom_log,
+            stderr=subprocess.STDOUT)
+        wait_port(self.prom_port, self.prom)
+        # Wait for the first successful scrape, so that every timed run is scraped throughout.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            up = http_json(self.prom_port, "/api/v1/query?query=up").get("data", {}).get("result", [])
+            if up and up[0]["value"][1] == "1":
+                return
+            time.sleep(0.2)
+        raise RuntimeError("prometheus did not scrape segnode within 30 s")
+
+    def stop(self) -> None:
+        stop(self.prom)
+        self.prom_log.close()
+        super().stop()
 
 
 class Storescp:
@@ -312,7 +361,8 @@ def part_ingest(a, segnode: Path, work: Path, results: dict) -> list[list]:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         list(pool.map(compress, files))
     n = len(files)
-    receivers = [Segnode(segnode, work), SegnodeTls(segnode, work), Storescp(), Orthanc()]
+    receivers = [Segnode(segnode, work), SegnodeTls(segnode, work), SegnodeScraped(segnode, work),
+                 Storescp(), Orthanc()]
     rows, raw = [], []
     for syntax, folder in (("plain", plain), ("jpeg-ls", jls)):
         size = total_bytes(dicom_files(folder))

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::tls::PeerTlsConfig;
 
 /// The `[audit]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// Write audit messages. Default false; when true, `syslog` and/or `file` must be set.
@@ -41,7 +41,7 @@ impl Default for AuditConfig {
 }
 
 /// `syslog = { host = …, port = …, transport = … }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogConfig {
     /// The collector's host name or IP address.
@@ -59,7 +59,7 @@ pub struct SyslogConfig {
 }
 
 /// The syslog transports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SyslogTransport {
     /// RFC 5426: one datagram per message (lost silently when the collector is down).

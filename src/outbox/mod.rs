@@ -16,6 +16,7 @@
 
 mod audited;
 mod backoff;
+mod destinations;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,10 +29,14 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::ae::{AeTitle, Peer};
 use crate::config::{Config, DestinationConfig};
+use crate::metrics;
 use crate::scu::{self, ScuError, ScuOptions};
 use crate::spool::{OutboxRecord, Spool, SpoolError};
 
 pub use backoff::Backoff;
+pub use destinations::{
+    DestinationState, Destinations, LastContact, UnknownDestination, probe_periodically,
+};
 
 /// The longest the sender sleeps without looking at the table.
 pub const POLL: Duration = Duration::from_secs(5);
@@ -54,6 +59,7 @@ pub struct OutboxSummary {
 /// The running sender: wake it when something is queued, stop it with the node.
 pub struct OutboxHandle {
     wake: Arc<Notify>,
+    destinations: Arc<Destinations>,
     stopping: Arc<AtomicBool>,
     summary: Arc<Mutex<OutboxSummary>>,
     task: JoinHandle<()>,
@@ -63,6 +69,11 @@ impl OutboxHandle {
     /// The notifier to poke after enqueueing (the job driver holds a clone).
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// Pause, resume and last answer of each destination (shared with the admin API).
+    pub fn destinations(&self) -> Arc<Destinations> {
+        self.destinations.clone()
     }
 
     /// Stop the sender: it finishes the delivery in flight if that takes less than
@@ -89,8 +100,13 @@ pub fn spawn(config: &Config, spool: Arc<Spool>, audit: crate::audit::Audit) -> 
     let wake = Arc::new(Notify::new());
     let stopping = Arc::new(AtomicBool::new(false));
     let summary = Arc::new(Mutex::new(OutboxSummary::default()));
+    let destinations = Arc::new(Destinations::new(
+        config.destinations.iter().map(|d| d.name.clone()),
+        wake.clone(),
+    ));
     let sender = Sender {
         spool,
+        states: destinations.clone(),
         destinations: config
             .destinations
             .iter()
@@ -111,6 +127,7 @@ pub fn spawn(config: &Config, spool: Arc<Spool>, audit: crate::audit::Audit) -> 
     );
     OutboxHandle {
         wake,
+        destinations,
         stopping,
         summary,
         task,
@@ -119,6 +136,8 @@ pub fn spawn(config: &Config, spool: Arc<Spool>, audit: crate::audit::Audit) -> 
 
 struct Sender {
     spool: Arc<Spool>,
+    /// Paused destinations and last answers.
+    states: Arc<Destinations>,
     destinations: HashMap<String, DestinationConfig>,
     node_ae: AeTitle,
     network: crate::config::NetworkConfig,
@@ -146,9 +165,14 @@ impl Sender {
             let full = due.len() == BATCH;
             // Destinations that failed in this round: their rows were deferred.
             let mut deferred = HashSet::new();
+            let mut held_back = false;
             for row in due {
                 if stopped() {
                     return;
+                }
+                if self.states.is_paused(&row.destination) {
+                    held_back = true;
+                    continue;
                 }
                 if deferred.contains(&row.destination) {
                     continue;
@@ -157,10 +181,16 @@ impl Sender {
                     deferred.insert(row.destination);
                 }
             }
-            if full {
+            if full && !held_back {
                 continue;
             }
-            let wait = match self.blocking(|s| s.outbox_next_due()).await {
+            // Rows of a paused destination stay due: wait for a resume (it wakes us) or POLL.
+            let next_due = if held_back {
+                Ok(None)
+            } else {
+                self.blocking(|s| s.outbox_next_due()).await
+            };
+            let wait = match next_due {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(0) as u64).min(POLL),
                 Ok(None) => POLL,
                 Err(e) => {
@@ -189,7 +219,14 @@ impl Sender {
             seg = %row.sop_instance_uid,
             attempt = row.attempts + 1
         );
+        let in_flight = metrics::global();
+        in_flight
+            .outbox_in_flight
+            .add(&[row.destination.as_str()], 1.0);
         let outcome = self.deliver(&row).instrument(span.clone()).await;
+        in_flight
+            .outbox_in_flight
+            .add(&[row.destination.as_str()], -1.0);
         let _in_span = span.enter();
         let attempts = row.attempts + 1;
         let id = row.id;
@@ -201,6 +238,7 @@ impl Sender {
                     error!(cause = %e, "SEG delivered but the outbox row could not be updated");
                 }
                 info!(attempts, "SEG delivered");
+                self.record(&row.destination, "delivered", Ok(&row.sop_instance_uid));
                 self.audit_transfer(&row, crate::audit::Outcome::Success);
                 self.count(|s| s.delivered += 1);
                 true
@@ -222,6 +260,7 @@ impl Sender {
                         "SEG delivery dead-lettered after the last attempt: fix the destination \
                          and send the file again (`segnode send`), or raise outbox.max_attempts"
                     );
+                    self.record(&row.destination, "dead", Err(&reason));
                     self.count(|s| s.dead += 1);
                     self.audit_transfer(&row, crate::audit::Outcome::SeriousFailure);
                 } else {
@@ -243,6 +282,7 @@ impl Sender {
                         cause = %reason,
                         "SEG delivery failed; retrying"
                     );
+                    self.record(&row.destination, "retry", Err(&reason));
                     self.count(|s| s.retried += 1);
                 }
                 false
@@ -259,21 +299,12 @@ impl Sender {
             )
         })?;
         let peer = dest.peer();
-        let opts = ScuOptions {
-            calling_ae: dest
-                .calling_ae
-                .clone()
-                .unwrap_or_else(|| self.node_ae.clone()),
-            max_pdu_length: self.network.max_pdu_length,
-            connect_timeout: self.network.connect_timeout(),
-            read_timeout: self.network.read_timeout(),
-            write_timeout: self.network.write_timeout(),
-            tls: match self.tls.get(&row.destination) {
-                None => None,
-                Some(Ok(tls)) => Some(tls.clone()),
-                Some(Err(why)) => return Err(why.clone()),
-            },
+        let tls = match self.tls.get(&row.destination) {
+            None => None,
+            Some(Ok(tls)) => Some(tls.clone()),
+            Some(Err(why)) => return Err(why.clone()),
         };
+        let opts = options_for(dest, &self.node_ae, &self.network, tls);
         if self.down.contains(&row.destination) || row.attempts > 0 {
             probe(&peer, &opts).await?;
             info!(peer = %peer, "destination answers C-ECHO: sending");
@@ -313,9 +344,46 @@ impl Sender {
             })
     }
 
+    /// Count the attempt and remember the destination's answer.
+    fn record(&self, destination: &str, outcome: &str, result: Result<&str, &str>) {
+        metrics::global()
+            .delivery_attempts
+            .inc(&[destination, outcome]);
+        match result {
+            Ok(seg) => self
+                .states
+                .record(destination, true, format!("SEG {seg} acknowledged")),
+            Err(reason) => self.states.record(destination, false, reason),
+        }
+    }
+
     fn count(&self, f: impl FnOnce(&mut OutboxSummary)) {
         f(&mut self.summary.lock().unwrap_or_else(|p| p.into_inner()));
     }
+}
+
+/// How we associate with `dest`.
+fn options_for(
+    dest: &DestinationConfig,
+    node_ae: &AeTitle,
+    network: &crate::config::NetworkConfig,
+    tls: Option<crate::tls::ClientTls>,
+) -> ScuOptions {
+    ScuOptions {
+        calling_ae: dest.calling_ae.clone().unwrap_or_else(|| node_ae.clone()),
+        max_pdu_length: network.max_pdu_length,
+        connect_timeout: network.connect_timeout(),
+        read_timeout: network.read_timeout(),
+        write_timeout: network.write_timeout(),
+        tls,
+    }
+}
+
+/// [`options_for`] with the node's config; a destination whose TLS files cannot be loaded
+/// is probed without, and its failure says so.
+fn scu_options(dest: &DestinationConfig, config: &Config) -> ScuOptions {
+    let tls = dest.tls.as_ref().and_then(|t| t.load().ok());
+    options_for(dest, &config.node.ae_title, &config.network, tls)
 }
 
 /// C-ECHO a destination that was down. A peer that accepts the association but not the

@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::Config;
+use crate::metrics::{self, JobOutcome};
 use crate::pipeline::assembler::{Assembler, Decision, InstanceSeen, JobSpec};
+use crate::pipeline::control::{AssemblyView, Control, ForceResult, PipelineControl};
 use crate::pipeline::definition::PipelineDefinition;
 use crate::pipeline::post::Findings;
 use crate::pipeline::recovery;
@@ -82,6 +84,8 @@ pub struct CompletedJob {
     pub seg_sop_instance_uid: String,
     /// Per segment label, what was found.
     pub findings: Vec<(String, Findings)>,
+    /// Wall time of each stage.
+    pub stages: Vec<(&'static str, Duration)>,
 }
 
 /// What the segmentation side did while the node ran.
@@ -159,6 +163,19 @@ pub fn spawn(
     pipelines: Vec<Arc<LoadedPipeline>>,
     outbox: Arc<Notify>,
 ) -> (IngestSink, JoinHandle<DriverSummary>) {
+    let (sink, _control, handle) = spawn_with_control(config, spool, pipelines, outbox);
+    (sink, handle)
+}
+
+/// [`spawn`], plus the handle the admin API uses to inspect the assembler, force studies
+/// complete and re-run jobs.
+pub fn spawn_with_control(
+    config: &Config,
+    spool: Arc<Spool>,
+    pipelines: Vec<Arc<LoadedPipeline>>,
+    outbox: Arc<Notify>,
+) -> (IngestSink, PipelineControl, JoinHandle<DriverSummary>) {
+    let (control, control_rx) = PipelineControl::channel();
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
     let sink = IngestSink::new(event_tx);
     let (job_tx, job_rx) = mpsc::channel(config.pipelines.job_queue_capacity);
@@ -175,6 +192,7 @@ pub fn spawn(
     );
     let assembler = tokio::spawn(assemble(
         event_rx,
+        control_rx,
         sink.dropped.clone(),
         job_tx,
         Assembler::new(&definitions),
@@ -190,12 +208,14 @@ pub fn spawn(
         summary.given_up = given_up;
         summary
     });
-    (sink, handle)
+    (sink, control, handle)
 }
 
 /// The assembler loop: feed events and deadlines to the state machine, queue its jobs.
+#[allow(clippy::too_many_arguments)]
 async fn assemble(
     mut events: mpsc::Receiver<IngestEvent>,
+    mut control: mpsc::Receiver<Control>,
     dropped: Arc<AtomicU64>,
     jobs: mpsc::Sender<JobSpec>,
     mut assembler: Assembler,
@@ -241,6 +261,7 @@ async fn assemble(
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drops_seen = 0u64;
     let mut reconcile_from_ms = unix_ms() - RECONCILE_MARGIN_MS;
+    let mut control_open = true;
     loop {
         let deadline = assembler
             .next_deadline()
@@ -266,6 +287,42 @@ async fn assemble(
                 None => break,
             },
             _ = sleep_until(deadline) => assembler.on_tick(Instant::now()),
+            request = control.recv(), if control_open => match request {
+                None => {
+                    control_open = false;
+                    continue;
+                }
+                Some(Control::Inspect(reply)) => {
+                    let _ = reply.send(AssemblyView {
+                        studies: assembler.collecting_studies(Instant::now()),
+                        collecting: assembler.collecting_per_pipeline(),
+                        queued_jobs: pending.len() + (jobs.max_capacity() - jobs.capacity()),
+                    });
+                    continue;
+                }
+                Some(Control::Force { study_uid, reply }) => match assembler.force(&study_uid) {
+                    Ok(decisions) => {
+                        let _ = reply.send(Ok(decisions.iter().map(force_result).collect()));
+                        decisions
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        continue;
+                    }
+                },
+                Some(Control::Rerun { pipeline, study_uid, reply }) => {
+                    match assembler.rerun(&pipeline, &study_uid) {
+                        Ok(decision) => {
+                            let _ = reply.send(Ok(()));
+                            vec![decision]
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    }
+                }
+            },
             _ = reconcile.tick() => {
                 let drops = dropped.load(Ordering::Relaxed);
                 if drops == drops_seen {
@@ -371,6 +428,24 @@ async fn read_back_missed(
     }
 }
 
+/// What a forcing decision means for the operator who asked.
+fn force_result(decision: &Decision) -> ForceResult {
+    match decision {
+        Decision::Ready(job) => ForceResult {
+            pipeline: job.pipeline.clone(),
+            job_queued: true,
+            reason: None,
+        },
+        Decision::GiveUp {
+            pipeline, reason, ..
+        } => ForceResult {
+            pipeline: pipeline.clone(),
+            job_queued: false,
+            reason: Some(reason.clone()),
+        },
+    }
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -389,6 +464,7 @@ async fn work(
     let mut summary = DriverSummary::default();
     while let Some(job) = jobs.recv().await {
         let span = info_span!("job", study = %job.study_uid, pipeline = %job.pipeline);
+        let started = Instant::now();
         let outcome = run_one(&job, &spool, &pipelines, &results_dir, &outbox)
             .instrument(span.clone())
             .await;
@@ -396,10 +472,22 @@ async fn work(
         match outcome {
             Ok(done) => {
                 info!(seg = %done.seg_path.display(), "SEG written");
+                metrics::global().job_finished(
+                    &job.pipeline,
+                    JobOutcome::Done,
+                    started.elapsed(),
+                    &done.stages,
+                );
                 summary.completed.push(done);
             }
             Err(reason) => {
                 error!(reason = %reason, "job failed");
+                metrics::global().job_finished(
+                    &job.pipeline,
+                    JobOutcome::Failed,
+                    started.elapsed(),
+                    &[],
+                );
                 summary
                     .failed
                     .push((job.pipeline.clone(), job.study_uid.clone(), reason));
@@ -529,6 +617,7 @@ async fn execute(
             seg_path: outcome.seg_path,
             seg_sop_instance_uid: outcome.seg_sop_instance_uid,
             findings: outcome.findings,
+            stages: outcome.timings.0.clone(),
         },
         serde_json::Value::Object(timings),
     ))

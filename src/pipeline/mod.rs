@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod assembler;
+pub mod control;
 pub mod definition;
 pub mod driver;
 pub mod image;

@@ -110,7 +110,17 @@ pub(crate) async fn serve(
                 _ = stopped(&mut stop) => return,
                 established = tokio::time::timeout(artim, options.establish_async(socket)) => established,
             };
-            serve_established(id, peer, &transport, pending, established, &refusal, shared, stop).await
+            serve_established(
+                id,
+                peer,
+                &transport,
+                pending,
+                established,
+                &refusal,
+                shared,
+                stop,
+            )
+            .await
         }
         Transport::Tls(ref tls) => {
             let options = options.tls_config(Arc::clone(&tls.config));
@@ -119,7 +129,17 @@ pub(crate) async fn serve(
                 _ = stopped(&mut stop) => return,
                 established = tokio::time::timeout(artim, options.establish_tls_async(socket)) => established,
             };
-            serve_established(id, peer, &transport, pending, established, &refusal, shared, stop).await
+            serve_established(
+                id,
+                peer,
+                &transport,
+                pending,
+                established,
+                &refusal,
+                shared,
+                stop,
+            )
+            .await
         }
     }
 }
@@ -144,6 +164,7 @@ async fn serve_established<S: ScpStream>(
         Ok(Ok(association)) => association,
         Ok(Err(err)) => {
             Totals::add(&shared.totals.associations_rejected, 1);
+            crate::metrics::global().association_rejected(&err);
             report_failed_negotiation(&err, network.read_timeout_seconds);
             audited::refused(&shared, peer, transport, &err, refusal);
             return;
@@ -174,6 +195,7 @@ async fn serve_established<S: ScpStream>(
         return;
     };
     Totals::add(&shared.totals.associations, 1);
+    crate::metrics::global().association_accepted();
     let calling_ae = association.peer_ae_title().to_string();
     Span::current().record("calling_ae", calling_ae.as_str());
     audited::accepted(&shared, peer, transport, &calling_ae);
@@ -351,6 +373,7 @@ impl Session {
         drop(association);
 
         Totals::add(&self.shared.totals.bytes_received, self.stats.bytes);
+        crate::metrics::global().association_ended(self.stats.bytes);
         audited::ended(&self, &end, shutting_down);
         if !matches!(end, End::Released) {
             Totals::add(&self.shared.totals.associations_aborted, 1);

@@ -124,6 +124,7 @@ impl Session {
         request: StoreRequest,
     ) -> (Command, Option<IngestEvent>) {
         let started = Instant::now();
+        let sop_class_uid = request.sop_class_uid.clone();
         let outcome = store::handle(
             &self.shared.ctx.spool,
             &self.shared.accepted_classes,
@@ -132,6 +133,15 @@ impl Session {
             request,
         )
         .await;
+        if let Command::StoreRsp { status, .. } = &outcome.response {
+            crate::metrics::global().store_answered(
+                &sop_class_uid,
+                &context.transfer_syntax,
+                &self.calling_ae,
+                status.0,
+                started.elapsed(),
+            );
+        }
         let Some(stored) = outcome.stored else {
             self.stats.failed += 1;
             Totals::add(&self.shared.totals.store_failures, 1);

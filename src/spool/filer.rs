@@ -116,6 +116,8 @@ struct Progress {
     filed_seq: u64,
     /// SOP Instance UIDs handed over and not yet filed, with their count.
     pending: HashMap<String, u32>,
+    /// When each filing not yet filed was handed over, oldest first (the filer's lag).
+    handed_at: VecDeque<(u64, Instant)>,
 }
 
 impl Progress {
@@ -336,6 +338,17 @@ impl Journal {
             .contains_key(sop_instance_uid)
     }
 
+    /// Acknowledged instances not yet filed, and how long the oldest of them has waited.
+    pub fn backlog(&self) -> (u64, Duration) {
+        let progress = lock(&self.shared.progress);
+        let unfiled = progress.queued_seq.saturating_sub(progress.filed_seq);
+        let lag = progress
+            .handed_at
+            .front()
+            .map_or(Duration::ZERO, |(_, at)| at.elapsed());
+        (unfiled, lag)
+    }
+
     /// Wait until everything acknowledged so far is filed (files and index rows), at most
     /// `timeout`. Returns the number still unfiled when the wait ends (0: settled).
     pub fn settle(&self, timeout: Duration) -> u64 {
@@ -376,6 +389,7 @@ impl Shared {
         let mut progress = lock(&self.progress);
         progress.queued_seq = seq;
         *progress.pending.entry(uid.to_string()).or_default() += 1;
+        progress.handed_at.push_back((seq, Instant::now()));
     }
 
     /// Undo [`Shared::count_pending`] for a hand-over that failed.
@@ -383,6 +397,9 @@ impl Shared {
         let mut progress = lock(&self.progress);
         progress.queued_seq = seq - 1;
         progress.not_pending(uid);
+        if progress.handed_at.back().is_some_and(|(s, _)| *s == seq) {
+            progress.handed_at.pop_back();
+        }
     }
 
     /// Space for a record of `len` bytes in the current segment (rolling to a spare when it
@@ -628,6 +645,10 @@ impl Filer {
         for filing in &batch {
             progress.not_pending(&filing.header.sop_instance_uid);
             progress.filed_seq = progress.filed_seq.max(filing.seq);
+        }
+        let filed = progress.filed_seq;
+        while progress.handed_at.front().is_some_and(|(s, _)| *s <= filed) {
+            progress.handed_at.pop_front();
         }
         drop(progress);
         self.shared.progressed.notify_all();

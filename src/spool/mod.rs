@@ -14,6 +14,7 @@
 //! The interface is deliberately narrow (store, look up, count) so the backend can become
 //! an object store and a real database without touching the SCP or the pipeline.
 
+mod admin;
 mod dataset;
 mod disk;
 mod filer;
@@ -36,6 +37,7 @@ use crate::untrusted;
 use filer::Journal;
 use files::Durability;
 
+pub use admin::{Activity, JobRow, OutboxCount};
 pub use dataset::{Dataset, SpillFile};
 pub use header::{InstanceHeader, RULE_ATTRIBUTES};
 pub use index::{InstanceRecord, JobRecord, SeriesRecord, SpoolCounts, StudyRecord};

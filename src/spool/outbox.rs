@@ -39,10 +39,11 @@ pub struct OutboxRecord {
     pub delivered_ms: Option<i64>,
 }
 
-const SELECT: &str = "SELECT id, job_id, study_uid, destination, seg_path, sop_instance_uid, state,
+pub(super) const SELECT: &str =
+    "SELECT id, job_id, study_uid, destination, seg_path, sop_instance_uid, state,
         attempts, next_attempt_ms, last_error, delivered_ms FROM outbox";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRecord> {
+pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRecord> {
     Ok(OutboxRecord {
         id: r.get(0)?,
         job_id: r.get(1)?,

@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The IANA port for DICOM over TLS (`dicom-tls`).
 pub const DICOM_TLS_PORT: u16 = 2762;
 
 /// `[tls]`: a second listener that speaks only DICOM over TLS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTlsConfig {
     /// Port of the TLS listener (on `node.bind`); it never accepts plain TCP. Default 2762,
@@ -37,7 +37,7 @@ pub struct ServerTlsConfig {
 }
 
 /// `tls = { … }` on a destination, or `segnode echo/send --tls-*`: talk TLS to that peer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerTlsConfig {
     /// PEM file with the CA certificate(s) the peer's certificate must chain to. The

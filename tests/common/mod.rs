@@ -9,6 +9,7 @@
 //! Each test binary compiles this module on its own and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod child_node;
 pub mod dce;
 pub mod fetal;

@@ -14,12 +14,14 @@
 //! each instance as its own unit: it is complete on arrival, and the stable time or the
 //! release of its association lets the job go.
 
+mod inspect;
 mod select;
 mod study;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+pub use inspect::{ChannelView, CollectingStudy, OperatorError};
 pub use select::{ChannelChoice, Selection};
 pub use study::PartKey;
 use study::{Phase, SeriesPart, StudyState};
@@ -54,6 +56,8 @@ pub enum Trigger {
     AssociationReleased,
     /// `force_after_seconds` passed and the policy is `run`.
     Forced,
+    /// An operator forced the study complete (policy `run`) or asked for a job again.
+    Operator,
 }
 
 /// A study ready for a pipeline.

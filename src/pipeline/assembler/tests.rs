@@ -432,3 +432,54 @@ fn per_instance_jobs_remembered_after_a_restart_do_not_run_again() {
     assert_eq!(jobs.len(), 1);
     assert!(jobs[0].channels[0].instances[0].ends_with(".9.0"));
 }
+
+#[test]
+fn a_study_short_of_slices_is_shown_then_forced_into_a_job_by_an_operator() {
+    let mut a = pipeline(4, "run");
+    let t0 = Instant::now();
+    for s in 5..8 {
+        assert!(send_series(&mut a, STUDY, s, 4, 1, t0).is_empty());
+    }
+    assert!(send_series(&mut a, STUDY, 8, 2, 1, t0).is_empty());
+    let views = a.collecting_studies(t0);
+    assert_eq!(views.len(), 1);
+    let v = &views[0];
+    assert_eq!(v.channels.len(), 4);
+    assert!(v.channels.iter().all(|c| c.present));
+    assert_eq!(v.channels[3].slices, 2);
+    assert!(v.waiting_for.contains("2 of 4 slices"), "{}", v.waiting_for);
+    assert_eq!(v.force_policy, "run");
+    assert_eq!(
+        a.collecting_per_pipeline(),
+        vec![("dce_breast".to_string(), 1)]
+    );
+
+    let decisions = a.force(STUDY).unwrap();
+    assert_eq!(ready(&decisions).len(), 1);
+    assert_eq!(ready(&decisions)[0].trigger, Trigger::Operator);
+    assert!(a.collecting_studies(t0).is_empty());
+    assert_eq!(
+        a.force(STUDY).unwrap_err(),
+        OperatorError::NotCollecting(STUDY.into())
+    );
+    // The operator may ask for the same job again.
+    match a.rerun("dce_breast", STUDY).unwrap() {
+        Decision::Ready(job) => assert_eq!(job.trigger, Trigger::Operator),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn forcing_under_drop_gives_the_study_up_with_the_reason() {
+    let mut a = pipeline(4, "drop");
+    let t0 = Instant::now();
+    for s in 5..8 {
+        assert!(send_series(&mut a, STUDY, s, 4, 1, t0).is_empty());
+    }
+    let v = &a.collecting_studies(t0)[0];
+    assert!(!v.channels[3].present, "{v:?}");
+    match &a.force(STUDY).unwrap()[..] {
+        [Decision::GiveUp { reason, .. }] => assert!(reason.contains("operator"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
