@@ -10,7 +10,7 @@ PYTHON := $(VENV)/bin/python
 MODELS_DIR ?= models
 export SEGNODE_VENV := $(VENV)
 
-.PHONY: setup build models test lint demo bench clean-data
+.PHONY: setup build models test lint demo bench clean-data fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,11 @@ models: setup
 test: setup models
 	@if [ -f tools/test_models.py ]; then $(PYTHON) tools/test_models.py; fi
 	$(CARGO) test --all-targets --no-fail-fast
+
+# Longer property-based fuzzing of everything that reads a peer's bytes (never in CI).
+fuzz: setup
+	PROPTEST_CASES=20000 $(CARGO) test --release --test fuzz_parsers
+	PROPTEST_CASES=20000 $(CARGO) test --release --lib -- scp::reassembly
 
 lint: setup
 	$(CARGO) fmt --all -- --check

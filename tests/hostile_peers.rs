@@ -75,6 +75,15 @@ fn dataset_with(uid: &str, tail: &[u8]) -> Vec<u8> {
     ds
 }
 
+/// An association proposing MR Image Storage in `syntaxes`, and its context id.
+async fn mr_association(address: &str, syntaxes: &[&str]) -> (RawScu, u8) {
+    let scu = RawScu::connect(address, TEST_SCU_AE, &[(uids::MR_IMAGE_STORAGE, syntaxes)])
+        .await
+        .unwrap();
+    let pc = scu.context_id(uids::MR_IMAGE_STORAGE);
+    (scu, pc)
+}
+
 /// The attack is over: the node must be alive and serve a legitimate C-ECHO and C-STORE.
 async fn assert_still_serving(node: &mut ChildNode, uid: &str) {
     assert!(node.is_alive(), "segnode died: {}", node.log_text());
@@ -120,14 +129,7 @@ async fn sequences_nested_100000_deep_get_c000_and_the_node_stays_up() {
         bomb.extend_from_slice(&delimiter(0xE00D));
         bomb.extend_from_slice(&delimiter(0xE0DD));
     }
-    let mut scu = RawScu::connect(
-        &node.ae_address(),
-        TEST_SCU_AE,
-        &[(uids::MR_IMAGE_STORAGE, EXPLICIT)],
-    )
-    .await
-    .unwrap();
-    let pc = scu.context_id(uids::MR_IMAGE_STORAGE);
+    let (mut scu, pc) = mr_association(&node.ae_address(), EXPLICIT).await;
     let rsp = scu
         .c_store(
             pc,
@@ -224,14 +226,7 @@ async fn a_1_gib_deflate_bomb_is_refused_while_it_inflates() {
     let bomb = enc.finish().unwrap();
     assert!(bomb.len() < 8 << 20, "the bomb is {} bytes", bomb.len());
 
-    let mut scu = RawScu::connect(
-        &node.ae_address(),
-        TEST_SCU_AE,
-        &[(uids::MR_IMAGE_STORAGE, DEFLATED)],
-    )
-    .await
-    .unwrap();
-    let pc = scu.context_id(uids::MR_IMAGE_STORAGE);
+    let (mut scu, pc) = mr_association(&node.ae_address(), DEFLATED).await;
     let rsp = scu.c_store(pc, 1, uids::MR_IMAGE_STORAGE, uid, &bomb).await;
     let (st, comment) = status(&rsp);
     assert_eq!(st, Status::OUT_OF_RESOURCES, "{rsp:?}");
@@ -246,10 +241,7 @@ async fn a_1_gib_deflate_bomb_is_refused_while_it_inflates() {
 /// Send a C-STORE command, then `total` bytes of data set in 16 KiB fragments (never
 /// held whole here), and return the response.
 async fn stream_store(address: String, uid: String, total: usize) -> Command {
-    let mut scu = RawScu::connect(&address, TEST_SCU_AE, &[(uids::MR_IMAGE_STORAGE, EXPLICIT)])
-        .await
-        .unwrap();
-    let pc = scu.context_id(uids::MR_IMAGE_STORAGE);
+    let (mut scu, pc) = mr_association(&address, EXPLICIT).await;
     scu.send_pdv(
         pc,
         PDataValueType::Command,
@@ -327,14 +319,7 @@ async fn a_message_trickled_byte_by_byte_is_cut_at_the_message_time_limit() {
         "read_timeout_seconds = 5\nmessage_timeout_seconds = 3",
     );
     let uid = "1.2.826.0.1.3680043.8.498.4248.1";
-    let mut scu = RawScu::connect(
-        &node.ae_address(),
-        TEST_SCU_AE,
-        &[(uids::MR_IMAGE_STORAGE, EXPLICIT)],
-    )
-    .await
-    .unwrap();
-    let pc = scu.context_id(uids::MR_IMAGE_STORAGE);
+    let (mut scu, pc) = mr_association(&node.ae_address(), EXPLICIT).await;
     scu.send_pdv(pc, PDataValueType::Command, true, store_rq(1, uid).encode())
         .await;
     let started = Instant::now();
@@ -444,14 +429,7 @@ async fn garbage_absurd_pdus_and_aborts_mid_data_set_are_still_refused() {
     }
     // An A-ABORT in the middle of a data set: nothing stored.
     let uid = "1.2.826.0.1.3680043.8.498.4250.1";
-    let mut scu = RawScu::connect(
-        &node.ae_address(),
-        TEST_SCU_AE,
-        &[(uids::MR_IMAGE_STORAGE, EXPLICIT)],
-    )
-    .await
-    .unwrap();
-    let pc = scu.context_id(uids::MR_IMAGE_STORAGE);
+    let (mut scu, pc) = mr_association(&node.ae_address(), EXPLICIT).await;
     scu.send_pdv(pc, PDataValueType::Command, true, store_rq(1, uid).encode())
         .await;
     let ds = mr_dataset(uids::MR_IMAGE_STORAGE, Some(uid), STUDY, SERIES);
@@ -459,14 +437,7 @@ async fn garbage_absurd_pdus_and_aborts_mid_data_set_are_still_refused() {
         .await;
     scu.association.abort().await.unwrap();
     // A SOP class mismatch gets A900, a path in a UID gets C000.
-    let mut scu = RawScu::connect(
-        &node.ae_address(),
-        TEST_SCU_AE,
-        &[(uids::MR_IMAGE_STORAGE, EXPLICIT)],
-    )
-    .await
-    .unwrap();
-    let pc = scu.context_id(uids::MR_IMAGE_STORAGE);
+    let (mut scu, pc) = mr_association(&node.ae_address(), EXPLICIT).await;
     let ct = mr_dataset(uids::CT_IMAGE_STORAGE, Some(uid), STUDY, SERIES);
     let rsp = scu.c_store(pc, 1, uids::MR_IMAGE_STORAGE, uid, &ct).await;
     assert_eq!(status(&rsp).0, Status::DATASET_DOES_NOT_MATCH_SOP_CLASS);
