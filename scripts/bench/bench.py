@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -273,7 +274,10 @@ class SegnodeScraped(Segnode):
         # Wait for the first successful scrape, so that every timed run is scraped throughout.
         deadline = time.time() + 30
         while time.time() < deadline:
-            up = http_json(self.prom_port, "/api/v1/query?query=up").get("data", {}).get("result", [])
+            try:
+                up = http_json(self.prom_port, "/api/v1/query?query=up").get("data", {}).get("result", [])
+            except urllib.error.HTTPError:
+                up = []  # 503 while Prometheus is still starting (its TSDB opens after the port)
             if up and up[0]["value"][1] == "1":
                 return
             time.sleep(0.2)
