@@ -129,11 +129,7 @@ async fn force_complete_runs_a_study_short_of_one_phase_under_force_policy_run()
     let edits = [("force_policy = \"drop\"", "force_policy = \"run\"")];
     let node = AdminNode::start(config(tmp.path(), &edits, None, &token_file(tmp.path()))).await;
     // Three phases whole, the last one only half there.
-    let phases: Vec<_> = study
-        .series
-        .iter()
-        .filter(|s| s.temporal_position.is_some())
-        .collect();
+    let phases = study.dce_phases();
     assert_eq!(phases.len(), 4);
     let mut files: Vec<_> = phases[..3].iter().flat_map(|s| s.files.clone()).collect();
     let half = phases[3].files.len() / 2;

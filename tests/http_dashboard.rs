@@ -67,11 +67,7 @@ async fn chromium_shows_the_missing_phase_then_the_job_with_findings_and_its_mas
     let edits = [("destinations = []", "destinations = [\"pacs\"]")];
     let node = AdminNode::start(config(tmp.path(), &edits, None, &extra)).await;
     let url = format!("http://{}/", node.http);
-    let phases: Vec<_> = study
-        .series
-        .iter()
-        .filter(|s| s.temporal_position.is_some())
-        .collect();
+    let phases = study.dce_phases();
     assert_eq!(phases.len(), 4);
 
     // Three phases: the study waits for the last one.

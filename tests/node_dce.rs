@@ -136,9 +136,8 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
             "the SEG belongs to its own study"
         );
         let phases: Vec<&str> = study
-            .series
-            .iter()
-            .filter(|s| s.temporal_position.is_some())
+            .dce_phases()
+            .into_iter()
             .map(|s| s.series_uid.as_str())
             .collect();
         let referenced: Vec<&str> = contents

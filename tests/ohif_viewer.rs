@@ -58,13 +58,8 @@ fn dce_study(dir: &Path, orientation: Orientation, reverse: bool, size: usize) -
 
 /// The four phases' files, in temporal order (the localizer left out).
 fn phases(study: &SynthStudy) -> Vec<(String, Vec<PathBuf>)> {
-    let mut phases: Vec<_> = study
-        .series
-        .iter()
-        .filter(|s| s.temporal_position.is_some())
-        .collect();
-    phases.sort_by_key(|s| s.temporal_position);
-    phases
+    study
+        .dce_phases()
         .iter()
         .map(|s| (s.series_uid.clone(), s.files.clone()))
         .collect()

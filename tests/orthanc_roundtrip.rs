@@ -211,12 +211,7 @@ fn assert_seg_in_orthanc(orthanc: &Orthanc, study_id: &str, study: &SynthStudy) 
             .map(|r| r["SeriesInstanceUID"].as_str().unwrap().to_string())
             .collect()
     };
-    let mut phases: Vec<&segnode::synth::SynthSeries> = study
-        .series
-        .iter()
-        .filter(|s| s.temporal_position.is_some())
-        .collect();
-    phases.sort_by_key(|s| s.temporal_position);
+    let phases = study.dce_phases();
     let phases: Vec<&str> = phases.iter().map(|s| s.series_uid.as_str()).collect();
     assert_eq!(
         uids("ReferencedSeriesSequence"),

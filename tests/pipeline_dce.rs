@@ -114,12 +114,7 @@ fn study_with(dir: &Path, params: DceParams) -> SynthStudy {
 
 /// The DCE phases of a study, in temporal order (the localizer left out).
 fn phases(study: &SynthStudy) -> Vec<&segnode::synth::SynthSeries> {
-    let mut phases: Vec<_> = study
-        .series
-        .iter()
-        .filter(|s| s.temporal_position.is_some())
-        .collect();
-    phases.sort_by_key(|s| s.temporal_position);
+    let phases = study.dce_phases();
     assert_eq!(phases.len(), 4, "a synthetic DCE study has four phases");
     phases
 }

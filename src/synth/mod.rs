@@ -65,6 +65,19 @@ pub struct SynthStudy {
     pub files: Vec<PathBuf>,
 }
 
+impl SynthStudy {
+    /// The DCE phases, in temporal order (the localizer left out).
+    pub fn dce_phases(&self) -> Vec<&SynthSeries> {
+        let mut phases: Vec<&SynthSeries> = self
+            .series
+            .iter()
+            .filter(|s| s.temporal_position.is_some())
+            .collect();
+        phases.sort_by_key(|s| s.temporal_position);
+        phases
+    }
+}
+
 /// One series of a synthetic study.
 #[derive(Debug, Clone)]
 pub struct SynthSeries {
