@@ -17,7 +17,7 @@ use std::time::Instant;
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use ndarray::Array4;
-use segnode::pipeline::infer::{Blending, DeviceChoice, InferSettings, Model};
+use segnode::pipeline::infer::{Blending, DeviceChoice, InferSettings, Model, Precision};
 
 /// Command-line options; the names follow `tools/monai_sliding_window.py`.
 #[derive(Parser)]
@@ -67,7 +67,11 @@ fn main() -> anyhow::Result<()> {
         sw_batch_size: args.sw_batch_size,
         blending: args.mode,
         device: args.device,
-        half_precision: args.bf16,
+        precision: if args.bf16 {
+            Precision::Bf16
+        } else {
+            Precision::Fp32
+        },
         ..InferSettings::default()
     };
 

@@ -17,6 +17,7 @@ pub mod scp;
 pub mod scu;
 pub mod serve;
 pub mod spool;
+pub mod stored_enum;
 pub mod synth;
 pub mod telemetry;
 pub mod tls;

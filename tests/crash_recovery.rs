@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use segnode::spool::Spool;
+use segnode::spool::{JobState, Spool};
 use segnode::synth::Orientation;
 
 const BIN: &str = env!("CARGO_BIN_EXE_segnode");
@@ -216,7 +216,7 @@ fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
     );
     let jobs = spool.jobs_of_study(&s.study_uid).unwrap();
     assert_eq!(
-        jobs.iter().filter(|j| j.state == "done").count(),
+        jobs.iter().filter(|j| j.state == JobState::Done).count(),
         1,
         "{jobs:?}"
     );
@@ -281,7 +281,7 @@ fn kill_9_during_a_job_then_restart_runs_it_again_once() {
     poll("the job to start", Duration::from_secs(60), || {
         Spool::open_existing(&spool_dir)
             .and_then(|sp| sp.jobs_of_study(&s.study_uid))
-            .is_ok_and(|jobs| jobs.iter().any(|j| j.state == "running"))
+            .is_ok_and(|jobs| jobs.iter().any(|j| j.state == JobState::Running))
     });
     node.kill9();
     assert!(

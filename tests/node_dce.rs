@@ -272,7 +272,9 @@ async fn a_restart_completes_a_collecting_study_once_and_never_repeats_a_finishe
     let spool = segnode::spool::Spool::open_existing(&tmp.path().join("spool")).unwrap();
     let jobs = spool.jobs_of_study(&study.study_uid).unwrap();
     assert_eq!(
-        jobs.iter().filter(|j| j.state == "done").count(),
+        jobs.iter()
+            .filter(|j| j.state == segnode::spool::JobState::Done)
+            .count(),
         1,
         "{jobs:?}"
     );

@@ -17,7 +17,7 @@ use dicom_dictionary_std::tags;
 use segnode::ae::{AeTitle, Peer};
 use segnode::config::Config;
 use segnode::serve::NodeSummary;
-use segnode::spool::{OutboxRecord, Spool};
+use segnode::spool::{DeliveryState, OutboxRecord, Spool};
 use segnode::synth::{Orientation, SynthStudy};
 
 const NODE_AE: &str = "SEGNODE";
@@ -162,7 +162,7 @@ async fn the_seg_is_delivered_once() {
     node.send(&study).await;
 
     let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
-        r.state != "pending"
+        r.state != DeliveryState::Pending
     })
     .await;
     assert_eq!(
@@ -197,16 +197,16 @@ async fn a_destination_down_then_up_gets_the_seg_exactly_once() {
         r.attempts >= 1
     })
     .await;
-    assert_eq!(row.state, "pending", "{row:?}");
+    assert_eq!(row.state, DeliveryState::Pending, "{row:?}");
     assert!(row.last_error.is_some(), "{row:?}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let scp = Storescp::start_on(port, "STORE", &["+uf"]);
 
     let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
-        r.state != "pending"
+        r.state != DeliveryState::Pending
     })
     .await;
-    assert_eq!(row.state, "delivered", "{row:?}");
+    assert_eq!(row.state, DeliveryState::Delivered, "{row:?}");
     assert!(row.attempts >= 2, "{row:?}");
     assert_arrived_once(&scp, &spool_dir, &study.study_uid);
     let summary = node.stop().await;
@@ -224,7 +224,7 @@ async fn a_destination_that_never_answers_ends_in_a_visible_dead_letter() {
     node.send(&study).await;
 
     let row = wait_row(&spool_dir, &study.study_uid, "the dead letter", |r| {
-        r.state != "pending"
+        r.state != DeliveryState::Pending
     })
     .await;
     assert_eq!((row.state.as_str(), row.attempts), ("dead", 2), "{row:?}");
@@ -266,23 +266,23 @@ async fn a_delivery_pending_at_shutdown_is_made_by_the_next_node() {
         r.attempts >= 1
     })
     .await;
-    assert_eq!(row.state, "pending");
+    assert_eq!(row.state, DeliveryState::Pending);
     let first = node.stop().await;
     assert_eq!(first.pipelines.completed.len(), 1);
     assert_eq!(first.outbox.delivered, 0);
     assert_eq!(
         outbox_rows(&spool_dir, &study.study_uid)[0].state,
-        "pending"
+        DeliveryState::Pending
     );
 
     // The destination comes up; a new node on the same data folder delivers, unprompted.
     let scp = Storescp::start_on(port, "STORE", &["+uf"]);
     let node = Node::start(config).await;
     let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
-        r.state != "pending"
+        r.state != DeliveryState::Pending
     })
     .await;
-    assert_eq!(row.state, "delivered", "{row:?}");
+    assert_eq!(row.state, DeliveryState::Delivered, "{row:?}");
     assert!(row.attempts >= 2, "{row:?}");
     assert_arrived_once(&scp, &spool_dir, &study.study_uid);
     let second = node.stop().await;
@@ -326,7 +326,7 @@ async fn the_seg_is_delivered_over_tls() {
     node.send(&study).await;
 
     let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
-        r.state != "pending"
+        r.state != DeliveryState::Pending
     })
     .await;
     assert_eq!(

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::health;
 use super::state::HttpState;
 use crate::pipeline::control::{AssemblyView, ControlError};
-use crate::spool::SpoolError;
+use crate::spool::{DeliveryState, SpoolError};
 
 /// Rows a list returns unless `?limit=` says otherwise, and at most.
 const DEFAULT_LIMIT: usize = 50;
@@ -117,7 +117,7 @@ pub struct DeliveryRow {
     kind: &'static str,
     /// The instance's SOP Instance UID (named when every row was a SEG).
     seg_sop_instance_uid: String,
-    state: String,
+    state: DeliveryState,
     attempts: u32,
     next_attempt_ms: i64,
     last_error: Option<String>,

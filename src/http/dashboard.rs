@@ -15,7 +15,7 @@ use super::api::{ApiError, assembly, blocking};
 use super::health;
 use super::state::HttpState;
 use crate::pipeline::assembler::CollectingStudy;
-use crate::spool::{Activity, JobRow, OutboxRecord};
+use crate::spool::{Activity, DeliveryState, JobRow, OutboxRecord};
 
 /// Seconds between refreshes.
 pub const REFRESH_SECONDS: u32 = 5;
@@ -101,11 +101,15 @@ fn render(state: &HttpState, page: &Page) -> String {
 }
 
 fn tiles(h: &mut String, page: &Page) {
-    let dead = page.deliveries.iter().filter(|d| d.state == "dead").count();
+    let dead = page
+        .deliveries
+        .iter()
+        .filter(|d| d.state == DeliveryState::Dead)
+        .count();
     let pending = page
         .deliveries
         .iter()
-        .filter(|d| d.state == "pending")
+        .filter(|d| d.state == DeliveryState::Pending)
         .count();
     h.push_str("<section class=\"tiles\">");
     for (label, value, id) in [
@@ -235,9 +239,9 @@ fn jobs(h: &mut String, jobs: &[JobRow]) {
             .as_ref()
             .and_then(Value::as_object)
             .map_or(0.0, |t| t.values().filter_map(Value::as_f64).sum());
-        let detail = match (&j.error, j.state.as_str()) {
-            (Some(e), _) => format!("<span class=\"err\">{}</span>", esc(e)),
-            (None, _) => esc(&findings_text(&j.findings)),
+        let detail = match &j.error {
+            Some(e) => format!("<span class=\"err\">{}</span>", esc(e)),
+            None => esc(&findings_text(&j.findings)),
         };
         let thumb = if j.seg_path.is_some() {
             format!(
@@ -255,8 +259,8 @@ fn jobs(h: &mut String, jobs: &[JobRow]) {
             id = j.id,
             p = esc(&j.pipeline),
             study = esc(&j.study_uid),
-            state = esc(&j.state),
-            trigger = esc(&j.trigger),
+            state = j.state,
+            trigger = j.trigger,
         );
     }
     h.push_str("</table></section>");
@@ -297,7 +301,7 @@ fn outbox(h: &mut String, state: &HttpState, deliveries: &[OutboxRecord]) {
     if !deliveries.is_empty() {
         h.push_str("<table><tr><th>delivery</th><th>destination</th><th>study</th><th>state</th><th>attempts</th><th>last error</th><th></th></tr>");
         for d in deliveries {
-            let button = if d.state == "dead" {
+            let button = if d.state == DeliveryState::Dead {
                 format!(
                     "<button data-post=\"/api/outbox/{}/resend\">Re-send</button>",
                     d.id
@@ -312,7 +316,7 @@ fn outbox(h: &mut String, state: &HttpState, deliveries: &[OutboxRecord]) {
                 id = d.id,
                 dest = esc(&d.destination),
                 study = esc(&d.study_uid),
-                state = esc(&d.state),
+                state = d.state,
                 attempts = d.attempts,
                 err = esc(d.last_error.as_deref().unwrap_or("")),
             );

@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 
 use super::state::HttpState;
 use crate::metrics::registry::{header as family, sample};
+use crate::spool::DeliveryState;
 
 /// The content type of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -109,7 +110,7 @@ fn scraped(
                     .map_or_else(String::new, |f| f.to_string_lossy().into_owned()),
                 m.sha256.clone(),
                 m.device.clone(),
-                m.precision.clone(),
+                m.precision.to_string(),
             ],
             1.0,
         );
@@ -146,12 +147,12 @@ fn outbox(state: &HttpState, out: &mut String) {
         (
             "segnode_outbox_pending",
             "SEG deliveries waiting to be sent (or retried), per destination.",
-            "pending",
+            DeliveryState::Pending,
         ),
         (
             "segnode_outbox_dead",
             "SEG deliveries dead-lettered after their last attempt, per destination.",
-            "dead",
+            DeliveryState::Dead,
         ),
     ] {
         family(out, name, help, "gauge");

@@ -43,7 +43,7 @@ pub struct ModelInfo {
     /// The libtorch device it runs on (`cpu`, `cuda:0`).
     pub device: String,
     /// `fp32` or `bf16`.
-    pub precision: String,
+    pub precision: crate::pipeline::infer::Precision,
 }
 
 impl ModelInfo {
@@ -62,7 +62,7 @@ impl ModelInfo {
             file,
             sha256,
             device: device_name(pipeline.model.device()),
-            precision: pipeline.definition.model.precision.clone(),
+            precision: pipeline.definition.model.precision,
         }
     }
 }

@@ -12,14 +12,61 @@
 //! Probabilities are computed on the model grid and resampled to the source grid before
 //! the decision, so the decision is taken on every source voxel.
 
+use std::fmt;
+
 use ndarray::{Array3, Array4, Axis, Zip};
+use serde::{Deserialize, Serialize};
+
+/// The pipeline's `model.activation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// Independent classes: one logit channel per segment; segments may overlap.
+    #[default]
+    Sigmoid,
+    /// Exclusive classes, background first: argmax, segments never overlap.
+    Softmax,
+    /// The model outputs probabilities already.
+    None,
+}
+
+impl Activation {
+    /// Whether every voxel belongs to exactly one class (background included).
+    pub fn exclusive(self) -> bool {
+        self == Activation::Softmax
+    }
+
+    /// Model output channels for `segments` segments (softmax adds the background).
+    pub fn output_channels(self, segments: usize) -> usize {
+        if self.exclusive() {
+            segments + 1
+        } else {
+            segments
+        }
+    }
+
+    /// The name used in pipeline definitions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Activation::Sigmoid => "sigmoid",
+            Activation::Softmax => "softmax",
+            Activation::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Logits → probabilities. With `softmax` the background channel is kept (channel 0), so
 /// the argmax in [`decide`] can choose it.
-pub fn probabilities(logits: Array4<f32>, activation: &str) -> Array4<f32> {
+pub fn probabilities(logits: Array4<f32>, activation: Activation) -> Array4<f32> {
     match activation {
-        "sigmoid" => logits.mapv_into(|x| 1.0 / (1.0 + (-x).exp())),
-        "softmax" => {
+        Activation::Sigmoid => logits.mapv_into(|x| 1.0 / (1.0 + (-x).exp())),
+        Activation::Softmax => {
             let max = logits.fold_axis(Axis(0), f32::NEG_INFINITY, |m, &x| m.max(x));
             let mut e = logits;
             for mut channel in e.axis_iter_mut(Axis(0)) {
@@ -31,13 +78,17 @@ pub fn probabilities(logits: Array4<f32>, activation: &str) -> Array4<f32> {
             }
             e
         }
-        _ => logits,
+        Activation::None => logits,
     }
 }
 
 /// Probabilities (`[K, D, H, W]`, background first with `softmax`) → one mask per segment.
-pub fn decide(probabilities: &Array4<f32>, activation: &str, threshold: f32) -> Vec<Array3<bool>> {
-    if activation != "softmax" {
+pub fn decide(
+    probabilities: &Array4<f32>,
+    activation: Activation,
+    threshold: f32,
+) -> Vec<Array3<bool>> {
+    if !activation.exclusive() {
         return probabilities
             .axis_iter(Axis(0))
             .map(|p| crate::pipeline::post::threshold(&p, threshold))
@@ -69,7 +120,7 @@ pub fn decide(probabilities: &Array4<f32>, activation: &str, threshold: f32) -> 
 /// and for exclusive classes exclusivity restored afterwards.
 pub fn masks_from_logits(
     logits: Array4<f32>,
-    activation: &str,
+    activation: Activation,
     threshold: f32,
     to_source: impl FnOnce(&Array4<f32>) -> Array4<f32>,
     mut clean: impl FnMut(&mut Array3<bool>),
@@ -77,7 +128,7 @@ pub fn masks_from_logits(
     let on_source = to_source(&probabilities(logits, activation));
     let mut masks = decide(&on_source, activation, threshold);
     drop(on_source);
-    let exclusive = activation == "softmax";
+    let exclusive = activation.exclusive();
     let decided = if exclusive { masks.clone() } else { Vec::new() };
     for mask in masks.iter_mut() {
         clean(mask);
@@ -121,7 +172,7 @@ mod tests {
     fn softmax_keeps_background_and_sums_to_one() {
         let logits =
             Array4::from_shape_vec((3, 1, 1, 2), vec![0.0, 5.0, 1.0, 0.0, 2.0, 0.0]).unwrap();
-        let p = probabilities(logits, "softmax");
+        let p = probabilities(logits, Activation::Softmax);
         assert_eq!(p.shape(), &[3, 1, 1, 2]);
         let e = [1f32, 1f32.exp(), 2f32.exp()];
         let total: f32 = e.iter().sum();
@@ -133,7 +184,7 @@ mod tests {
     #[test]
     fn sigmoid_threshold_point() {
         let logits = Array4::from_elem((1, 1, 1, 1), (0.7f32 / 0.3).ln());
-        assert!((probabilities(logits, "sigmoid")[[0, 0, 0, 0]] - 0.7).abs() < 1e-6);
+        assert!((probabilities(logits, Activation::Sigmoid)[[0, 0, 0, 0]] - 0.7).abs() < 1e-6);
     }
 
     #[test]
@@ -145,7 +196,7 @@ mod tests {
             vec![0.3, 0.6, 0.4, 0.3, 0.3, 0.4, 0.4, 0.1, 0.2],
         )
         .unwrap();
-        let masks = decide(&p, "softmax", 0.99);
+        let masks = decide(&p, Activation::Softmax, 0.99);
         assert_eq!(masks.len(), 2);
         let flat = |m: &Array3<bool>| m.iter().copied().collect::<Vec<_>>();
         assert_eq!(flat(&masks[0]), [false, false, false]);
@@ -170,7 +221,7 @@ mod tests {
     #[test]
     fn sigmoid_segments_are_independent() {
         let p = Array4::from_shape_vec((2, 1, 1, 2), vec![0.9, 0.2, 0.8, 0.5]).unwrap();
-        let masks = decide(&p, "sigmoid", 0.5);
+        let masks = decide(&p, Activation::Sigmoid, 0.5);
         assert_eq!(masks[0].iter().copied().collect::<Vec<_>>(), [true, false]);
         assert_eq!(masks[1].iter().copied().collect::<Vec<_>>(), [true, true]);
     }

@@ -9,7 +9,8 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
-use crate::pipeline::infer::{Blending, DeviceChoice};
+use crate::pipeline::activation::Activation;
+use crate::pipeline::infer::{Blending, DeviceChoice, Precision};
 use crate::pipeline::post::PostStep;
 use crate::pipeline::preprocess::{Normalisation, TargetGrid};
 use crate::pipeline::seg::{Code, SegType, SegmentSpec};
@@ -204,12 +205,12 @@ pub struct ModelSection {
     #[serde(default)]
     pub device: DeviceChoice,
     /// `fp32`, or `bf16` (autocast, CUDA only).
-    #[serde(default = "default_precision")]
-    pub precision: String,
+    #[serde(default)]
+    pub precision: Precision,
     /// How logits become probabilities: `sigmoid` (independent classes), `softmax`
     /// (exclusive classes, background first) or `none` (the model outputs probabilities).
-    #[serde(default = "default_activation")]
-    pub activation: String,
+    #[serde(default)]
+    pub activation: Activation,
 }
 
 /// Post-processing.
@@ -292,12 +293,6 @@ fn default_overlap() -> f64 {
 }
 fn default_grid_tolerance() -> f64 {
     0.01
-}
-fn default_precision() -> String {
-    "fp32".into()
-}
-fn default_activation() -> String {
-    "sigmoid".into()
 }
 
 impl PipelineDefinition {
@@ -480,24 +475,6 @@ impl PipelineDefinition {
                 "roi sizes and sw_batch_size must be positive".into(),
             ));
         }
-        if !matches!(self.model.precision.as_str(), "fp32" | "bf16") {
-            return Err(invalid(
-                "model.precision",
-                format!("{:?}: use \"fp32\" or \"bf16\"", self.model.precision),
-            ));
-        }
-        if !matches!(
-            self.model.activation.as_str(),
-            "sigmoid" | "softmax" | "none"
-        ) {
-            return Err(invalid(
-                "model.activation",
-                format!(
-                    "{:?}: use \"sigmoid\", \"softmax\" or \"none\"",
-                    self.model.activation
-                ),
-            ));
-        }
         self.preprocess
             .target
             .validate()
@@ -525,13 +502,13 @@ impl PipelineDefinition {
             ));
         }
         if self.output.seg_type == SegType::Labelmap
-            && self.model.activation != "softmax"
+            && !self.model.activation.exclusive()
             && self.output.segments.len() > 1
         {
             return Err(invalid(
                 "output.seg_type",
                 format!(
-                    "\"labelmap\" holds one segment number per pixel, but model.activation = {:?} \
+                    "\"labelmap\" holds one segment number per pixel, but model.activation = \"{}\" \
                      decides each of the {} segments on its own, so they may overlap; use \
                      activation = \"softmax\" (exclusive classes) or seg_type = \"binary\"",
                     self.model.activation,
@@ -740,5 +717,26 @@ mod tests {
             err.contains("p.toml") && err.contains("seg_type") && err.contains("labelmap"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn activation_and_precision_are_typed_and_unknown_names_are_refused() {
+        let def = PipelineDefinition::from_toml(EMBEDDED_FETAL_HEAD_US, "p.toml").unwrap();
+        assert_eq!(def.model.activation, Activation::Sigmoid);
+        assert_eq!(def.model.precision, Precision::Fp32);
+        for (key, bad, valid) in [
+            (
+                "activation = \"sigmoid\"",
+                "activation = \"softmx\"",
+                "softmax",
+            ),
+            ("precision = \"fp32\"", "precision = \"fp16\"", "bf16"),
+        ] {
+            let text = EMBEDDED_FETAL_HEAD_US.replace(key, bad);
+            let err = PipelineDefinition::from_toml(&text, "p.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("p.toml") && err.contains(valid), "{err}");
+        }
     }
 }

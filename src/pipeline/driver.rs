@@ -529,10 +529,10 @@ async fn run_one(
             job.pipeline.clone(),
             job.study_uid.clone(),
             format!("{:016x}", job.fingerprint),
-            format!("{:?}", job.trigger),
+            job.trigger,
         );
         tokio::task::spawn_blocking(move || {
-            spool.job_started(&pipeline, &study, &fingerprint, &trigger)
+            spool.job_started(&pipeline, &study, &fingerprint, trigger)
         })
         .await
         .map_err(|e| format!("job record task panicked: {e}"))?

@@ -24,6 +24,34 @@ pub use device::DeviceChoice;
 pub use model::Model;
 pub use windows::WindowPlan;
 
+/// The arithmetic of the forward passes (`model.precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// float32 throughout.
+    #[default]
+    Fp32,
+    /// bf16 autocast on CUDA (about 2x faster, slightly different logits); float32, with a
+    /// warning, on the CPU.
+    Bf16,
+}
+
+impl Precision {
+    /// The name used in pipeline definitions and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How overlapping window outputs are weighted (MONAI `BlendMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(try_from = "String")]
@@ -81,9 +109,9 @@ pub struct InferSettings {
     pub sigma_scale: f64,
     /// Where the model runs.
     pub device: DeviceChoice,
-    /// bf16 autocast for the forward passes on CUDA (about 2x faster, slightly different
-    /// logits); ignored, with a warning, on the CPU.
-    pub half_precision: bool,
+    /// fp32, or bf16 autocast for the forward passes on CUDA; bf16 is ignored, with a
+    /// warning, on the CPU.
+    pub precision: Precision,
     /// Whether the model itself is 2D (`[N, C, H, W]` in and out) rather than 3D. A 2D
     /// model runs with `roi = [1, H, W]`: every window is one slice (one image frame),
     /// handed to the model without its depth axis.
@@ -100,7 +128,7 @@ impl Default for InferSettings {
             blending: Blending::Constant,
             sigma_scale: 0.125,
             device: DeviceChoice::Auto,
-            half_precision: false,
+            precision: Precision::Fp32,
             image_model: false,
         }
     }

@@ -3,57 +3,21 @@
 //! and then queued, one outbox row per instance and destination, in the transaction that
 //! records the job done.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
 use crate::pipeline::run::JobError;
 
-/// The role of an instance a job produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OutputKind {
-    /// The DICOM SEG (always produced).
-    Seg,
-    /// The measurement report (Comprehensive 3D SR, TID 1500).
-    Report,
-    /// One image of the secondary-capture overlay series.
-    Overlay,
-}
-
-impl OutputKind {
-    /// The name stored in the outbox table and shown in logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputKind::Seg => "seg",
-            OutputKind::Report => "report",
-            OutputKind::Overlay => "overlay",
-        }
-    }
-}
-
-impl fmt::Display for OutputKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A stored kind that this version does not know (a newer node's index).
-#[derive(Debug, thiserror::Error)]
-#[error("unknown output kind {0:?} (expected seg, report or overlay)")]
-pub struct UnknownOutputKind(pub String);
-
-impl FromStr for OutputKind {
-    type Err = UnknownOutputKind;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "seg" => Ok(OutputKind::Seg),
-            "report" => Ok(OutputKind::Report),
-            "overlay" => Ok(OutputKind::Overlay),
-            other => Err(UnknownOutputKind(other.to_string())),
-        }
+crate::stored_enum::stored_enum! {
+    /// The role of an instance a job produced.
+    pub enum OutputKind {
+        /// The DICOM SEG (always produced).
+        Seg = "seg",
+        /// The measurement report (Comprehensive 3D SR, TID 1500).
+        Report = "report",
+        /// One image of the secondary-capture overlay series.
+        Overlay = "overlay",
     }
 }
 

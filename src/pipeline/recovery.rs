@@ -15,7 +15,7 @@ use dicom_object::OpenFileOptions;
 use tracing::warn;
 
 use crate::pipeline::assembler::InstanceSeen;
-use crate::spool::{InstanceHeader, Spool, SpoolError};
+use crate::spool::{InstanceHeader, JobState, Spool, SpoolError};
 
 /// What start-up recovery found.
 #[derive(Debug, Default)]
@@ -47,19 +47,19 @@ pub fn recover(spool: &Spool, window: Duration, called_ae: &str) -> Result<Recov
         let jobs = spool.jobs_of_study(&study.study_uid)?;
         let mut interrupted = false;
         for job in &jobs {
-            match job.state.as_str() {
-                "running" => {
+            match job.state {
+                JobState::Running => {
                     spool.job_failed(job.id, INTERRUPTED)?;
                     out.interrupted_jobs += 1;
                     interrupted = true;
                 }
-                "done" => {
+                JobState::Done => {
                     if let Ok(fp) = u64::from_str_radix(&job.fingerprint, 16) {
                         out.done_jobs
                             .push((job.pipeline.clone(), job.study_uid.clone(), fp));
                     }
                 }
-                _ => {}
+                JobState::Failed => {}
             }
         }
         if study.last_received_ms < cutoff_ms && !interrupted {

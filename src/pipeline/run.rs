@@ -9,7 +9,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 use tracing::{info, warn};
 
-use crate::pipeline::activation;
+use crate::pipeline::activation::{self, Activation};
 use crate::pipeline::definition::{JobPer, PipelineDefinition};
 use crate::pipeline::infer::{InferError, InferSettings, Model};
 use crate::pipeline::output::{OutputInstance, sop_instance_uid, write_dicom_atomically};
@@ -36,7 +36,7 @@ pub enum JobError {
         pipeline: String,
         got: usize,
         expected: usize,
-        activation: String,
+        activation: Activation,
         segments: usize,
     },
     #[error("channel {channel} has no instances")]
@@ -72,23 +72,19 @@ impl LoadedPipeline {
             sw_batch_size: m.sw_batch_size,
             blending: m.blending,
             device: m.device,
-            half_precision: m.precision == "bf16",
+            precision: m.precision,
             image_model: m.spatial_dims == 2,
             ..InferSettings::default()
         };
         let model = Model::load(&path, &settings, m.in_channels)?;
         let segments = definition.output.segments.len();
-        let expected = if m.activation == "softmax" {
-            segments + 1
-        } else {
-            segments
-        };
+        let expected = m.activation.output_channels(segments);
         if model.out_channels() != expected {
             return Err(JobError::OutputChannels {
                 pipeline: definition.name.clone(),
                 got: model.out_channels(),
                 expected,
-                activation: m.activation.clone(),
+                activation: m.activation,
                 segments,
             });
         }
@@ -236,7 +232,7 @@ pub fn run_job(
     let (masks, findings) = timings.time("post-process", || {
         let masks = activation::masks_from_logits(
             logits,
-            &def.model.activation,
+            def.model.activation,
             def.postprocess.threshold,
             |p| from_model_grid(p, &mapping),
             |mask| post::apply(mask, &def.postprocess.steps),
@@ -320,7 +316,7 @@ pub(crate) fn seg_options(
         content_description: def.description.chars().take(64).collect(),
         omit_empty_frames: def.output.omit_empty_frames,
         software_version: env!("CARGO_PKG_VERSION").into(),
-        segments_overlap: def.model.activation != "softmax" && def.output.segments.len() > 1,
+        segments_overlap: !def.model.activation.exclusive() && def.output.segments.len() > 1,
         other_sources,
         seg_type: def.output.seg_type,
         ..SegOptions::default()

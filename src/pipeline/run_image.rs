@@ -167,7 +167,7 @@ fn segment_frames(
     Ok(timings.time("post-process", || {
         activation::masks_from_logits(
             logits,
-            &def.model.activation,
+            def.model.activation,
             def.postprocess.threshold,
             |p| from_model_grid(p, &mapping),
             |mask| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{OutboxRecord, Spool, SpoolError, disk, now_ms, outbox};
+use super::{DeliveryState, OutboxRecord, Spool, SpoolError, disk, now_ms, outbox};
 
 /// A job as the admin API lists it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -17,10 +17,10 @@ pub struct JobRow {
     pub pipeline: String,
     /// Study Instance UID.
     pub study_uid: String,
-    /// What started it (`Stable`, `AssociationReleased`, `Forced`, `Operator`).
-    pub trigger: String,
-    /// `running`, `done` or `failed`.
-    pub state: String,
+    /// What started it.
+    pub trigger: crate::pipeline::assembler::Trigger,
+    /// Where it is.
+    pub state: super::JobState,
     /// When it started (ms since the Unix epoch).
     pub started_ms: i64,
     /// When it finished.
@@ -40,8 +40,8 @@ pub struct JobRow {
 pub struct OutboxCount {
     /// Destination name.
     pub destination: String,
-    /// `pending`, `delivered` or `dead`.
-    pub state: String,
+    /// The rows' state.
+    pub state: super::DeliveryState,
     /// Rows.
     pub count: u64,
 }
@@ -137,7 +137,11 @@ impl Spool {
     pub fn outbox_recent(&self, limit: usize) -> Result<Vec<OutboxRecord>, SpoolError> {
         let mut rows = Vec::new();
         // Dead and pending rows first: they are what an operator acts on.
-        for state in ["dead", "pending", "delivered"] {
+        for state in [
+            DeliveryState::Dead,
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+        ] {
             if rows.len() >= limit {
                 break;
             }
@@ -164,9 +168,9 @@ impl Spool {
     /// the row is not dead (already pending or delivered).
     pub fn outbox_requeue_dead(&self, id: i64) -> Result<bool, SpoolError> {
         let changed = self.lock_index().conn().execute(
-            "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_ms = ?2
-             WHERE id = ?1 AND state = 'dead'",
-            params![id, now_ms()],
+            "UPDATE outbox SET state = ?3, attempts = 0, next_attempt_ms = ?2
+             WHERE id = ?1 AND state = ?4",
+            params![id, now_ms(), DeliveryState::Pending, DeliveryState::Dead],
         )?;
         Ok(changed == 1)
     }
@@ -191,7 +195,11 @@ impl Spool {
         })
     }
 
-    fn outbox_in_state(&self, state: &str, limit: usize) -> Result<Vec<OutboxRecord>, SpoolError> {
+    fn outbox_in_state(
+        &self,
+        state: DeliveryState,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, SpoolError> {
         let index = self.lock_index();
         let mut stmt = index.conn().prepare(&format!(
             "{} WHERE state = ?1 ORDER BY id DESC LIMIT ?2",

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::InstanceHeader;
+use super::{InstanceHeader, JobState};
+use crate::pipeline::assembler::Trigger;
 
 /// Each entry migrates the schema from version i to i+1.
 const MIGRATIONS: &[&str] = &[
@@ -450,10 +451,10 @@ pub struct JobRecord {
     pub study_uid: String,
     /// Hex fingerprint of the chosen inputs.
     pub fingerprint: String,
-    /// What started it (stable, association released, forced).
-    pub trigger: String,
-    /// `running`, `done` or `failed`.
-    pub state: String,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Where it is.
+    pub state: JobState,
     /// The SEG written, when done.
     pub seg_path: Option<String>,
     /// SOP Instance UID of the SEG, when done.
@@ -474,13 +475,20 @@ impl Index {
         pipeline: &str,
         study_uid: &str,
         fingerprint: &str,
-        trigger: &str,
+        trigger: Trigger,
         now_ms: i64,
     ) -> rusqlite::Result<i64> {
         self.conn.execute(
             "INSERT INTO jobs (pipeline, study_uid, fingerprint, trigger, state, started_ms)
-             VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
-            params![pipeline, study_uid, fingerprint, trigger, now_ms],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                pipeline,
+                study_uid,
+                fingerprint,
+                trigger,
+                JobState::Running,
+                now_ms
+            ],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
@@ -496,9 +504,9 @@ impl Index {
         now_ms: i64,
     ) -> rusqlite::Result<()> {
         self.conn.execute(
-            "UPDATE jobs SET state = 'done', finished_ms = ?2, seg_path = ?3, seg_sop_instance_uid = ?4,
+            "UPDATE jobs SET state = ?7, finished_ms = ?2, seg_path = ?3, seg_sop_instance_uid = ?4,
                              findings = ?5, timings = ?6 WHERE id = ?1",
-            params![id, now_ms, seg_path, seg_uid, findings, timings],
+            params![id, now_ms, seg_path, seg_uid, findings, timings, JobState::Done],
         )?;
         Ok(())
     }
@@ -506,8 +514,8 @@ impl Index {
     /// Record why a job failed.
     pub fn job_failed(&self, id: i64, error: &str, now_ms: i64) -> rusqlite::Result<()> {
         self.conn.execute(
-            "UPDATE jobs SET state = 'failed', finished_ms = ?2, error = ?3 WHERE id = ?1",
-            params![id, now_ms, error],
+            "UPDATE jobs SET state = ?4, finished_ms = ?2, error = ?3 WHERE id = ?1",
+            params![id, now_ms, error, JobState::Failed],
         )?;
         Ok(())
     }

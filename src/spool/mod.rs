@@ -24,6 +24,7 @@ mod index;
 mod journal;
 mod outbox;
 mod report;
+mod states;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ pub use header::{InstanceHeader, RULE_ATTRIBUTES};
 pub use index::{InstanceRecord, JobRecord, SeriesRecord, SpoolCounts, StudyRecord};
 pub use outbox::OutboxRecord;
 pub use report::status_report;
+pub use states::{DeliveryState, JobState};
 
 /// Why an instance could not be stored (or the spool opened).
 #[derive(Debug, thiserror::Error)]
@@ -480,7 +482,7 @@ impl Spool {
         pipeline: &str,
         study_uid: &str,
         fingerprint: &str,
-        trigger: &str,
+        trigger: crate::pipeline::assembler::Trigger,
     ) -> Result<i64, SpoolError> {
         Ok(self
             .lock_index()

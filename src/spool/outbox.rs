@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Spool, SpoolError, now_ms};
+use super::{DeliveryState, Spool, SpoolError, now_ms};
 use crate::pipeline::output::{OutputInstance, OutputKind};
 
 /// One delivery of one instance (a SEG, its report or an overlay image) to one destination.
@@ -32,8 +32,8 @@ pub struct OutboxRecord {
     pub seg_path: PathBuf,
     /// SOP Instance UID of the instance: the same on every attempt.
     pub sop_instance_uid: String,
-    /// `pending`, `delivered` or `dead`.
-    pub state: String,
+    /// Where the delivery is.
+    pub state: DeliveryState,
     /// Attempts made so far (a C-ECHO probe that failed counts as one).
     pub attempts: u32,
     /// When a pending row is due (ms since the Unix epoch).
@@ -80,7 +80,7 @@ fn insert(
     let mut stmt = conn.prepare(
         "INSERT OR IGNORE INTO outbox (job_id, study_uid, destination, seg_path, sop_instance_uid,
                                        kind, state, attempts, next_attempt_ms, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?8, 0, ?7, ?7)",
     )?;
     // Destination by destination, the SEG first: a peer gets the SEG before what refers to it.
     for destination in destinations {
@@ -91,8 +91,9 @@ fn insert(
                 destination,
                 instance.path.to_string_lossy(),
                 instance.sop_instance_uid,
-                instance.kind.as_str(),
-                now
+                instance.kind,
+                now,
+                DeliveryState::Pending
             ])?;
         }
     }
@@ -158,10 +159,10 @@ impl Spool {
     pub fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRecord>, SpoolError> {
         let index = self.lock_index();
         let mut stmt = index.conn().prepare(&format!(
-            "{SELECT} WHERE state = 'pending' AND next_attempt_ms <= ?1
+            "{SELECT} WHERE state = ?3 AND next_attempt_ms <= ?1
              ORDER BY next_attempt_ms, id LIMIT ?2"
         ))?;
-        let rows = stmt.query_map(params![now_ms, limit as i64], row)?;
+        let rows = stmt.query_map(params![now_ms, limit as i64, DeliveryState::Pending], row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -171,8 +172,8 @@ impl Spool {
         Ok(index
             .conn()
             .query_row(
-                "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = 'pending'",
-                [],
+                "SELECT MIN(next_attempt_ms) FROM outbox WHERE state = ?1",
+                [DeliveryState::Pending],
                 |r| r.get::<_, Option<i64>>(0),
             )
             .optional()?
@@ -182,9 +183,9 @@ impl Spool {
     /// The destination acknowledged the SEG: one more attempt, delivered now.
     pub fn outbox_delivered(&self, id: i64) -> Result<(), SpoolError> {
         self.lock_index().conn().execute(
-            "UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_ms = ?2
+            "UPDATE outbox SET state = ?3, attempts = attempts + 1, delivered_ms = ?2
              WHERE id = ?1",
-            params![id, now_ms()],
+            params![id, now_ms(), DeliveryState::Delivered],
         )?;
         Ok(())
     }
@@ -207,8 +208,8 @@ impl Spool {
     /// The last attempt failed: dead-lettered with its error; never tried again.
     pub fn outbox_dead(&self, id: i64, error: &str) -> Result<(), SpoolError> {
         self.lock_index().conn().execute(
-            "UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
-            params![id, error],
+            "UPDATE outbox SET state = ?3, attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
+            params![id, error, DeliveryState::Dead],
         )?;
         Ok(())
     }
@@ -222,8 +223,8 @@ impl Spool {
     ) -> Result<(), SpoolError> {
         self.lock_index().conn().execute(
             "UPDATE outbox SET next_attempt_ms = ?2
-             WHERE destination = ?1 AND state = 'pending' AND next_attempt_ms < ?2",
-            params![destination, until_ms],
+             WHERE destination = ?1 AND state = ?3 AND next_attempt_ms < ?2",
+            params![destination, until_ms, DeliveryState::Pending],
         )?;
         Ok(())
     }
@@ -252,6 +253,8 @@ impl Spool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::assembler::Trigger;
+    use crate::spool::JobState;
 
     #[test]
     fn a_row_goes_pending_retry_delivered_and_survives_reopen() {
@@ -264,7 +267,9 @@ mod tests {
             },
         )
         .unwrap();
-        let job = spool.job_started("p", "1.2.3", "ff", "Stable").unwrap();
+        let job = spool
+            .job_started("p", "1.2.3", "ff", Trigger::Stable)
+            .unwrap();
         let dests = vec!["a".to_string(), "b".to_string()];
         let seg = OutputInstance {
             kind: OutputKind::Seg,
@@ -278,7 +283,10 @@ mod tests {
         spool.outbox_enqueue(job, "1.2.3", &seg, &dests).unwrap();
         let rows = spool.outbox_of_study("1.2.3").unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(spool.jobs_of_study("1.2.3").unwrap()[0].state, "done");
+        assert_eq!(
+            spool.jobs_of_study("1.2.3").unwrap()[0].state,
+            JobState::Done
+        );
         let due = spool.outbox_due(now_ms(), 10).unwrap();
         assert_eq!(due.len(), 2);
         assert_eq!(
@@ -297,15 +305,18 @@ mod tests {
 
         let spool = Spool::open_existing(dir.path()).unwrap();
         let rows = spool.outbox_of_job(job).unwrap();
-        assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("delivered", 2));
+        assert_eq!(
+            (rows[0].state, rows[0].attempts),
+            (DeliveryState::Delivered, 2)
+        );
         assert!(rows[0].delivered_ms.is_some());
         assert_eq!(
             (
-                rows[1].state.as_str(),
+                rows[1].state,
                 rows[1].attempts,
                 rows[1].last_error.as_deref()
             ),
-            ("dead", 1, Some("gone"))
+            (DeliveryState::Dead, 1, Some("gone"))
         );
         assert_eq!(spool.outbox_next_due().unwrap(), None);
     }
@@ -321,7 +332,9 @@ mod tests {
             },
         )
         .unwrap();
-        let job = spool.job_started("p", "1.2.3", "ff", "Stable").unwrap();
+        let job = spool
+            .job_started("p", "1.2.3", "ff", Trigger::Stable)
+            .unwrap();
         let instance = |kind, n: u32| OutputInstance {
             kind,
             path: dir.path().join(format!("{n}.dcm")),

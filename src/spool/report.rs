@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{Spool, SpoolError};
+use super::{JobState, Spool, SpoolError};
 
 /// Studies with their series and instance counts, jobs and SEG deliveries (destination,
 /// state, attempts, last error), as an aligned table.
@@ -45,14 +45,14 @@ pub fn status_report(data_dir: &Path) -> Result<String, SpoolError> {
             );
         }
         for job in spool.jobs_of_study(&study.study_uid)? {
-            let detail = match job.state.as_str() {
-                "done" => format!(
+            let detail = match job.state {
+                JobState::Done => format!(
                     "SEG {}  findings {}",
                     job.seg_sop_instance_uid.unwrap_or_default(),
                     job.findings.unwrap_or_default()
                 ),
-                "failed" => format!("error: {}", job.error.unwrap_or_default()),
-                _ => String::new(),
+                JobState::Failed => format!("error: {}", job.error.unwrap_or_default()),
+                JobState::Running => String::new(),
             };
             let _ = writeln!(
                 out,

@@ -47,17 +47,18 @@ pub struct InstanceSeen {
     pub association_id: u64,
 }
 
-/// Why a job was issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// No instance for `stable_seconds`.
-    Stable,
-    /// The sending association was released with all inputs present.
-    AssociationReleased,
-    /// `force_after_seconds` passed and the policy is `run`.
-    Forced,
-    /// An operator forced the study complete (policy `run`) or asked for a job again.
-    Operator,
+crate::stored_enum::stored_enum! {
+    /// Why a job was issued (stored with the job; the names predate this type).
+    pub enum Trigger {
+        /// No instance for `stable_seconds`.
+        Stable = "Stable",
+        /// The sending association was released with all inputs present.
+        AssociationReleased = "AssociationReleased",
+        /// `force_after_seconds` passed and the policy is `run`.
+        Forced = "Forced",
+        /// An operator forced the study complete (policy `run`) or asked for a job again.
+        Operator = "Operator",
+    }
 }
 
 /// A study ready for a pipeline.

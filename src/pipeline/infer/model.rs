@@ -56,9 +56,10 @@ impl Model {
             });
         }
         let device = settings.device.resolve()?;
-        let autocast = settings.half_precision && device.is_cuda();
-        if settings.half_precision && !autocast {
-            warn!(model = %path.display(), ?device, "half_precision is CUDA-only; running float32 on the CPU");
+        let bf16 = settings.precision == super::Precision::Bf16;
+        let autocast = bf16 && device.is_cuda();
+        if bf16 && !autocast {
+            warn!(model = %path.display(), ?device, "precision = \"bf16\" is CUDA-only; running float32 on the CPU");
         }
         let started = Instant::now();
         let mut module =
