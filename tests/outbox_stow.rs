@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use dicom_dictionary_std::tags;
 use segnode::config::Config;
 use segnode::outbox::OutboxHandle;
+use segnode::pipeline::output::{OutputInstance, OutputKind};
 use segnode::spool::{OutboxRecord, Spool};
 use segnode::synth::Orientation;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,8 +33,19 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// One instance queued for delivery.
 #[derive(Debug, Clone)]
 struct Instance {
+    kind: OutputKind,
     path: PathBuf,
     sop_instance_uid: String,
+}
+
+impl Instance {
+    fn output(&self) -> OutputInstance {
+        OutputInstance {
+            kind: self.kind,
+            path: self.path.clone(),
+            sop_instance_uid: self.sop_instance_uid.clone(),
+        }
+    }
 }
 
 fn text(obj: &dicom_object::DefaultDicomObject, tag: dicom_core::Tag) -> String {
@@ -45,16 +57,24 @@ fn text(obj: &dicom_object::DefaultDicomObject, tag: dicom_core::Tag) -> String 
         .to_string()
 }
 
-/// `n` instances of a small synthetic study, and the study's UID.
+/// `n` instances of a small synthetic study, and the study's UID. They are queued as a
+/// job's outputs are (the first as the SEG, then a report and an overlay): the sender
+/// sends the file whatever its SOP class, so MR images stand in for them.
 fn instances(dir: &Path, n: usize, seed: u64) -> (String, Vec<Instance>) {
     let study = common::dce::small_study(dir, Orientation::Axial, seed, false);
     let picked = study
         .files
         .iter()
         .take(n)
-        .map(|path| {
+        .zip(
+            [OutputKind::Seg, OutputKind::Report, OutputKind::Overlay]
+                .into_iter()
+                .cycle(),
+        )
+        .map(|(path, kind)| {
             let obj = dicom_object::open_file(path).unwrap();
             Instance {
+                kind,
                 path: path.clone(),
                 sop_instance_uid: text(&obj, tags::SOP_INSTANCE_UID),
             }
@@ -85,13 +105,7 @@ fn queue(config: &Config, study_uid: &str, instances: &[Instance]) -> Arc<Spool>
         .unwrap();
     for i in instances {
         spool
-            .outbox_enqueue(
-                job,
-                study_uid,
-                &i.path,
-                &i.sop_instance_uid,
-                &["archive".to_string()],
-            )
+            .outbox_enqueue(job, study_uid, &i.output(), &["archive".to_string()])
             .unwrap();
     }
     spool

@@ -231,6 +231,7 @@ impl Sender {
     async fn attempt(&mut self, row: OutboxRecord) -> bool {
         let span = info_span!(
             "delivery",
+            kind = %row.kind,
             destination = %row.destination,
             study = %row.study_uid,
             instance = %row.sop_instance_uid,
@@ -269,6 +270,7 @@ impl Sender {
                 self.dead_letter(&row, &reason).await;
                 error!(
                     destination = %row.destination,
+                    kind = %row.kind,
                     instance = %row.sop_instance_uid,
                     file = %file,
                     study = %row.study_uid,

@@ -47,25 +47,27 @@ pub fn judge(
     sop_instance_uid: &str,
 ) -> Result<Stored, DeliveryFailure> {
     let parsed = parse(body);
-    if let Ok(module) = &parsed {
-        if let Some(item) = find_item(module, FAILED_SOP_SEQUENCE, sop_instance_uid) {
-            let reason = first_number(item, FAILURE_REASON).map(|c| Status(c as u16));
-            let comment = first_string(item, ERROR_COMMENT)
-                .map(|c| format!(": {}", sanitize(&c, MAX_TEXT)))
-                .unwrap_or_default();
-            let what = format!("HTTP {http_status}, the instance is in the Failed SOP Sequence");
-            return Err(match reason {
-                Some(status) => DeliveryFailure {
-                    permanence: status_permanence(status),
-                    reason: format!("{what} with failure reason {status}{comment}"),
-                },
-                // No reason given: the HTTP status is all we have.
-                None => DeliveryFailure {
-                    permanence: non_success(http_status),
-                    reason: format!("{what} without a failure reason{comment}"),
-                },
-            });
-        }
+    let failed_item = parsed
+        .as_ref()
+        .ok()
+        .and_then(|module| find_item(module, FAILED_SOP_SEQUENCE, sop_instance_uid));
+    if let Some(item) = failed_item {
+        let reason = first_number(item, FAILURE_REASON).map(|c| Status(c as u16));
+        let comment = first_string(item, ERROR_COMMENT)
+            .map(|c| format!(": {}", sanitize(&c, MAX_TEXT)))
+            .unwrap_or_default();
+        let what = format!("HTTP {http_status}, the instance is in the Failed SOP Sequence");
+        return Err(match reason {
+            Some(status) => DeliveryFailure {
+                permanence: status_permanence(status),
+                reason: format!("{what} with failure reason {status}{comment}"),
+            },
+            // No reason given: the HTTP status is all we have.
+            None => DeliveryFailure {
+                permanence: non_success(http_status),
+                reason: format!("{what} without a failure reason{comment}"),
+            },
+        });
     }
     if (200..300).contains(&http_status) {
         return match parsed {
