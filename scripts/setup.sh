@@ -10,7 +10,7 @@ venv=${SEGNODE_VENV:-$HOME/.cache/segnode/venv}
 certs=${SEGNODE_CERTS:-$HOME/.cache/segnode/certs}
 ohif_node=${SEGNODE_OHIF_NODE:-$HOME/.cache/segnode/ohif-node}
 # rsyslog (+ its TLS driver): the audit-trail tests run a real syslog collector.
-apt_packages=(dcmtk orthanc dicom3tools cmake python3-venv g++ pkg-config bc openssl rsyslog rsyslog-gnutls
+apt_packages=(dcmtk orthanc orthanc-dicomweb dicom3tools cmake python3-venv g++ pkg-config bc openssl rsyslog rsyslog-gnutls
   prometheus chromium)
 # Node and npm run OHIF's SEG code in the tests; a Node build that bundles npm (NodeSource)
 # is fine, so Debian's packages are asked for only when the commands are missing.

@@ -118,34 +118,195 @@ impl HttpConfig {
     }
 }
 
-/// A named DICOM peer that receives SEGs by C-STORE.
+/// How a destination is reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationKind {
+    /// C-STORE over a DICOM association (`ae_title`, `host`, `port`).
+    #[default]
+    Dimse,
+    /// STOW-RS to a DICOMweb service (`url`).
+    Stow,
+}
+
+impl std::fmt::Display for DestinationKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DestinationKind::Dimse => "dimse",
+            DestinationKind::Stow => "stow",
+        })
+    }
+}
+
+/// A named peer that receives the node's results (SEG, report, overlay): a DICOM node by
+/// C-STORE (`kind = "dimse"`, the default) or a DICOMweb archive by STOW-RS
+/// (`kind = "stow"`). The loader checks that each entry has the keys of its kind and none
+/// of the other's.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationConfig {
     /// The name pipelines use in `output.destinations`.
     pub name: String,
-    /// The peer's AE title (our called AE).
-    pub ae_title: AeTitle,
-    /// Host name or IP address of the peer.
-    pub host: String,
-    /// The peer's DICOM port.
-    pub port: u16,
-    /// Calling AE title we present; default `node.ae_title`. The peer must know it
+    /// DIMSE or STOW-RS.
+    #[serde(default)]
+    pub kind: DestinationKind,
+    /// DIMSE: the peer's AE title (our called AE).
+    #[serde(default)]
+    pub ae_title: Option<AeTitle>,
+    /// DIMSE: host name or IP address of the peer.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// DIMSE: the peer's DICOM port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// DIMSE: calling AE title we present; default `node.ae_title`. The peer must know it
     /// (Orthanc: `DicomModalities`).
     #[serde(default)]
     pub calling_ae: Option<AeTitle>,
-    /// Talk DICOM over TLS to this peer (`tls = { ca = …, certificate = …, private_key = … }`).
+    /// STOW-RS: the DICOMweb base URL (`http://host:8042/dicom-web`); instances are
+    /// POSTed to `{url}/studies`.
+    #[serde(default)]
+    pub url: Option<crate::outbox::StowUrl>,
+    /// STOW-RS: file holding a bearer token sent as `Authorization: Bearer …`. Never logged.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// STOW-RS: file holding one line `user:password` for HTTP basic authentication.
+    /// Never logged.
+    #[serde(default)]
+    pub basic_auth_file: Option<PathBuf>,
+    /// DIMSE: talk DICOM over TLS to this peer; STOW-RS with an `https` URL: whom to trust
+    /// (`tls = { ca = …, certificate = …, private_key = … }`).
     #[serde(default)]
     pub tls: Option<crate::tls::PeerTlsConfig>,
 }
 
 impl DestinationConfig {
-    /// The peer as `AE@HOST:PORT`.
-    pub fn peer(&self) -> crate::ae::Peer {
-        crate::ae::Peer {
-            ae_title: self.ae_title.clone(),
-            host: self.host.clone(),
-            port: self.port,
+    /// A DIMSE destination's peer as `AE@HOST:PORT`; `None` for STOW-RS (or an entry the
+    /// loader would refuse).
+    pub fn peer(&self) -> Option<crate::ae::Peer> {
+        match (self.kind, &self.ae_title, &self.host, self.port) {
+            (DestinationKind::Dimse, Some(ae_title), Some(host), Some(port)) => {
+                Some(crate::ae::Peer {
+                    ae_title: ae_title.clone(),
+                    host: host.clone(),
+                    port,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Where it is, for messages: `AE@HOST:PORT` or the URL.
+    pub fn address(&self) -> String {
+        match (self.peer(), &self.url) {
+            (Some(peer), _) => peer.to_string(),
+            (None, Some(url)) => url.to_string(),
+            (None, None) => format!("destination {:?}", self.name),
+        }
+    }
+
+    /// Kind-specific checks; `key` builds the error's key from a field name.
+    fn validate(&self, key: impl Fn(&str) -> String) -> Result<(), (String, String)> {
+        let name = &self.name;
+        let misplaced = |field: &str, present: bool, other: DestinationKind| {
+            if present {
+                Err((
+                    key(field),
+                    format!(
+                        "destination {name:?} is kind = \"{}\", but {field} belongs to \
+                         kind = \"{other}\": remove it or change kind",
+                        self.kind
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        match self.kind {
+            DestinationKind::Dimse => {
+                for (field, present) in [
+                    ("url", self.url.is_some()),
+                    ("token_file", self.token_file.is_some()),
+                    ("basic_auth_file", self.basic_auth_file.is_some()),
+                ] {
+                    misplaced(field, present, DestinationKind::Stow)?;
+                }
+                if self.ae_title.is_none() {
+                    return Err((
+                        key("ae_title"),
+                        format!("destination {name:?} needs the peer's AE title"),
+                    ));
+                }
+                if self.host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+                    return Err((key("host"), format!("destination {name:?} needs a host")));
+                }
+                match self.port {
+                    None => Err((
+                        key("port"),
+                        format!("destination {name:?} needs the peer's DICOM port"),
+                    )),
+                    Some(0) => Err((
+                        key("port"),
+                        format!("destination {name:?}: port 0 is not a DICOM port"),
+                    )),
+                    Some(_) => Ok(()),
+                }
+            }
+            DestinationKind::Stow => {
+                for (field, present) in [
+                    ("ae_title", self.ae_title.is_some()),
+                    ("host", self.host.is_some()),
+                    ("port", self.port.is_some()),
+                    ("calling_ae", self.calling_ae.is_some()),
+                ] {
+                    misplaced(field, present, DestinationKind::Dimse)?;
+                }
+                let Some(url) = &self.url else {
+                    return Err((
+                        key("url"),
+                        format!(
+                            "destination {name:?} is kind = \"stow\" and needs the DICOMweb \
+                             base URL (e.g. url = \"http://127.0.0.1:8042/dicom-web\")"
+                        ),
+                    ));
+                };
+                match (url.scheme, &self.tls) {
+                    (crate::outbox::Scheme::Https, None) => {
+                        return Err((
+                            key("tls"),
+                            format!(
+                                "destination {name:?}: an https URL needs tls = {{ ca = … }} \
+                                 naming the CA file to trust (/etc/ssl/certs/ca-certificates.crt \
+                                 for public certificates)"
+                            ),
+                        ));
+                    }
+                    (crate::outbox::Scheme::Http, Some(_)) => {
+                        return Err((
+                            key("tls"),
+                            format!(
+                                "destination {name:?}: tls applies to https URLs only; {url} is http"
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+                match (&self.token_file, &self.basic_auth_file) {
+                    (Some(_), Some(_)) => Err((
+                        key("basic_auth_file"),
+                        format!(
+                            "destination {name:?}: give token_file or basic_auth_file, not both"
+                        ),
+                    )),
+                    (Some(file), None) => crate::outbox::StowAuth::bearer_from_file(file)
+                        .map(drop)
+                        .map_err(|why| (key("token_file"), why)),
+                    (None, Some(file)) => crate::outbox::StowAuth::basic_from_file(file)
+                        .map(drop)
+                        .map_err(|why| (key("basic_auth_file"), why)),
+                    (None, None) => Ok(()),
+                }
+            }
         }
     }
 }
@@ -409,7 +570,16 @@ impl Config {
                 }
             }
             cfg.resolve_security_paths(base);
-            if let Some(file) = cfg.http.token_file.as_mut().filter(|f| f.is_relative()) {
+            let destination_files = cfg
+                .destinations
+                .iter_mut()
+                .flat_map(|d| [d.token_file.as_mut(), d.basic_auth_file.as_mut()]);
+            for file in [cfg.http.token_file.as_mut()]
+                .into_iter()
+                .chain(destination_files)
+                .flatten()
+                .filter(|f| f.is_relative())
+            {
                 *file = base.join(&*file);
             }
         }
@@ -549,18 +719,8 @@ impl Config {
                     format!("{:?} is used by another destination", d.name),
                 ));
             }
-            if d.host.trim().is_empty() {
-                return Err(invalid(
-                    &format!("destinations[{i}].host"),
-                    format!("destination {:?} needs a host", d.name),
-                ));
-            }
-            if d.port == 0 {
-                return Err(invalid(
-                    &format!("destinations[{i}].port"),
-                    format!("destination {:?}: port 0 is not a DICOM port", d.name),
-                ));
-            }
+            d.validate(|field| format!("destinations[{i}].{field}"))
+                .map_err(|(key, reason)| invalid(&key, reason))?;
         }
         let o = &self.outbox;
         if o.initial_delay_seconds == 0 || o.initial_delay_seconds > 86_400 {
@@ -689,7 +849,8 @@ mod tests {
         )
         .unwrap();
         let d = cfg.destination("orthanc").unwrap();
-        assert_eq!(d.peer().to_string(), "ORTHANC@127.0.0.1:4242");
+        assert_eq!(d.peer().unwrap().to_string(), "ORTHANC@127.0.0.1:4242");
+        assert_eq!(d.kind, DestinationKind::Dimse);
         assert!(d.calling_ae.is_none());
         assert_eq!(cfg.outbox.max_attempts, 3);
 
@@ -709,6 +870,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("outbox.max_attempts"), "{err}");
+    }
+
+    #[test]
+    fn stow_destinations_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "t0k3n\n").unwrap();
+        std::fs::write(dir.path().join("basic"), "user:pw\n").unwrap();
+        let base = "[node]\nae_title='A'\nport=1\ndata_dir='d'\n[[destinations]]\nname='web'\n";
+        let load =
+            |extra: &str| Config::from_toml(&format!("{base}{extra}"), "x.toml", Some(dir.path()));
+        let cfg = load("kind='stow'\nurl='http://127.0.0.1:8042/dicom-web'\ntoken_file='token'\n")
+            .unwrap();
+        let d = cfg.destination("web").unwrap();
+        assert_eq!(d.kind, DestinationKind::Stow);
+        assert!(d.peer().is_none());
+        assert_eq!(d.address(), "http://127.0.0.1:8042/dicom-web");
+        assert_eq!(
+            d.token_file.as_deref(),
+            Some(dir.path().join("token").as_path())
+        );
+        assert!(load("kind='stow'\nurl='http://h/'\nbasic_auth_file='basic'\n").is_ok());
+
+        for (extra, key, words) in [
+            ("kind='stow'\n", "destinations[0].url", "needs the DICOMweb"),
+            ("kind='stow'\nurl='ftp://h/'\n", "url", "http"),
+            (
+                "kind='stow'\nurl='https://h/'\n",
+                "destinations[0].tls",
+                "ca",
+            ),
+            (
+                "kind='stow'\nurl='http://h/'\nport=4242\n",
+                "destinations[0].port",
+                "kind = \"dimse\"",
+            ),
+            (
+                "kind='stow'\nurl='http://h/'\nae_title='X'\n",
+                "destinations[0].ae_title",
+                "dimse",
+            ),
+            (
+                "kind='stow'\nurl='http://h/'\ntoken_file='missing'\n",
+                "destinations[0].token_file",
+                "cannot read",
+            ),
+            (
+                "kind='stow'\nurl='http://h/'\ntoken_file='token'\nbasic_auth_file='basic'\n",
+                "destinations[0].basic_auth_file",
+                "not both",
+            ),
+            (
+                "kind='stow'\nurl='http://h/'\nbasic_auth_file='token'\n",
+                "basic_auth_file",
+                "user:password",
+            ),
+            (
+                "ae_title='X'\nhost='h'\nport=1\nurl='http://h/'\n",
+                "destinations[0].url",
+                "kind = \"stow\"",
+            ),
+            ("ae_title='X'\nhost='h'\n", "destinations[0].port", "port"),
+            ("kind='smtp'\n", "kind", "dimse"),
+        ] {
+            let err = load(extra).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(words), "{extra}: {err}");
+            assert!(!err.contains("t0k3n") && !err.contains("user:pw"), "{err}");
+        }
     }
 
     #[test]

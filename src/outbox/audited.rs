@@ -1,5 +1,5 @@
 //! The outbox's security side: each destination's TLS configuration, loaded once, and the
-//! DICOM Instances Transferred message of a SEG delivered (or given up on).
+//! DICOM Instances Transferred message of an instance delivered (or given up on).
 
 use std::collections::HashMap;
 
@@ -32,7 +32,7 @@ pub(super) fn load_tls(
         .collect()
 }
 
-/// Patient ID and SOP Class UID of a SEG file (empty when unreadable).
+/// Patient ID and SOP Class UID of an outbox file (empty when unreadable).
 fn seg_identity(path: &std::path::Path) -> (String, String) {
     let Ok(obj) = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
@@ -66,9 +66,16 @@ impl Sender {
             patient_name: None,
             sop_classes: vec![(sop_class, 1)],
         };
-        let peer = Node {
-            ae_title: dest.ae_title.as_str().to_string(),
-            ip: dest.host.parse().ok(),
+        // A STOW-RS archive has no AE title: its URL identifies it.
+        let peer = match (&dest.ae_title, &dest.host) {
+            (Some(ae), host) => Node {
+                ae_title: ae.as_str().to_string(),
+                ip: host.as_deref().and_then(|h| h.parse().ok()),
+            },
+            (None, _) => Node {
+                ae_title: dest.address(),
+                ip: dest.url.as_ref().and_then(|u| u.host.parse().ok()),
+            },
         };
         let node = Node {
             ae_title: dest

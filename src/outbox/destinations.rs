@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 /// The last answer of a destination.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LastContact {
-    /// It answered (C-ECHO success, or a SEG acknowledged).
+    /// It answered (C-ECHO success, or an instance acknowledged).
     pub ok: bool,
     /// When (ms since the Unix epoch).
     pub at_ms: i64,
@@ -101,7 +101,7 @@ impl Destinations {
     }
 }
 
-/// C-ECHO every destination every `every`, recording the answers, until the task is
+/// C-ECHO every DIMSE destination every `every`, recording the answers, until the task is
 /// dropped or aborted. A destination that fails is not retried faster: the sender already
 /// probes before each retry.
 pub async fn probe_periodically(
@@ -113,10 +113,12 @@ pub async fn probe_periodically(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // STOW-RS destinations have no verification service; their deliveries are the
+        // only answers recorded.
         for d in &config.destinations {
-            let opts = super::scu_options(d, &config);
-            let peer = d.peer();
-            match super::probe(&peer, &opts).await {
+            let Some(peer) = d.peer() else { continue };
+            let opts = super::dimse::scu_options(d, &config);
+            match super::dimse::probe(&peer, &opts).await {
                 Ok(()) => destinations.record(&d.name, true, format!("C-ECHO {peer}: answered")),
                 Err(e) => destinations.record(&d.name, false, e),
             }

@@ -1,22 +1,32 @@
-//! The outbox sender: delivers every SEG the pipelines queued (rows of the spool's `outbox`
-//! table) to its destination peers by C-STORE, durably and with retries.
+//! The outbox sender: delivers every instance the pipelines queued (rows of the spool's
+//! `outbox` table: SEG, report, overlay) to its destinations, by C-STORE or STOW-RS,
+//! durably and with retries.
 //!
 //! - The task reads due rows from the index, so deliveries pending when the node stopped
 //!   resume on start-up without anything else to do.
 //! - It is woken by a [`Notify`] when a job enqueues, and otherwise sleeps until the next
 //!   row is due (at most [`POLL`]).
-//! - A destination that failed (in this run, or a row that already has failed attempts) is
-//!   probed with C-ECHO before the SEG is sent again.
-//! - A failure retries with [`Backoff`]; the destination's other pending rows wait with it.
-//!   After `max_attempts` the row is dead-lettered with an `error!` line.
+//! - A DIMSE destination that failed (in this run, or a row that already has failed
+//!   attempts) is probed with C-ECHO before the instance is sent again.
+//! - A transient failure retries with [`Backoff`]; the destination's other pending rows
+//!   wait with it. After `max_attempts` the row is dead-lettered with an `error!` line.
+//! - A permanent failure (the peer refuses this instance for what it is, see `failure`)
+//!   is dead-lettered at once with the peer's reason; the destination's other rows go on.
 //! - Every retry sends the same file, hence the same SOP Instance UID: the destination
 //!   stores it once whatever happened to an earlier attempt's response.
+//!
+//! Files: `dimse` (C-STORE and the C-ECHO probe), `stow` (STOW-RS), `failure` (permanent
+//! or transient), `backoff`, `destinations` (pause and last answer, shared with the admin
+//! API), `audited` (TLS loading and the audit messages).
 //! - Stopping never takes longer than the grace given to [`OutboxHandle::stop`]; a send
 //!   cut short stays pending and is sent again at the next start.
 
 mod audited;
 mod backoff;
 mod destinations;
+mod dimse;
+pub mod failure;
+mod stow;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,16 +37,17 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::ae::{AeTitle, Peer};
-use crate::config::{Config, DestinationConfig};
+use crate::ae::AeTitle;
+use crate::config::{Config, DestinationConfig, DestinationKind};
 use crate::metrics;
-use crate::scu::{self, ScuError, ScuOptions};
 use crate::spool::{OutboxRecord, Spool, SpoolError};
 
 pub use backoff::Backoff;
 pub use destinations::{
     DestinationState, Destinations, LastContact, UnknownDestination, probe_periodically,
 };
+pub use failure::{DeliveryFailure, Permanence};
+pub use stow::{MAX_RESPONSE_BYTES, Scheme, StowAuth, StowTarget, StowUrl};
 
 /// The longest the sender sleeps without looking at the table.
 pub const POLL: Duration = Duration::from_secs(5);
@@ -48,12 +59,14 @@ const BATCH: usize = 32;
 /// What the outbox did while the node ran.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboxSummary {
-    /// SEGs acknowledged by a destination.
+    /// Instances acknowledged by a destination.
     pub delivered: usize,
     /// Attempts that failed and were scheduled again.
     pub retried: usize,
-    /// Deliveries given up after the last attempt.
+    /// Deliveries given up (after the last attempt, or at once when refused for good).
     pub dead: usize,
+    /// Of `dead`, those a destination refused permanently (not retried).
+    pub refused: usize,
 }
 
 /// The running sender: wake it when something is queued, stop it with the node.
@@ -118,6 +131,7 @@ pub fn spawn(config: &Config, spool: Arc<Spool>, audit: crate::audit::Audit) -> 
         down: HashSet::new(),
         summary: summary.clone(),
         tls: audited::load_tls(&config.destinations),
+        stow: load_stow(config),
         audit,
     };
     let task = tokio::spawn(
@@ -142,12 +156,14 @@ struct Sender {
     node_ae: AeTitle,
     network: crate::config::NetworkConfig,
     backoff: Backoff,
-    /// Destinations whose last attempt failed: probed with C-ECHO before the next send.
+    /// DIMSE destinations whose last attempt failed: probed with C-ECHO before the next send.
     down: HashSet<String>,
     summary: Arc<Mutex<OutboxSummary>>,
     /// Per destination with `tls`: its TLS configuration, or why it cannot be used.
     tls: HashMap<String, Result<crate::tls::ClientTls, String>>,
-    /// Where delivered and dead-lettered SEGs are audited.
+    /// Per `kind = "stow"` destination: its client, or why it cannot be used.
+    stow: HashMap<String, Result<StowTarget, String>>,
+    /// Where delivered and dead-lettered instances are audited.
     audit: crate::audit::Audit,
 }
 
@@ -210,13 +226,15 @@ impl Sender {
         }
     }
 
-    /// One attempt at one row, recorded in the index. False when it failed.
+    /// One attempt at one row, recorded in the index. False when the destination failed
+    /// in a way that should hold back its other rows this round.
     async fn attempt(&mut self, row: OutboxRecord) -> bool {
         let span = info_span!(
             "delivery",
+            kind = %row.kind,
             destination = %row.destination,
             study = %row.study_uid,
-            seg = %row.sop_instance_uid,
+            instance = %row.sop_instance_uid,
             attempt = row.attempts + 1
         );
         let in_flight = metrics::global();
@@ -230,39 +248,58 @@ impl Sender {
         let _in_span = span.enter();
         let attempts = row.attempts + 1;
         let id = row.id;
+        let file = row.seg_path.display().to_string();
         match outcome {
             Ok(()) => {
                 self.down.remove(&row.destination);
                 if let Err(e) = self.blocking(move |s| s.outbox_delivered(id)).await {
                     // Not recorded: sent again later, with the same SOP Instance UID.
-                    error!(cause = %e, "SEG delivered but the outbox row could not be updated");
+                    error!(cause = %e, "instance delivered but the outbox row could not be updated");
                 }
-                info!(attempts, "SEG delivered");
+                info!(attempts, file = %file, "instance delivered");
                 self.record(&row.destination, "delivered", Ok(&row.sop_instance_uid));
                 self.audit_transfer(&row, crate::audit::Outcome::Success);
                 self.count(|s| s.delivered += 1);
                 true
             }
-            Err(reason) => {
+            Err(failure) if failure.is_permanent() => {
+                // The destination answered, and will answer the same again: it is up, so
+                // its other rows are not held back.
+                self.down.remove(&row.destination);
+                let reason = format!("refused permanently: {}", failure.reason);
+                self.dead_letter(&row, &reason).await;
+                error!(
+                    destination = %row.destination,
+                    kind = %row.kind,
+                    instance = %row.sop_instance_uid,
+                    file = %file,
+                    study = %row.study_uid,
+                    attempts,
+                    reason = %failure.reason,
+                    "delivery refused permanently by the destination, dead-lettered without \
+                     retrying: fix what the reason names (destination config, SOP classes it \
+                     accepts, credentials), then re-send it from the admin API or with \
+                     `segnode send`"
+                );
+                self.count(|s| s.refused += 1);
+                true
+            }
+            Err(failure) => {
+                let reason = failure.reason;
                 self.down.insert(row.destination.clone());
                 if self.backoff.exhausted(attempts) {
-                    let r = reason.clone();
-                    if let Err(e) = self.blocking(move |s| s.outbox_dead(id, &r)).await {
-                        error!(cause = %e, "cannot record the dead delivery in the outbox");
-                    }
+                    self.dead_letter(&row, &reason).await;
                     error!(
                         destination = %row.destination,
-                        seg = %row.sop_instance_uid,
-                        seg_path = %row.seg_path.display(),
+                        instance = %row.sop_instance_uid,
+                        file = %file,
                         study = %row.study_uid,
                         attempts,
                         last_error = %reason,
-                        "SEG delivery dead-lettered after the last attempt: fix the destination \
-                         and send the file again (`segnode send`), or raise outbox.max_attempts"
+                        "delivery dead-lettered after the last attempt: fix the destination \
+                         and re-send it from the admin API or with `segnode send`, or raise \
+                         outbox.max_attempts"
                     );
-                    self.record(&row.destination, "dead", Err(&reason));
-                    self.count(|s| s.dead += 1);
-                    self.audit_transfer(&row, crate::audit::Outcome::SeriousFailure);
                 } else {
                     let delay = self.backoff.delay(attempts, id);
                     let next = now_ms() + delay.as_millis() as i64;
@@ -280,7 +317,7 @@ impl Sender {
                         attempts,
                         retry_in_seconds = format!("{:.1}", delay.as_secs_f64()),
                         cause = %reason,
-                        "SEG delivery failed; retrying"
+                        "delivery failed; retrying"
                     );
                     self.record(&row.destination, "retry", Err(&reason));
                     self.count(|s| s.retried += 1);
@@ -290,43 +327,73 @@ impl Sender {
         }
     }
 
-    /// Probe (when the destination failed before) and C-STORE the SEG file.
-    async fn deliver(&self, row: &OutboxRecord) -> Result<(), String> {
+    /// Record the row dead with `reason`; count, remember and audit it.
+    async fn dead_letter(&mut self, row: &OutboxRecord, reason: &str) {
+        let (id, r) = (row.id, reason.to_string());
+        if let Err(e) = self.blocking(move |s| s.outbox_dead(id, &r)).await {
+            error!(cause = %e, "cannot record the dead delivery in the outbox");
+        }
+        self.record(&row.destination, "dead", Err(reason));
+        self.count(|s| s.dead += 1);
+        self.audit_transfer(row, crate::audit::Outcome::SeriousFailure);
+    }
+
+    /// Send the row's file to its destination, by the destination's kind.
+    async fn deliver(&self, row: &OutboxRecord) -> Result<(), DeliveryFailure> {
         let dest = self.destinations.get(&row.destination).ok_or_else(|| {
-            format!(
-                "destination {:?} is not in the node config's [[destinations]]",
+            DeliveryFailure::transient(format!(
+                "destination {:?} is not in the node config's [[destinations]] (restore it \
+                 and restart; the row waits)",
                 row.destination
-            )
+            ))
         })?;
-        let peer = dest.peer();
+        match dest.kind {
+            DestinationKind::Dimse => self.deliver_dimse(dest, row).await,
+            DestinationKind::Stow => {
+                let target = match self.stow.get(&row.destination) {
+                    Some(Ok(target)) => target,
+                    Some(Err(why)) => return Err(DeliveryFailure::transient(why.clone())),
+                    None => {
+                        return Err(DeliveryFailure::transient(format!(
+                            "destination {:?} has no STOW-RS client",
+                            row.destination
+                        )));
+                    }
+                };
+                let stored = target.store(&row.seg_path, &row.sop_instance_uid).await?;
+                if let Some(code) = stored.warning {
+                    warn!(
+                        url = %target.url(),
+                        warning = %crate::dimse::Status(code),
+                        http_status = stored.http_status,
+                        "stored with a warning"
+                    );
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Probe (when the destination failed before) and C-STORE the file.
+    async fn deliver_dimse(
+        &self,
+        dest: &DestinationConfig,
+        row: &OutboxRecord,
+    ) -> Result<(), DeliveryFailure> {
+        let peer = dest.peer().ok_or_else(|| {
+            DeliveryFailure::transient(format!(
+                "destination {:?} lacks ae_title, host or port",
+                dest.name
+            ))
+        })?;
         let tls = match self.tls.get(&row.destination) {
             None => None,
             Some(Ok(tls)) => Some(tls.clone()),
-            Some(Err(why)) => return Err(why.clone()),
+            Some(Err(why)) => return Err(DeliveryFailure::transient(why.clone())),
         };
-        let opts = options_for(dest, &self.node_ae, &self.network, tls);
-        if self.down.contains(&row.destination) || row.attempts > 0 {
-            probe(&peer, &opts).await?;
-            info!(peer = %peer, "destination answers C-ECHO: sending");
-        }
-        if !row.seg_path.is_file() {
-            return Err(format!(
-                "the SEG file {} is missing from the results folder",
-                row.seg_path.display()
-            ));
-        }
-        let report = scu::send_files(&peer, &opts, std::slice::from_ref(&row.seg_path))
-            .await
-            .map_err(|e| e.to_string())?;
-        if report.sent == 1 && report.all_sent() {
-            Ok(())
-        } else {
-            Err(report
-                .failures
-                .first()
-                .map(|(_, reason)| reason.clone())
-                .unwrap_or_else(|| format!("{peer} did not acknowledge the SEG")))
-        }
+        let opts = dimse::options_for(dest, &self.node_ae, &self.network, tls);
+        let probe_first = self.down.contains(&row.destination) || row.attempts > 0;
+        dimse::store(&peer, &opts, &row.seg_path, probe_first).await
     }
 
     async fn blocking<T: Send + 'static>(
@@ -350,9 +417,10 @@ impl Sender {
             .delivery_attempts
             .inc(&[destination, outcome]);
         match result {
-            Ok(seg) => self
-                .states
-                .record(destination, true, format!("SEG {seg} acknowledged")),
+            Ok(uid) => {
+                self.states
+                    .record(destination, true, format!("instance {uid} acknowledged"))
+            }
             Err(reason) => self.states.record(destination, false, reason),
         }
     }
@@ -362,39 +430,21 @@ impl Sender {
     }
 }
 
-/// How we associate with `dest`.
-fn options_for(
-    dest: &DestinationConfig,
-    node_ae: &AeTitle,
-    network: &crate::config::NetworkConfig,
-    tls: Option<crate::tls::ClientTls>,
-) -> ScuOptions {
-    ScuOptions {
-        calling_ae: dest.calling_ae.clone().unwrap_or_else(|| node_ae.clone()),
-        max_pdu_length: network.max_pdu_length,
-        connect_timeout: network.connect_timeout(),
-        read_timeout: network.read_timeout(),
-        write_timeout: network.write_timeout(),
-        tls,
-    }
-}
-
-/// [`options_for`] with the node's config; a destination whose TLS files cannot be loaded
-/// is probed without, and its failure says so.
-fn scu_options(dest: &DestinationConfig, config: &Config) -> ScuOptions {
-    let tls = dest.tls.as_ref().and_then(|t| t.load().ok());
-    options_for(dest, &config.node.ae_title, &config.network, tls)
-}
-
-/// C-ECHO a destination that was down. A peer that accepts the association but not the
-/// Verification SOP class is up (it may only store), so that counts as an answer.
-async fn probe(peer: &Peer, opts: &ScuOptions) -> Result<(), String> {
-    match scu::echo(peer, opts).await {
-        Ok(status) if status.is_success_or_warning() => Ok(()),
-        Ok(status) => Err(format!("C-ECHO probe: {peer} answered {status}")),
-        Err(ScuError::NoAcceptedContext { .. }) => Ok(()),
-        Err(e) => Err(format!("C-ECHO probe: {e}")),
-    }
+/// The STOW-RS client of every `kind = "stow"` destination, or why it cannot be used
+/// (logged now; its deliveries fail with the reason until fixed).
+fn load_stow(config: &Config) -> HashMap<String, Result<StowTarget, String>> {
+    config
+        .destinations
+        .iter()
+        .filter(|d| d.kind == DestinationKind::Stow)
+        .map(|d| {
+            let target = StowTarget::from_config(d, &config.network);
+            if let Err(why) = &target {
+                error!(destination = %d.name, cause = %why, "STOW-RS destination unusable: its deliveries fail until fixed");
+            }
+            (d.name.clone(), target)
+        })
+        .collect()
 }
 
 fn now_ms() -> i64 {

@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 
 use super::contexts::{MAX_CONTEXTS, ProposedContext};
 use super::link::Link;
-use super::{ScuError, ScuOptions};
+use super::{RejectResult, ScuError, ScuOptions};
 use crate::ae::Peer;
 use crate::dimse::Command;
 use crate::error_chain::error_chain;
@@ -179,9 +179,9 @@ fn establish_error(
     let peer = peer.to_string();
     match e {
         UlError::Rejected { association_rj, .. } => {
-            let kind = match association_rj.result {
-                AssociationRJResult::Permanent => "permanent",
-                AssociationRJResult::Transient => "transient",
+            let result = match association_rj.result {
+                AssociationRJResult::Permanent => RejectResult::Permanent,
+                AssociationRJResult::Transient => RejectResult::Transient,
             };
             let hint = match &association_rj.source {
                 AssociationRJSource::ServiceUser(
@@ -199,7 +199,7 @@ fn establish_error(
             };
             ScuError::Rejected {
                 peer,
-                kind,
+                result,
                 reason: reject_source(&association_rj.source),
                 hint,
             }

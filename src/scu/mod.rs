@@ -88,12 +88,12 @@ pub enum ScuError {
         timeout: Duration,
     },
     /// The peer answered the association request with A-ASSOCIATE-RJ.
-    #[error("{peer} rejected the association ({kind}): {reason}{hint}")]
+    #[error("{peer} rejected the association ({result}): {reason}{hint}")]
     Rejected {
         /// The peer, as AE@HOST:PORT.
         peer: String,
-        /// "permanent" or "transient" (retry later).
-        kind: &'static str,
+        /// Whether the peer says a later attempt may succeed.
+        result: RejectResult,
         /// The reject source and reason, as the standard words it.
         reason: String,
         /// What to do about it, when we know.
@@ -159,6 +159,25 @@ pub enum ScuError {
         /// What was looked at and why nothing qualified.
         detail: String,
     },
+}
+
+/// The Result field of an A-ASSOCIATE-RJ (PS3.8 9.3.4): the peer's own word on whether
+/// asking again later can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectResult {
+    /// "rejected-permanent": the same request will be rejected again.
+    Permanent,
+    /// "rejected-transient": the peer may accept later (busy, restarting).
+    Transient,
+}
+
+impl std::fmt::Display for RejectResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RejectResult::Permanent => "permanent",
+            RejectResult::Transient => "transient",
+        })
+    }
 }
 
 impl ScuError {
