@@ -13,6 +13,7 @@ pub mod offline;
 pub mod post;
 pub mod preprocess;
 pub mod recovery;
+pub mod report;
 pub mod run;
 pub mod run_image;
 pub mod seg;

@@ -1,0 +1,475 @@
+//! The measurement report: a DICOM Comprehensive 3D SR (TID 1500 Measurement Report) that
+//! travels with each SEG and states, per segment, the numbers a radiologist reports.
+//!
+//! - A volume pipeline (DCE-MRI) gets one TID 1411 volumetric group per segment, measured
+//!   in patient coordinates on the source grid ([`lesion`]): volume, components, longest
+//!   3D diameter, share of the imaged volume.
+//! - An image pipeline (fetal head ultrasound) gets one TID 1410 planar group per segment
+//!   and frame ([`fetal`]): area, and for the brain HC, BPD and OFD from a fitted ellipse.
+//!   Without pixel calibration these carry no value but the qualifier "Measurement not
+//!   attempted" and a comment that says why.
+//!
+//! Which measurements are made is pipeline configuration (`output.report`, a
+//! [`ReportConfig`]). [`codes`] holds every coded concept; `sr` encodes the document.
+
+pub mod codes;
+pub mod fetal;
+pub mod lesion;
+mod sr;
+
+use std::path::{Path, PathBuf};
+
+use ndarray::Array3;
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::seg::{Code, KnownCode, SegmentSpec};
+use crate::pipeline::volume::Grid;
+
+pub use sr::{ReportError, ReportInputs, encode_report};
+
+/// One measurement a pipeline can ask for, by its name in `output.report.measurements`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measurement {
+    /// Segment volume, ml (volume pipelines).
+    Volume,
+    /// Number of 26-connected components (volume pipelines).
+    Components,
+    /// Longest distance between two voxel centres of the segment, mm (volume pipelines).
+    LongestDiameter,
+    /// Segment volume as a percentage of the imaged volume (volume pipelines).
+    VolumePercent,
+    /// Segment area per frame, mm² (image pipelines).
+    Area,
+    /// Head circumference of the brain segment per frame, mm (image pipelines).
+    HeadCircumference,
+    /// Biparietal diameter of the brain segment per frame, mm (image pipelines).
+    BiparietalDiameter,
+    /// Occipito-frontal diameter of the brain segment per frame, mm (image pipelines).
+    OccipitofrontalDiameter,
+}
+
+/// What a pipeline's masks are, which decides the measurements that apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskKind {
+    /// One volume on a patient grid (TID 1411 groups).
+    Volume,
+    /// Frames of one 2D image or cine (TID 1410 groups).
+    Image,
+}
+
+impl Measurement {
+    /// Every measurement, in the order the report lists them.
+    pub const ALL: [Measurement; 8] = [
+        Measurement::Volume,
+        Measurement::Components,
+        Measurement::LongestDiameter,
+        Measurement::VolumePercent,
+        Measurement::Area,
+        Measurement::HeadCircumference,
+        Measurement::BiparietalDiameter,
+        Measurement::OccipitofrontalDiameter,
+    ];
+
+    /// The name used in pipeline files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measurement::Volume => "volume",
+            Measurement::Components => "components",
+            Measurement::LongestDiameter => "longest_diameter",
+            Measurement::VolumePercent => "volume_percent",
+            Measurement::Area => "area",
+            Measurement::HeadCircumference => "head_circumference",
+            Measurement::BiparietalDiameter => "biparietal_diameter",
+            Measurement::OccipitofrontalDiameter => "occipitofrontal_diameter",
+        }
+    }
+
+    /// The kind of mask it is measured on.
+    pub fn applies_to(self) -> MaskKind {
+        match self {
+            Measurement::Volume
+            | Measurement::Components
+            | Measurement::LongestDiameter
+            | Measurement::VolumePercent => MaskKind::Volume,
+            _ => MaskKind::Image,
+        }
+    }
+
+    /// Whether it is fetal head biometry (made on the brain segment only).
+    pub fn is_biometry(self) -> bool {
+        matches!(
+            self,
+            Measurement::HeadCircumference
+                | Measurement::BiparietalDiameter
+                | Measurement::OccipitofrontalDiameter
+        )
+    }
+
+    /// The concept name of its NUM content item.
+    pub fn concept(self) -> KnownCode {
+        match self {
+            Measurement::Volume => codes::VOLUME,
+            Measurement::Components => codes::NUMBER_OF_LESIONS,
+            Measurement::LongestDiameter => codes::LONG_AXIS,
+            Measurement::VolumePercent => codes::VOLUME_RATIO,
+            Measurement::Area => codes::AREA,
+            Measurement::HeadCircumference => codes::HEAD_CIRCUMFERENCE,
+            Measurement::BiparietalDiameter => codes::BIPARIETAL_DIAMETER,
+            Measurement::OccipitofrontalDiameter => codes::OCCIPITOFRONTAL_DIAMETER,
+        }
+    }
+
+    /// Its UCUM unit.
+    pub fn unit(self) -> KnownCode {
+        match self {
+            Measurement::Volume => codes::MILLILITER,
+            Measurement::Components => codes::NO_UNITS,
+            Measurement::VolumePercent => codes::PERCENT,
+            Measurement::Area => codes::SQUARE_MILLIMETER,
+            Measurement::LongestDiameter
+            | Measurement::HeadCircumference
+            | Measurement::BiparietalDiameter
+            | Measurement::OccipitofrontalDiameter => codes::MILLIMETER,
+        }
+    }
+}
+
+/// `output.report` of a pipeline: make a measurement report, with these measurements.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// The measurements, by name; each applies to the pipeline's kind of mask.
+    pub measurements: Vec<Measurement>,
+    /// Procedure reported (TID 1500 row 3); default: breast MRI for volume pipelines,
+    /// obstetric ultrasound for image pipelines.
+    #[serde(default)]
+    pub procedure: Option<Code>,
+    /// SeriesNumber of the SR; default: the SEG's series number + 1.
+    #[serde(default)]
+    pub series_number: Option<i32>,
+}
+
+/// Why a report configuration cannot work for its pipeline.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReportConfigError {
+    #[error("list at least one measurement (valid: {})", valid_names())]
+    Empty,
+    #[error("{0} is listed twice")]
+    Duplicate(&'static str),
+    #[error(
+        "{name} is measured on {wants}, but this pipeline segments {has}; valid here: {valid}"
+    )]
+    WrongKind {
+        name: &'static str,
+        wants: &'static str,
+        has: &'static str,
+        valid: String,
+    },
+    #[error(
+        "{0} is fetal head biometry, made on the segment whose type is SCT 12738006 \"Brain\"; \
+         no segment of this pipeline has that type"
+    )]
+    NoBrainSegment(&'static str),
+}
+
+fn valid_names() -> String {
+    Measurement::ALL.map(Measurement::name).join(", ")
+}
+
+fn kind_words(kind: MaskKind) -> &'static str {
+    match kind {
+        MaskKind::Volume => "volumes (job_per = \"study\")",
+        MaskKind::Image => "images (job_per = \"instance\")",
+    }
+}
+
+impl ReportConfig {
+    /// Check the configuration against its pipeline: its kind of mask and its segments.
+    pub fn validate(
+        &self,
+        kind: MaskKind,
+        segments: &[SegmentSpec],
+    ) -> Result<(), ReportConfigError> {
+        if self.measurements.is_empty() {
+            return Err(ReportConfigError::Empty);
+        }
+        for (i, m) in self.measurements.iter().enumerate() {
+            if self.measurements[..i].contains(m) {
+                return Err(ReportConfigError::Duplicate(m.name()));
+            }
+            if m.applies_to() != kind {
+                return Err(ReportConfigError::WrongKind {
+                    name: m.name(),
+                    wants: kind_words(m.applies_to()),
+                    has: kind_words(kind),
+                    valid: Measurement::ALL
+                        .iter()
+                        .filter(|x| x.applies_to() == kind)
+                        .map(|x| x.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            if m.is_biometry() && !segments.iter().any(is_brain) {
+                return Err(ReportConfigError::NoBrainSegment(m.name()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The measurements in report order.
+    fn ordered(&self) -> Vec<Measurement> {
+        Measurement::ALL
+            .into_iter()
+            .filter(|m| self.measurements.contains(m))
+            .collect()
+    }
+}
+
+fn is_brain(segment: &SegmentSpec) -> bool {
+    let brain = crate::pipeline::seg::codes::BRAIN;
+    segment.property_type.value == brain.value && segment.property_type.scheme == brain.scheme
+}
+
+/// One measured value; `None` when it could not be measured (see the group's comment).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasuredValue {
+    /// What was measured.
+    pub measurement: Measurement,
+    /// The value in [`Measurement::unit`].
+    pub value: Option<f64>,
+}
+
+/// One measurement group: a segment (volume pipelines) or a segment on one frame (image
+/// pipelines).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasurementGroup {
+    /// SegmentNumber in the SEG (1-based).
+    pub segment_number: u16,
+    /// SegmentLabel.
+    pub label: String,
+    /// The segment's property type: the group's Finding.
+    pub finding: Code,
+    /// Index into the source slices/frames the group is on (image pipelines).
+    pub frame: Option<usize>,
+    /// The values, in report order.
+    pub values: Vec<MeasuredValue>,
+    /// Why some values are missing, or a caveat on them.
+    pub comment: Option<String>,
+}
+
+impl MeasurementGroup {
+    /// The value of `measurement`, if measured.
+    pub fn value(&self, measurement: Measurement) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|v| v.measurement == measurement)
+            .and_then(|v| v.value)
+    }
+}
+
+/// Measure every segment of a volume pipeline; `masks[i]` is segment i + 1 on `grid`.
+pub fn measure_volume(
+    config: &ReportConfig,
+    segments: &[SegmentSpec],
+    masks: &[Array3<bool>],
+    grid: &Grid,
+) -> Vec<MeasurementGroup> {
+    let wanted = config.ordered();
+    masks
+        .iter()
+        .zip(segments)
+        .enumerate()
+        .map(|(i, (mask, segment))| {
+            let m = lesion::measure(mask, grid);
+            let mut comment = None;
+            let values = wanted
+                .iter()
+                .map(|&measurement| MeasuredValue {
+                    measurement,
+                    value: match measurement {
+                        Measurement::Volume => Some(m.volume_ml),
+                        Measurement::Components => Some(m.components as f64),
+                        Measurement::LongestDiameter => {
+                            if m.diameter.is_some_and(|d| !d.exact) {
+                                comment = Some(format!(
+                                    "longest diameter measured on a thinned set of surface \
+                                     voxels (more than {} candidates); it may be slightly short",
+                                    lesion::MAX_DIAMETER_POINTS
+                                ));
+                            }
+                            m.diameter.map(|d| d.mm)
+                        }
+                        Measurement::VolumePercent => Some(m.volume_percent),
+                        _ => None,
+                    },
+                })
+                .collect();
+            MeasurementGroup {
+                segment_number: i as u16 + 1,
+                label: segment.label.clone(),
+                finding: segment.property_type.clone(),
+                frame: None,
+                values,
+                comment,
+            }
+        })
+        .collect()
+}
+
+/// Measure every segment on every frame of an image pipeline; `masks[i]` is segment i + 1
+/// as `[frames, rows, columns]`, `spacing_mm` the `[row, column]` pixel size when known.
+pub fn measure_image(
+    config: &ReportConfig,
+    segments: &[SegmentSpec],
+    masks: &[Array3<bool>],
+    spacing_mm: Option<[f64; 2]>,
+) -> Vec<MeasurementGroup> {
+    let wanted = config.ordered();
+    let frames = masks.first().map_or(0, |m| m.shape()[0]);
+    let mut groups = Vec::new();
+    for frame in 0..frames {
+        for (i, (mask, segment)) in masks.iter().zip(segments).enumerate() {
+            let view = mask.index_axis(ndarray::Axis(0), frame);
+            let brain = is_brain(segment);
+            let mut comment = None;
+            let biometry = (brain && wanted.iter().any(|m| m.is_biometry()))
+                .then(|| fetal::head_biometry(view, spacing_mm));
+            if let Some(Err(why)) = &biometry {
+                comment = Some(why.to_string());
+            }
+            let biometry = biometry.and_then(Result::ok);
+            let values: Vec<MeasuredValue> = wanted
+                .iter()
+                .filter(|m| brain || !m.is_biometry())
+                .map(|&measurement| MeasuredValue {
+                    measurement,
+                    value: match measurement {
+                        Measurement::Area => fetal::area_mm2(view, spacing_mm),
+                        Measurement::HeadCircumference => biometry.map(|b| b.hc_mm),
+                        Measurement::BiparietalDiameter => biometry.map(|b| b.bpd_mm),
+                        Measurement::OccipitofrontalDiameter => biometry.map(|b| b.ofd_mm),
+                        _ => None,
+                    },
+                })
+                .collect();
+            if values.is_empty() {
+                continue;
+            }
+            if spacing_mm.is_none() {
+                comment = Some(fetal::BiometryError::NoCalibration.to_string());
+            }
+            groups.push(MeasurementGroup {
+                segment_number: i as u16 + 1,
+                label: segment.label.clone(),
+                finding: segment.property_type.clone(),
+                frame: Some(frame),
+                values,
+                comment,
+            });
+        }
+    }
+    groups
+}
+
+/// Where the report of the SEG at `seg_path` goes: beside it, `<stem>-report.dcm`.
+pub fn report_path(seg_path: &Path) -> PathBuf {
+    let stem = seg_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "seg".into());
+    seg_path.with_file_name(format!("{stem}-report.dcm"))
+}
+
+/// The groups as an aligned table (one line per value), for `segnode segment`.
+pub fn table(groups: &[MeasurementGroup]) -> String {
+    let mut out = String::new();
+    for g in groups {
+        let place = match g.frame {
+            Some(f) => format!("{} (frame {})", g.label, f + 1),
+            None => g.label.clone(),
+        };
+        for v in &g.values {
+            let value = v
+                .value
+                .map_or_else(|| "not measured".to_string(), |x| format!("{x:.3}"));
+            out += &format!(
+                "  {place:<32} {:<26} {value:>14} {}\n",
+                v.measurement.name(),
+                v.measurement.unit().value
+            );
+        }
+        if let Some(c) = &g.comment {
+            out += &format!("  {place:<32} note: {c}\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::seg::codes;
+
+    fn spec(label: &str, property: KnownCode) -> SegmentSpec {
+        SegmentSpec {
+            label: label.into(),
+            category: codes::ANATOMICAL_STRUCTURE.code(),
+            property_type: property.code(),
+            algorithm_name: "a".into(),
+            algorithm_version: "1".into(),
+            recommended_cielab: None,
+        }
+    }
+
+    #[test]
+    fn configs_are_checked_against_their_pipeline() {
+        let parse = |s: &str| toml::from_str::<ReportConfig>(s);
+        let err = parse("measurements = [\"volume\", \"girth\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("girth") && err.contains("longest_diameter"), "{err}");
+        let lesion = [spec("Lesion", codes::NEOPLASM)];
+        let c = parse("measurements = [\"volume\", \"longest_diameter\"]").unwrap();
+        assert_eq!(c.validate(MaskKind::Volume, &lesion), Ok(()));
+        let err = c.validate(MaskKind::Image, &lesion).unwrap_err().to_string();
+        assert!(err.contains("area"), "{err}");
+        let c = parse("measurements = [\"area\", \"head_circumference\"]").unwrap();
+        assert!(matches!(
+            c.validate(MaskKind::Image, &lesion),
+            Err(ReportConfigError::NoBrainSegment(_))
+        ));
+        assert_eq!(
+            c.validate(MaskKind::Image, &[spec("Brain", codes::BRAIN)]),
+            Ok(())
+        );
+        let c = parse("measurements = [\"area\", \"area\"]").unwrap();
+        assert!(c.validate(MaskKind::Image, &lesion).is_err());
+        let c = parse("measurements = []").unwrap();
+        assert!(c.validate(MaskKind::Image, &lesion).is_err());
+    }
+
+    #[test]
+    fn uncalibrated_frames_say_why() {
+        let config = ReportConfig {
+            measurements: vec![Measurement::HeadCircumference, Measurement::Area],
+            procedure: None,
+            series_number: None,
+        };
+        let mask = Array3::from_shape_fn((2, 20, 20), |(_, r, c)| {
+            (r as f64 - 10.0).powi(2) / 36.0 + (c as f64 - 10.0).powi(2) / 64.0 <= 1.0
+        });
+        let segments = [spec("Brain", codes::BRAIN), spec("CSP", codes::CAVUM_SEPTI_PELLUCIDI)];
+        let groups = measure_image(&config, &segments, &[mask.clone(), mask], None);
+        assert_eq!(groups.len(), 4, "two segments on two frames");
+        assert_eq!(groups[0].values.len(), 2);
+        assert_eq!(groups[1].values.len(), 1, "no biometry for the CSP");
+        assert!(groups.iter().all(|g| g.values.iter().all(|v| v.value.is_none())));
+        assert!(groups[0].comment.as_deref().unwrap().contains("calibration"));
+        assert_eq!(
+            report_path(Path::new("/x/seg.dcm")),
+            PathBuf::from("/x/seg-report.dcm")
+        );
+    }
+}
