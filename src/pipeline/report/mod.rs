@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::output::{OutputInstance, OutputKind};
+use crate::pipeline::run::JobError;
 use crate::pipeline::seg::{Code, KnownCode, SegmentSpec};
 use crate::pipeline::volume::Grid;
 
@@ -371,6 +373,13 @@ pub fn measure_image(
         }
     }
     groups
+}
+
+/// Encode the report and write it beside the SEG at `seg_path` ([`report_path`]),
+/// atomically; what the outbox delivers with the SEG.
+pub fn write_beside(inputs: &ReportInputs, seg_path: &Path) -> Result<OutputInstance, JobError> {
+    let sr = encode_report(inputs)?;
+    OutputInstance::write(OutputKind::Report, &sr, &report_path(seg_path))
 }
 
 /// Where the report of the SEG at `seg_path` goes: beside it, `<stem>-report.dcm`.

@@ -69,6 +69,33 @@ pub struct ReportInputs<'a> {
     pub groups: &'a [MeasurementGroup],
 }
 
+impl<'a> ReportInputs<'a> {
+    /// The inputs for a job of pipeline `def`: series description and algorithm from its
+    /// output section.
+    pub fn new(
+        def: &'a crate::pipeline::definition::PipelineDefinition,
+        source_header: &'a InMemDicomObject,
+        geometry: &'a SourceGeometry,
+        seg: &'a FileDicomObject<InMemDicomObject>,
+        config: &'a ReportConfig,
+        groups: &'a [MeasurementGroup],
+    ) -> Self {
+        ReportInputs {
+            source_header,
+            geometry,
+            seg,
+            kind: def.mask_kind(),
+            config,
+            series_description: format!("{} measurements", def.output.series_description),
+            algorithm: format!(
+                "{} {}",
+                def.output.algorithm_name, def.output.algorithm_version
+            ),
+            groups,
+        }
+    }
+}
+
 /// The SEG facts the report needs.
 struct SegFacts {
     sop_class_uid: String,
