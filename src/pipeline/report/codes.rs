@@ -1,6 +1,6 @@
 //! Every coded concept the measurement report writes, in one table: the TID 1500 / 1410 /
-//! 1411 structure (DCM), the measurements (SNOMED CT, LOINC, DCM), the UCUM units and the
-//! numeric value qualifier. `tests/report_sr.rs` checks each of them against the code
+//! 1411 structure (DCM), the measurements (SNOMED CT, LOINC, DCM), and the UCUM units.
+//! `tests/report_sr.rs` checks each of them against the code
 //! tables pydicom ships, so a typo or a retired code fails a test instead of a PACS.
 
 use crate::pipeline::seg::KnownCode;
@@ -56,11 +56,8 @@ pub const SOURCE_SERIES_FOR_SEGMENTATION: KnownCode =
 /// The image (frame) the segmentation frame was made on (TID 1410).
 pub const SOURCE_IMAGE_FOR_SEGMENTATION: KnownCode =
     code("DCM", "121233", "Source image for segmentation");
-/// Free text that says why a group has no values.
+/// Free text naming the measurements a group lacks, and why.
 pub const COMMENT: KnownCode = code("DCM", "121106", "Comment");
-/// Numeric Value Qualifier of a measurement segnode did not make (no calibration).
-pub const MEASUREMENT_NOT_ATTEMPTED: KnownCode =
-    code("DCM", "114007", "Measurement not attempted");
 
 // --- Procedures reported (CID 100) ---------------------------------------------------------
 
@@ -124,7 +121,6 @@ pub const ALL: &[KnownCode] = &[
     SOURCE_SERIES_FOR_SEGMENTATION,
     SOURCE_IMAGE_FOR_SEGMENTATION,
     COMMENT,
-    MEASUREMENT_NOT_ATTEMPTED,
     MR_BREAST,
     US_OBSTETRIC,
     VOLUME,

@@ -6,8 +6,8 @@
 //!   3D diameter, share of the imaged volume.
 //! - An image pipeline (fetal head ultrasound) gets one TID 1410 planar group per segment
 //!   and frame ([`fetal`]): area, and for the brain HC, BPD and OFD from a fitted ellipse.
-//!   Without pixel calibration these carry no value but the qualifier "Measurement not
-//!   attempted" and a comment that says why.
+//!   Without pixel calibration these carry no value, and a comment names the missing
+//!   measurements and says why.
 //!
 //! Which measurements are made is pipeline configuration (`output.report`, a
 //! [`ReportConfig`]). [`codes`] holds every coded concept; `sr` encodes the document.

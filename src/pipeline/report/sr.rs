@@ -13,8 +13,8 @@
 //!       CONTAINS UIDREF Source series for segmentation                          TID 1411
 //!       CONTAINS IMAGE  Referenced Segmentation Frame (SEG + frame number)      TID 1410
 //!       CONTAINS IMAGE  Source image for segmentation (source image + frame)    TID 1410
-//!       CONTAINS NUM    one per measurement, UCUM units
-//!       CONTAINS TEXT   Comment (why a value is missing), when there is one
+//!       CONTAINS NUM    one per measurement made, UCUM units
+//!       CONTAINS TEXT   Comment: which measurements were not made and why, when any
 //! ```
 //!
 //! A planar group references its SEG frame by ReferencedFrameNumber alone: PS3.3 makes the
@@ -348,10 +348,26 @@ fn group(inputs: &ReportInputs, seg: &SegFacts, g: &MeasurementGroup) -> Option<
         }
     };
     for v in &g.values {
-        items.push(num_item(v.measurement.concept(), v.value, v.measurement.unit()));
+        if let Some(value) = v.value.filter(|x| x.is_finite()) {
+            items.push(num_item(v.measurement.concept(), value, v.measurement.unit()));
+        }
     }
-    if let Some(comment) = &g.comment {
-        items.push(text_item("CONTAINS", codes::COMMENT, comment));
+    // A measurement without a value is left out (highdicom cannot read a NUM item with an
+    // empty Measured Value Sequence), and the comment names it with the reason.
+    let missing: Vec<&str> = g
+        .values
+        .iter()
+        .filter(|v| !v.value.is_some_and(f64::is_finite))
+        .map(|v| v.measurement.concept().meaning)
+        .collect();
+    let comment = match (&g.comment, missing.is_empty()) {
+        (Some(c), true) => Some(c.clone()),
+        (Some(c), false) => Some(format!("not measured: {}; {c}", missing.join(", "))),
+        (None, false) => Some(format!("not measured: {}", missing.join(", "))),
+        (None, true) => None,
+    };
+    if let Some(comment) = comment {
+        items.push(text_item("CONTAINS", codes::COMMENT, &comment));
     }
     Some(container(
         "CONTAINS",
@@ -438,29 +454,17 @@ fn image_item(
     c
 }
 
-/// A NUM item (TID 300): the value as DS and as exact FD, with its UCUM unit; without a
-/// value, an empty Measured Value Sequence and the qualifier "Measurement not attempted".
-fn num_item(name: KnownCode, value: Option<f64>, unit: KnownCode) -> InMemDicomObject {
+/// A NUM item (TID 300): the value as DS and as exact FD, with its UCUM unit.
+fn num_item(name: KnownCode, value: f64, unit: KnownCode) -> InMemDicomObject {
     let mut c = item("CONTAINS", "NUM", name);
-    match value.filter(|v| v.is_finite()) {
-        Some(v) => {
-            c.put(seq(
-                tags::MEASURED_VALUE_SEQUENCE,
-                vec![obj([
-                    seq(tags::MEASUREMENT_UNITS_CODE_SEQUENCE, vec![unit.code().to_item()]),
-                    DataElement::new(tags::FLOATING_POINT_VALUE, VR::FD, PrimitiveValue::from(v)),
-                    text(tags::NUMERIC_VALUE, VR::DS, &decimal_string(v)),
-                ])],
-            ));
-        }
-        None => {
-            c.put(seq(tags::MEASURED_VALUE_SEQUENCE, vec![]));
-            c.put(seq(
-                tags::NUMERIC_VALUE_QUALIFIER_CODE_SEQUENCE,
-                vec![codes::MEASUREMENT_NOT_ATTEMPTED.code().to_item()],
-            ));
-        }
-    }
+    c.put(seq(
+        tags::MEASURED_VALUE_SEQUENCE,
+        vec![obj([
+            seq(tags::MEASUREMENT_UNITS_CODE_SEQUENCE, vec![unit.code().to_item()]),
+            DataElement::new(tags::FLOATING_POINT_VALUE, VR::FD, PrimitiveValue::from(value)),
+            text(tags::NUMERIC_VALUE, VR::DS, &decimal_string(value)),
+        ])],
+    ));
     c
 }
 
