@@ -15,6 +15,7 @@
 pub mod codes;
 pub mod fetal;
 pub mod lesion;
+pub mod read;
 mod sr;
 
 use std::path::{Path, PathBuf};
@@ -218,6 +219,20 @@ impl ReportConfig {
             }
         }
         Ok(())
+    }
+
+    /// Every measurement that applies to `kind` and `segments` (biometry only with a brain
+    /// segment), with the default procedure and series number.
+    pub fn all_for(kind: MaskKind, segments: &[SegmentSpec]) -> ReportConfig {
+        ReportConfig {
+            measurements: Measurement::ALL
+                .into_iter()
+                .filter(|m| m.applies_to() == kind)
+                .filter(|m| !m.is_biometry() || segments.iter().any(is_brain))
+                .collect(),
+            procedure: None,
+            series_number: None,
+        }
     }
 
     /// The measurements in report order.
