@@ -337,9 +337,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let scores = segnode::eval::evaluate_files(&seg, &truth, segment)?;
             let measured = if report {
                 let path = segnode::pipeline::report::report_path(&seg);
-                let rows =
-                    segnode::eval::compare_report(&path, &segnode::eval::truth_file(&truth))
-                        .with_context(|| format!("measurement report {}", path.display()))?;
+                let rows = segnode::eval::compare_report(&path, &segnode::eval::truth_file(&truth))
+                    .with_context(|| format!("measurement report {}", path.display()))?;
                 Some(rows)
             } else {
                 None

@@ -46,7 +46,10 @@ fn dce_pipeline() -> LoadedPipeline {
 
 fn fetal_pipeline() -> LoadedPipeline {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/pipelines/fetal_head_us.toml");
-    load(&std::fs::read_to_string(path).unwrap(), "fetal_head_us.toml")
+    load(
+        &std::fs::read_to_string(path).unwrap(),
+        "fetal_head_us.toml",
+    )
 }
 
 /// The report the job handed to the outbox: one companion of kind Report, on disk.
@@ -99,7 +102,9 @@ fn value(group: &Value, code: &str) -> (f64, String) {
         .find(|m| m["code"] == code)
         .unwrap_or_else(|| panic!("no measurement {code} in {group}"));
     (
-        m["value"].as_f64().unwrap_or_else(|| panic!("{code} has no value: {m}")),
+        m["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{code} has no value: {m}")),
         m["unit"].as_str().unwrap().to_string(),
     )
 }
@@ -120,7 +125,11 @@ fn every_code_is_in_the_standard_tables() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let problems: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(problems, serde_json::json!([]), "codes not in pydicom's tables");
+    assert_eq!(
+        problems,
+        serde_json::json!([]),
+        "codes not in pydicom's tables"
+    );
     // The codes the issue names.
     assert_eq!(codes::VOLUME.value, "118565006");
     assert_eq!(codes::HEAD_CIRCUMFERENCE.value, "11984-2");
@@ -159,7 +168,10 @@ fn dce_reports_volume_and_diameter_in_every_orientation() {
         let outcome = run_job(&pipeline, &job.spec.study_uid, &job.channels, &out, &|_| {})
             .expect("the job runs");
         let sr = report_of(&outcome);
-        assert_eq!(sr, tmp.path().join(format!("{orientation:?}-seg-report.dcm")));
+        assert_eq!(
+            sr,
+            tmp.path().join(format!("{orientation:?}-seg-report.dcm"))
+        );
         assert_dciodvfy_clean(sr);
         let truth = LesionTruth::load(dir.join("truth.toml")).unwrap();
         let doc = read_back(sr);
@@ -218,7 +230,14 @@ fn dce_reports_volume_and_diameter_in_every_orientation() {
         assert!(percent > 0.0 && percent < 100.0);
         // What the job returned is what the document says.
         let mine = &outcome.report[0];
-        assert!((mine.value(segnode::pipeline::report::Measurement::Volume).unwrap() - ml).abs() < 1e-4);
+        assert!(
+            (mine
+                .value(segnode::pipeline::report::Measurement::Volume)
+                .unwrap()
+                - ml)
+                .abs()
+                < 1e-4
+        );
     }
 }
 
@@ -254,7 +273,10 @@ fn fetal_reports_biometry_on_rotated_heads_and_cines() {
         assert_eq!(doc["study_uid"], image.study_uid.as_str());
 
         let [row_mm, col_mm] = truth.pixel_spacing_mm;
-        assert!((row_mm - col_mm).abs() < 1e-9, "the phantom has square pixels");
+        assert!(
+            (row_mm - col_mm).abs() < 1e-9,
+            "the phantom has square pixels"
+        );
         let brain = &truth.skull_inner;
         angles.push(brain.angle_deg);
         let (sa, sb) = (
@@ -268,7 +290,11 @@ fn fetal_reports_biometry_on_rotated_heads_and_cines() {
             .iter()
             .filter(|g| g["finding"]["value"] == "12738006")
             .collect();
-        assert_eq!(brains.len(), frames as usize, "one brain group per frame: {doc}");
+        assert_eq!(
+            brains.len(),
+            frames as usize,
+            "one brain group per frame: {doc}"
+        );
         for (f, g) in brains.iter().enumerate() {
             assert_eq!(g["template"], "1410");
             let reference = &g["reference"];
@@ -297,9 +323,20 @@ fn fetal_reports_biometry_on_rotated_heads_and_cines() {
                 2.0 * sb,
                 2.0 * sa
             );
-            assert!((hc / hc_truth - 1.0).abs() <= 0.02, "seed {seed}: HC {hc} vs {hc_truth}");
-            assert!((bpd / (2.0 * sb) - 1.0).abs() <= 0.02, "seed {seed}: BPD {bpd} vs {}", 2.0 * sb);
-            assert!((ofd / (2.0 * sa) - 1.0).abs() <= 0.02, "seed {seed}: OFD {ofd} vs {}", 2.0 * sa);
+            assert!(
+                (hc / hc_truth - 1.0).abs() <= 0.02,
+                "seed {seed}: HC {hc} vs {hc_truth}"
+            );
+            assert!(
+                (bpd / (2.0 * sb) - 1.0).abs() <= 0.02,
+                "seed {seed}: BPD {bpd} vs {}",
+                2.0 * sb
+            );
+            assert!(
+                (ofd / (2.0 * sa) - 1.0).abs() <= 0.02,
+                "seed {seed}: OFD {ofd} vs {}",
+                2.0 * sa
+            );
         }
     }
     assert!(

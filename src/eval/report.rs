@@ -39,12 +39,11 @@ impl MeasuredVsTruth {
 /// Compare the report at `report` with the truth file `truth_file` (DCE or fetal).
 pub fn compare_report(report: &Path, truth_file: &Path) -> Result<Vec<MeasuredVsTruth>, EvalError> {
     let groups = read_report(report).map_err(|e| EvalError::Mismatch(e.to_string()))?;
-    let text = std::fs::read_to_string(truth_file).map_err(|source| {
-        crate::synth::SynthError::Io {
+    let text =
+        std::fs::read_to_string(truth_file).map_err(|source| crate::synth::SynthError::Io {
             path: truth_file.to_path_buf(),
             source,
-        }
-    })?;
+        })?;
     let expected: Vec<(&str, f64)> = if text.contains("skull_inner") {
         let t = FetalHeadTruth::load(truth_file)?;
         let [row, col] = t.pixel_spacing_mm;

@@ -14,8 +14,8 @@ use crate::pipeline::definition::{JobPer, PipelineDefinition};
 use crate::pipeline::infer::{InferError, InferSettings, Model};
 use crate::pipeline::output::{OutputInstance, sop_instance_uid, write_dicom_atomically};
 use crate::pipeline::post::{self, Findings};
-use crate::pipeline::report;
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
+use crate::pipeline::report;
 use crate::pipeline::seg::{SegError, SegOptions, SeriesReference, encode_seg};
 use crate::pipeline::volume::{ChannelInfo, VolumeError, load_series, stack_channels};
 

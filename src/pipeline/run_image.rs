@@ -14,8 +14,8 @@ use tracing::{info, warn};
 use crate::pipeline::activation;
 use crate::pipeline::image::load_image;
 use crate::pipeline::post;
-use crate::pipeline::report;
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
+use crate::pipeline::report;
 use crate::pipeline::run::{
     JobError, JobOutcome, LoadedPipeline, StageTimings, log_findings, seg_options, write_seg,
 };

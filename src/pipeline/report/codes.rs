@@ -73,8 +73,7 @@ pub const VOLUME: KnownCode = code("SCT", "118565006", "Volume");
 /// Longest 3D diameter of a segment (the RECIST-style long axis, in 3D).
 pub const LONG_AXIS: KnownCode = code("SCT", "103339001", "Long axis");
 /// Number of 26-connected components of a segment.
-pub const NUMBER_OF_LESIONS: KnownCode =
-    code("SCT", "246206008", "Number of lesions");
+pub const NUMBER_OF_LESIONS: KnownCode = code("SCT", "246206008", "Number of lesions");
 /// Segment volume as a percentage of the imaged volume.
 pub const VOLUME_RATIO: KnownCode = code("DCM", "113288", "Volume Ratio");
 /// Area of a segment in one frame.
@@ -84,8 +83,7 @@ pub const HEAD_CIRCUMFERENCE: KnownCode = code("LN", "11984-2", "Head Circumfere
 /// Fetal biometry: biparietal diameter.
 pub const BIPARIETAL_DIAMETER: KnownCode = code("LN", "11820-8", "Biparietal Diameter");
 /// Fetal biometry: occipito-frontal diameter.
-pub const OCCIPITOFRONTAL_DIAMETER: KnownCode =
-    code("LN", "11851-3", "Occipital-Frontal Diameter");
+pub const OCCIPITOFRONTAL_DIAMETER: KnownCode = code("LN", "11851-3", "Occipital-Frontal Diameter");
 
 // --- Units (UCUM) --------------------------------------------------------------------------
 

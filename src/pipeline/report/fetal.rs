@@ -87,10 +87,7 @@ pub fn head_biometry(
 ) -> Result<HeadBiometry, BiometryError> {
     let spacing = spacing_mm.ok_or(BiometryError::NoCalibration)?;
     let mut filled = mask.to_owned().insert_axis(Axis(0));
-    post::apply_in_plane(
-        &mut filled,
-        &[PostStep::FillHoles, PostStep::KeepLargest],
-    );
+    post::apply_in_plane(&mut filled, &[PostStep::FillHoles, PostStep::KeepLargest]);
     let points = crack_points(&filled, spacing);
     let ellipse = fit_ellipse(&points)?;
     Ok(HeadBiometry {
@@ -294,8 +291,7 @@ fn invert3(a: &M3) -> Option<M3> {
 fn real_eigenvalues3(m: &M3) -> Vec<f64> {
     // λ³ + p2 λ² + p1 λ + p0 = 0.
     let tr = m[0][0] + m[1][1] + m[2][2];
-    let minors = m[0][0] * m[1][1] - m[0][1] * m[1][0] + m[0][0] * m[2][2]
-        - m[0][2] * m[2][0]
+    let minors = m[0][0] * m[1][1] - m[0][1] * m[1][0] + m[0][0] * m[2][2] - m[0][2] * m[2][0]
         + m[1][1] * m[2][2]
         - m[1][2] * m[2][1];
     let (p2, p1, p0) = (-tr, minors, -det3(m));
@@ -314,9 +310,7 @@ fn real_eigenvalues3(m: &M3) -> Vec<f64> {
         let r = (-p / 3.0).sqrt();
         let phi = (-q / (2.0 * r.powi(3))).clamp(-1.0, 1.0).acos();
         (0..3)
-            .map(|k| {
-                2.0 * r * ((phi + 2.0 * std::f64::consts::PI * k as f64) / 3.0).cos() + shift
-            })
+            .map(|k| 2.0 * r * ((phi + 2.0 * std::f64::consts::PI * k as f64) / 3.0).cos() + shift)
             .collect()
     }
 }
@@ -401,8 +395,14 @@ mod tests {
         });
         // Isotropic first: axes in mm are the pixel axes times the spacing.
         let bio = head_biometry(mask.view(), Some([0.25, 0.25])).unwrap();
-        assert!((bio.ofd_mm / (2.0 * a * 0.25) - 1.0).abs() < 0.005, "{bio:?}");
-        assert!((bio.bpd_mm / (2.0 * b * 0.25) - 1.0).abs() < 0.005, "{bio:?}");
+        assert!(
+            (bio.ofd_mm / (2.0 * a * 0.25) - 1.0).abs() < 0.005,
+            "{bio:?}"
+        );
+        assert!(
+            (bio.bpd_mm / (2.0 * b * 0.25) - 1.0).abs() < 0.005,
+            "{bio:?}"
+        );
         let hc = ramanujan_perimeter(a * 0.25, b * 0.25);
         assert!((bio.hc_mm / hc - 1.0).abs() < 0.005, "{bio:?}");
         // A hole (an exclusive-class ventricle) does not change the fit.

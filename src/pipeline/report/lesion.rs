@@ -71,20 +71,18 @@ pub fn longest_diameter(mask: &Array3<bool>, grid: &Grid) -> Option<Diameter> {
     for k in 0..d {
         for r in 0..h {
             let line = boxed.slice(s![k, r, ..]);
-            if let (Some(a), Some(b)) = (
-                line.iter().position(|&v| v),
-                line.iter().rposition(|&v| v),
-            ) {
+            if let (Some(a), Some(b)) =
+                (line.iter().position(|&v| v), line.iter().rposition(|&v| v))
+            {
                 extreme[[k, r, a]] |= 4;
                 extreme[[k, r, b]] |= 4;
             }
         }
         for c in 0..w {
             let line = boxed.slice(s![k, .., c]);
-            if let (Some(a), Some(b)) = (
-                line.iter().position(|&v| v),
-                line.iter().rposition(|&v| v),
-            ) {
+            if let (Some(a), Some(b)) =
+                (line.iter().position(|&v| v), line.iter().rposition(|&v| v))
+            {
                 extreme[[k, a, c]] |= 2;
                 extreme[[k, b, c]] |= 2;
             }
@@ -93,10 +91,9 @@ pub fn longest_diameter(mask: &Array3<bool>, grid: &Grid) -> Option<Diameter> {
     for r in 0..h {
         for c in 0..w {
             let line = boxed.slice(s![.., r, c]);
-            if let (Some(a), Some(b)) = (
-                line.iter().position(|&v| v),
-                line.iter().rposition(|&v| v),
-            ) {
+            if let (Some(a), Some(b)) =
+                (line.iter().position(|&v| v), line.iter().rposition(|&v| v))
+            {
                 extreme[[a, r, c]] |= 1;
                 extreme[[b, r, c]] |= 1;
             }
@@ -106,11 +103,7 @@ pub fn longest_diameter(mask: &Array3<bool>, grid: &Grid) -> Option<Diameter> {
         .indexed_iter()
         .filter(|&(_, &bits)| bits == 7)
         .map(|((k, r, c), _)| {
-            grid.voxel_to_patient([
-                (lo[0] + k) as f64,
-                (lo[1] + r) as f64,
-                (lo[2] + c) as f64,
-            ])
+            grid.voxel_to_patient([(lo[0] + k) as f64, (lo[1] + r) as f64, (lo[2] + c) as f64])
         })
         .collect();
     let exact = points.len() <= MAX_DIAMETER_POINTS;
@@ -180,7 +173,8 @@ mod tests {
         g.col_dir = [-s30, c, 0.0];
         let r = 12.0;
         let mask = Array3::from_shape_fn((40, 40, 40), |(k, i, j)| {
-            let d2 = (k as f64 - 20.0).powi(2) + (i as f64 - 19.5).powi(2) + (j as f64 - 20.3).powi(2);
+            let d2 =
+                (k as f64 - 20.0).powi(2) + (i as f64 - 19.5).powi(2) + (j as f64 - 20.3).powi(2);
             d2 <= r * r
         });
         let d = longest_diameter(&mask, &g).unwrap();

@@ -160,9 +160,7 @@ pub enum ReportConfigError {
     Empty,
     #[error("{0} is listed twice")]
     Duplicate(&'static str),
-    #[error(
-        "{name} is measured on {wants}, but this pipeline segments {has}; valid here: {valid}"
-    )]
+    #[error("{name} is measured on {wants}, but this pipeline segments {has}; valid here: {valid}")]
     WrongKind {
         name: &'static str,
         wants: &'static str,
@@ -453,11 +451,17 @@ mod tests {
         let err = parse("measurements = [\"volume\", \"girth\"]")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("girth") && err.contains("longest_diameter"), "{err}");
+        assert!(
+            err.contains("girth") && err.contains("longest_diameter"),
+            "{err}"
+        );
         let lesion = [spec("Lesion", codes::NEOPLASM)];
         let c = parse("measurements = [\"volume\", \"longest_diameter\"]").unwrap();
         assert_eq!(c.validate(MaskKind::Volume, &lesion), Ok(()));
-        let err = c.validate(MaskKind::Image, &lesion).unwrap_err().to_string();
+        let err = c
+            .validate(MaskKind::Image, &lesion)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("area"), "{err}");
         let c = parse("measurements = [\"area\", \"head_circumference\"]").unwrap();
         assert!(matches!(
@@ -484,13 +488,26 @@ mod tests {
         let mask = Array3::from_shape_fn((2, 20, 20), |(_, r, c)| {
             (r as f64 - 10.0).powi(2) / 36.0 + (c as f64 - 10.0).powi(2) / 64.0 <= 1.0
         });
-        let segments = [spec("Brain", codes::BRAIN), spec("CSP", codes::CAVUM_SEPTI_PELLUCIDI)];
+        let segments = [
+            spec("Brain", codes::BRAIN),
+            spec("CSP", codes::CAVUM_SEPTI_PELLUCIDI),
+        ];
         let groups = measure_image(&config, &segments, &[mask.clone(), mask], None);
         assert_eq!(groups.len(), 4, "two segments on two frames");
         assert_eq!(groups[0].values.len(), 2);
         assert_eq!(groups[1].values.len(), 1, "no biometry for the CSP");
-        assert!(groups.iter().all(|g| g.values.iter().all(|v| v.value.is_none())));
-        assert!(groups[0].comment.as_deref().unwrap().contains("calibration"));
+        assert!(
+            groups
+                .iter()
+                .all(|g| g.values.iter().all(|v| v.value.is_none()))
+        );
+        assert!(
+            groups[0]
+                .comment
+                .as_deref()
+                .unwrap()
+                .contains("calibration")
+        );
         assert_eq!(
             report_path(Path::new("/x/seg.dcm")),
             PathBuf::from("/x/seg-report.dcm")

@@ -85,8 +85,8 @@ pub fn read_report(path: &Path) -> Result<Vec<ReadGroup>, ReadReportError> {
                         let Some(mv) = first_item(item, tags::MEASURED_VALUE_SEQUENCE) else {
                             continue;
                         };
-                        let value = get_str(mv, tags::NUMERIC_VALUE)
-                            .and_then(|v| v.parse::<f64>().ok());
+                        let value =
+                            get_str(mv, tags::NUMERIC_VALUE).and_then(|v| v.parse::<f64>().ok());
                         let unit = first_item(mv, tags::MEASUREMENT_UNITS_CODE_SEQUENCE)
                             .and_then(|u| get_str(u, tags::CODE_VALUE))
                             .unwrap_or_default();

@@ -31,7 +31,9 @@ use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 
 use super::{MaskKind, MeasurementGroup, ReportConfig, codes};
 use crate::pipeline::seg::elements::{first_item, get_items, get_str, get_u32, obj, seq, text, us};
-use crate::pipeline::seg::header::{MANUFACTURER, copy_patient_and_study, now_utc, put_character_set};
+use crate::pipeline::seg::header::{
+    MANUFACTURER, copy_patient_and_study, now_utc, put_character_set,
+};
 use crate::pipeline::seg::{Code, KnownCode, SegError, SourceGeometry};
 use crate::uids::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, new_uid};
 
@@ -170,20 +172,39 @@ pub fn encode_report(
         .config
         .series_number
         .unwrap_or(seg.series_number.saturating_add(1));
-    ds.put(text(tags::SERIES_NUMBER, VR::IS, &series_number.to_string()));
+    ds.put(text(
+        tags::SERIES_NUMBER,
+        VR::IS,
+        &series_number.to_string(),
+    ));
     ds.put(text(tags::SERIES_DATE, VR::DA, &date));
     ds.put(text(tags::SERIES_TIME, VR::TM, &time));
     ds.put(text(
         tags::SERIES_DESCRIPTION,
         VR::LO,
-        &inputs.series_description.chars().take(64).collect::<String>(),
+        &inputs
+            .series_description
+            .chars()
+            .take(64)
+            .collect::<String>(),
     ));
-    ds.put(seq(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, vec![]));
+    ds.put(seq(
+        tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE,
+        vec![],
+    ));
     // General and Enhanced General Equipment.
     ds.put(text(tags::MANUFACTURER, VR::LO, MANUFACTURER));
-    ds.put(text(tags::MANUFACTURER_MODEL_NAME, VR::LO, &lo(&inputs.algorithm)));
+    ds.put(text(
+        tags::MANUFACTURER_MODEL_NAME,
+        VR::LO,
+        &lo(&inputs.algorithm),
+    ));
     ds.put(text(tags::DEVICE_SERIAL_NUMBER, VR::LO, "1"));
-    ds.put(text(tags::SOFTWARE_VERSIONS, VR::LO, env!("CARGO_PKG_VERSION")));
+    ds.put(text(
+        tags::SOFTWARE_VERSIONS,
+        VR::LO,
+        env!("CARGO_PKG_VERSION"),
+    ));
     // SR Document General.
     ds.put(text(tags::INSTANCE_NUMBER, VR::IS, "1"));
     ds.put(text(tags::CONTENT_DATE, VR::DA, &date));
@@ -209,7 +230,8 @@ pub fn encode_report(
         .transfer_syntax(EXPLICIT_VR_LE)
         .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
         .implementation_version_name(IMPLEMENTATION_VERSION_NAME);
-    ds.with_meta(meta).map_err(|e| ReportError::Meta(e.to_string()))
+    ds.with_meta(meta)
+        .map_err(|e| ReportError::Meta(e.to_string()))
 }
 
 fn ds_study_uid(ds: &InMemDicomObject) -> String {
@@ -238,9 +260,17 @@ fn evidence(study_uid: &str, geometry: &SourceGeometry, seg: &SegFacts) -> InMem
         }
     };
     for s in &geometry.slices {
-        add(&s.series_instance_uid, &s.sop_class_uid, &s.sop_instance_uid);
+        add(
+            &s.series_instance_uid,
+            &s.sop_class_uid,
+            &s.sop_instance_uid,
+        );
     }
-    add(&seg.series_instance_uid, &seg.sop_class_uid, &seg.sop_instance_uid);
+    add(
+        &seg.series_instance_uid,
+        &seg.sop_class_uid,
+        &seg.sop_instance_uid,
+    );
     let series_items = series
         .into_iter()
         .map(|(uid, instances)| {
@@ -282,10 +312,22 @@ fn root_content(inputs: &ReportInputs, seg: &SegFacts) -> Vec<InMemDicomObject> 
         .filter_map(|g| group(inputs, seg, g))
         .collect();
     vec![
-        code_item("HAS OBS CONTEXT", codes::OBSERVER_TYPE, &codes::DEVICE.code()),
-        uid_item("HAS OBS CONTEXT", codes::DEVICE_OBSERVER_UID, IMPLEMENTATION_CLASS_UID),
+        code_item(
+            "HAS OBS CONTEXT",
+            codes::OBSERVER_TYPE,
+            &codes::DEVICE.code(),
+        ),
+        uid_item(
+            "HAS OBS CONTEXT",
+            codes::DEVICE_OBSERVER_UID,
+            IMPLEMENTATION_CLASS_UID,
+        ),
         text_item("HAS OBS CONTEXT", codes::DEVICE_OBSERVER_NAME, "segnode"),
-        text_item("HAS OBS CONTEXT", codes::DEVICE_OBSERVER_MANUFACTURER, MANUFACTURER),
+        text_item(
+            "HAS OBS CONTEXT",
+            codes::DEVICE_OBSERVER_MANUFACTURER,
+            MANUFACTURER,
+        ),
         text_item(
             "HAS OBS CONTEXT",
             codes::DEVICE_OBSERVER_MODEL_NAME,
@@ -304,15 +346,26 @@ fn group(inputs: &ReportInputs, seg: &SegFacts, g: &MeasurementGroup) -> Option<
         None => g.label.clone(),
     };
     let mut items = vec![
-        text_item("HAS OBS CONTEXT", codes::TRACKING_IDENTIFIER, &lo(&tracking)),
-        uid_item("HAS OBS CONTEXT", codes::TRACKING_UNIQUE_IDENTIFIER, &new_uid()),
+        text_item(
+            "HAS OBS CONTEXT",
+            codes::TRACKING_IDENTIFIER,
+            &lo(&tracking),
+        ),
+        uid_item(
+            "HAS OBS CONTEXT",
+            codes::TRACKING_UNIQUE_IDENTIFIER,
+            &new_uid(),
+        ),
         code_item("CONTAINS", codes::FINDING, &g.finding),
     ];
     let template_id = match (inputs.kind, g.frame) {
         (MaskKind::Image, Some(f)) => {
             let source = inputs.geometry.slices.get(f)?;
-            let seg_frame =
-                seg.frame_of(g.segment_number, &source.sop_instance_uid, source.frame_number)?;
+            let seg_frame = seg.frame_of(
+                g.segment_number,
+                &source.sop_instance_uid,
+                source.frame_number,
+            )?;
             items.push(image_item(
                 codes::REFERENCED_SEGMENTATION_FRAME,
                 &seg.sop_class_uid,
@@ -349,7 +402,11 @@ fn group(inputs: &ReportInputs, seg: &SegFacts, g: &MeasurementGroup) -> Option<
     };
     for v in &g.values {
         if let Some(value) = v.value.filter(|x| x.is_finite()) {
-            items.push(num_item(v.measurement.concept(), value, v.measurement.unit()));
+            items.push(num_item(
+                v.measurement.concept(),
+                value,
+                v.measurement.unit(),
+            ));
         }
     }
     // A measurement without a value is left out (highdicom cannot read a NUM item with an
@@ -378,7 +435,10 @@ fn group(inputs: &ReportInputs, seg: &SegFacts, g: &MeasurementGroup) -> Option<
 }
 
 fn concept_name(name: KnownCode) -> InMemElement {
-    seq(tags::CONCEPT_NAME_CODE_SEQUENCE, vec![name.code().to_item()])
+    seq(
+        tags::CONCEPT_NAME_CODE_SEQUENCE,
+        vec![name.code().to_item()],
+    )
 }
 
 fn template(id: &str) -> InMemElement {
@@ -460,8 +520,15 @@ fn num_item(name: KnownCode, value: f64, unit: KnownCode) -> InMemDicomObject {
     c.put(seq(
         tags::MEASURED_VALUE_SEQUENCE,
         vec![obj([
-            seq(tags::MEASUREMENT_UNITS_CODE_SEQUENCE, vec![unit.code().to_item()]),
-            DataElement::new(tags::FLOATING_POINT_VALUE, VR::FD, PrimitiveValue::from(value)),
+            seq(
+                tags::MEASUREMENT_UNITS_CODE_SEQUENCE,
+                vec![unit.code().to_item()],
+            ),
+            DataElement::new(
+                tags::FLOATING_POINT_VALUE,
+                VR::FD,
+                PrimitiveValue::from(value),
+            ),
             text(tags::NUMERIC_VALUE, VR::DS, &decimal_string(value)),
         ])],
     ));
