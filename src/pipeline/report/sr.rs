@@ -562,6 +562,6 @@ mod tests {
         assert_eq!(decimal_string(3.0), "3");
         assert_eq!(decimal_string(0.123456789), "0.123457");
         assert_eq!(decimal_string(-0.0000001), "0");
-        assert!(decimal_string(123456789012.345678).len() <= 16);
+        assert!(decimal_string(123_456_789_012.345).len() <= 16);
     }
 }
