@@ -23,18 +23,19 @@
 //! groups, so it is right whatever the SEG's frame layout (empty frames omitted or not).
 //! The SR joins the study of its source, in a series of its own.
 
-use dicom_core::value::PrimitiveValue;
-use dicom_core::{DataElement, VR};
+use dicom_core::VR;
 use dicom_dictionary_std::tags;
-use dicom_object::mem::InMemElement;
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject};
 
+use super::content::{
+    code_item, concept_name, container, image_item, num_item, template, text_item, uid_item,
+};
 use super::{MaskKind, MeasurementGroup, ReportConfig, codes};
-use crate::pipeline::seg::elements::{first_item, get_items, get_str, get_u32, obj, seq, text, us};
+use crate::pipeline::seg::elements::{first_item, get_items, get_str, get_u32, obj, seq, text};
 use crate::pipeline::seg::header::{
     MANUFACTURER, copy_patient_and_study, now_utc, put_character_set,
 };
-use crate::pipeline::seg::{Code, KnownCode, SegError, SourceGeometry};
+use crate::pipeline::seg::{SegError, SourceGeometry};
 use crate::uids::{EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, new_uid};
 
 /// Comprehensive 3D SR Storage.
@@ -432,136 +433,4 @@ fn group(inputs: &ReportInputs, seg: &SegFacts, g: &MeasurementGroup) -> Option<
         Some(template_id),
         items,
     ))
-}
-
-fn concept_name(name: KnownCode) -> InMemElement {
-    seq(
-        tags::CONCEPT_NAME_CODE_SEQUENCE,
-        vec![name.code().to_item()],
-    )
-}
-
-fn template(id: &str) -> InMemElement {
-    seq(
-        tags::CONTENT_TEMPLATE_SEQUENCE,
-        vec![obj([
-            text(tags::MAPPING_RESOURCE, VR::CS, "DCMR"),
-            text(tags::TEMPLATE_IDENTIFIER, VR::CS, id),
-        ])],
-    )
-}
-
-fn item(relationship: &str, value_type: &str, name: KnownCode) -> InMemDicomObject {
-    obj([
-        text(tags::RELATIONSHIP_TYPE, VR::CS, relationship),
-        text(tags::VALUE_TYPE, VR::CS, value_type),
-        concept_name(name),
-    ])
-}
-
-fn container(
-    relationship: &str,
-    name: KnownCode,
-    template_id: Option<&str>,
-    content: Vec<InMemDicomObject>,
-) -> InMemDicomObject {
-    let mut c = item(relationship, "CONTAINER", name);
-    c.put(text(tags::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE"));
-    if let Some(id) = template_id {
-        c.put(template(id));
-    }
-    c.put(seq(tags::CONTENT_SEQUENCE, content));
-    c
-}
-
-fn code_item(relationship: &str, name: KnownCode, value: &Code) -> InMemDicomObject {
-    let mut c = item(relationship, "CODE", name);
-    c.put(seq(tags::CONCEPT_CODE_SEQUENCE, vec![value.to_item()]));
-    c
-}
-
-fn text_item(relationship: &str, name: KnownCode, value: &str) -> InMemDicomObject {
-    let mut c = item(relationship, "TEXT", name);
-    c.put(text(tags::TEXT_VALUE, VR::UT, value));
-    c
-}
-
-fn uid_item(relationship: &str, name: KnownCode, uid: &str) -> InMemDicomObject {
-    let mut c = item(relationship, "UIDREF", name);
-    c.put(text(tags::UID, VR::UI, uid));
-    c
-}
-
-fn image_item(
-    name: KnownCode,
-    class: &str,
-    instance: &str,
-    frame: Option<u32>,
-    segment: Option<u16>,
-) -> InMemDicomObject {
-    let mut reference = obj([
-        text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, class),
-        text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, instance),
-    ]);
-    if let Some(f) = frame {
-        reference.put(text(tags::REFERENCED_FRAME_NUMBER, VR::IS, &f.to_string()));
-    }
-    if let Some(s) = segment {
-        reference.put(us(tags::REFERENCED_SEGMENT_NUMBER, &[s]));
-    }
-    let mut c = item("CONTAINS", "IMAGE", name);
-    c.put(seq(tags::REFERENCED_SOP_SEQUENCE, vec![reference]));
-    c
-}
-
-/// A NUM item (TID 300): the value as DS and as exact FD, with its UCUM unit.
-fn num_item(name: KnownCode, value: f64, unit: KnownCode) -> InMemDicomObject {
-    let mut c = item("CONTAINS", "NUM", name);
-    c.put(seq(
-        tags::MEASURED_VALUE_SEQUENCE,
-        vec![obj([
-            seq(
-                tags::MEASUREMENT_UNITS_CODE_SEQUENCE,
-                vec![unit.code().to_item()],
-            ),
-            DataElement::new(
-                tags::FLOATING_POINT_VALUE,
-                VR::FD,
-                PrimitiveValue::from(value),
-            ),
-            text(tags::NUMERIC_VALUE, VR::DS, &decimal_string(value)),
-        ])],
-    ));
-    c
-}
-
-/// `v` as a DS (at most 16 characters), with as many decimals as fit, up to 6.
-pub(crate) fn decimal_string(v: f64) -> String {
-    for decimals in (0..=6).rev() {
-        let mut s = format!("{v:.decimals$}");
-        if s.contains('.') {
-            s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-        }
-        if s == "-0" {
-            s = "0".into();
-        }
-        if s.len() <= 16 {
-            return s;
-        }
-    }
-    format!("{v:.6e}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimal_strings_fit_ds() {
-        assert_eq!(decimal_string(12.5), "12.5");
-        assert_eq!(decimal_string(3.0), "3");
-        assert_eq!(decimal_string(0.123456789), "0.123457");
-        assert_eq!(decimal_string(-0.0000001), "0");
-        assert!(decimal_string(123_456_789_012.345).len() <= 16);
-    }
 }
