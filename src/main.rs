@@ -77,6 +77,11 @@ enum Command {
         /// Folder the pipeline's model file is relative to.
         #[arg(long, default_value = "models")]
         models_dir: PathBuf,
+        /// Also write the measurement report (DICOM SR) beside the SEG, as
+        /// `<SEG stem>-report.dcm`, with the pipeline's `output.report` measurements (all
+        /// that apply when the pipeline lists none).
+        #[arg(long)]
+        report: bool,
     },
     /// Score a SEG against a synthetic image's truth (DCE lesion or fetal head): Dice, IoU
     /// and pixel accuracy per segment.
@@ -91,6 +96,11 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also compare the measurement report beside the SEG (`<SEG stem>-report.dcm`, as
+        /// `segment --report` writes it) with the truth: volume and diameter, or HC, BPD
+        /// and OFD.
+        #[arg(long)]
+        report: bool,
     },
     /// C-ECHO a DICOM node: segnode echo AE@HOST:PORT.
     Echo {
@@ -311,8 +321,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pipeline,
             pipelines_dir,
             models_dir,
+            report,
         } => tokio::task::spawn_blocking(move || {
-            segment(&input, &out, &pipeline, &pipelines_dir, &models_dir)
+            segment(&input, &out, &pipeline, &pipelines_dir, &models_dir, report)
         })
         .await
         .context("segmentation task failed")?,
@@ -321,12 +332,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             truth,
             segment,
             json,
+            report,
         } => {
             let scores = segnode::eval::evaluate_files(&seg, &truth, segment)?;
+            let measured = if report {
+                let path = segnode::pipeline::report::report_path(&seg);
+                let rows = segnode::eval::compare_report(&path, &segnode::eval::truth_file(&truth))
+                    .with_context(|| format!("measurement report {}", path.display()))?;
+                Some(rows)
+            } else {
+                None
+            };
             if json {
-                println!("{}", serde_json::to_string_pretty(&scores)?);
+                let value = match &measured {
+                    Some(rows) => serde_json::json!({"scores": scores, "measurements": rows}),
+                    None => serde_json::to_value(&scores)?,
+                };
+                println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", segnode::eval::table(&scores));
+                if let Some(rows) = &measured {
+                    print!("\n{}", segnode::eval::report_table(rows));
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -537,10 +564,21 @@ fn segment(
     pipeline: &str,
     pipelines_dir: &std::path::Path,
     models_dir: &std::path::Path,
+    report: bool,
 ) -> anyhow::Result<ExitCode> {
-    use segnode::pipeline::{definition::PipelineDefinition, offline, run};
+    use segnode::pipeline::{definition::PipelineDefinition, offline, report as sr, run};
 
-    let definition = PipelineDefinition::find(pipeline, pipelines_dir)?;
+    let mut definition = PipelineDefinition::find(pipeline, pipelines_dir)?;
+    definition.output.report = if report {
+        let kind = definition.mask_kind();
+        definition
+            .output
+            .report
+            .take()
+            .or_else(|| Some(sr::ReportConfig::all_for(kind, &definition.segment_specs())))
+    } else {
+        None
+    };
     let plan = offline::plan_folder(&definition, input)?;
     println!(
         "study {}  pipeline {}",
@@ -610,6 +648,15 @@ fn segment(
             }
         );
     }
+    for companion in &outcome.companions {
+        println!(
+            "{} {}: {}",
+            companion.kind.as_str(),
+            companion.sop_instance_uid,
+            companion.path.display()
+        );
+    }
+    print!("{}", sr::table(&outcome.report));
     println!(
         "stage timings:\n  {:<28} {:>9.3} s",
         "model load + warm-up",

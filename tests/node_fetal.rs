@@ -20,8 +20,7 @@ const NODE_AE: &str = "SEGNODE";
 /// Both shipped pipelines; the fetal one delivers to storescp on `store_port`.
 fn node_config(dir: &Path, store_port: u16) -> Config {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/pipelines/fetal_head_us.toml");
-    let text = std::fs::read_to_string(shipped)
-        .unwrap()
+    let text = common::dce::without_report(&std::fs::read_to_string(shipped).unwrap())
         .replace("destinations = []", "destinations = [\"store\"]");
     let definitions = dir.join("pipelines");
     std::fs::create_dir_all(&definitions).unwrap();

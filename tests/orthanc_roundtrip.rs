@@ -29,13 +29,14 @@ const LIMIT: Duration = Duration::from_secs(90);
 fn node_config(dir: &Path, orthanc: Option<u16>) -> Config {
     let definitions = dir.join("pipelines");
     std::fs::create_dir_all(&definitions).unwrap();
-    let mut pipeline = EMBEDDED_DCE_BREAST.replace("min_slices = 96", "min_slices = 24");
+    let mut pipeline = common::dce::without_report(EMBEDDED_DCE_BREAST)
+        .replace("min_slices = 96", "min_slices = 24");
     if orthanc.is_some() {
         pipeline = pipeline.replace("destinations = []", "destinations = [\"orthanc\"]");
         assert!(pipeline.contains("destinations = [\"orthanc\"]"));
     }
     std::fs::write(definitions.join("dce_breast.toml"), pipeline).unwrap();
-    let mut fetal = EMBEDDED_FETAL_HEAD_US.to_string();
+    let mut fetal = common::dce::without_report(EMBEDDED_FETAL_HEAD_US);
     if orthanc.is_some() {
         fetal = fetal.replace("destinations = []", "destinations = [\"orthanc\"]");
         assert!(fetal.contains("destinations = [\"orthanc\"]"));

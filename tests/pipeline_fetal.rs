@@ -247,9 +247,10 @@ fn a_cine_gives_one_frame_set_per_source_frame() {
             "inference",
             "post-process",
             "SEG encode",
-            "SEG write"
+            "SEG write",
+            "report"
         ],
-        "one entry per stage, chunks summed"
+        "one entry per stage, chunks summed (the shipped pipeline writes a report)"
     );
 
     let seg = read_seg(&seg_path).unwrap();

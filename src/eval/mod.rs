@@ -7,15 +7,18 @@
 //!   truth on the source image it references, segments matched to structures by their
 //!   SNOMED CT property type.
 //!
-//! Per segment: Dice, IoU and pixel accuracy, as a table or JSON.
+//! Per segment: Dice, IoU and pixel accuracy, as a table or JSON; with `--report`, the
+//! measurement report's numbers against the truth ([`compare_report`]).
 
 mod fetal;
 mod lesion;
+mod report;
 
 use std::path::Path;
 
 pub use fetal::evaluate_fetal;
 pub use lesion::evaluate;
+pub use report::{MeasuredVsTruth, compare_report, report_table};
 
 use crate::pipeline::seg::{SegError, read_seg};
 use crate::synth::{FetalHeadTruth, LesionTruth, SynthError};
@@ -143,7 +146,8 @@ pub fn evaluate_files(
         .collect()
 }
 
-fn truth_file(path: &Path) -> std::path::PathBuf {
+/// `truth.toml`, or the file in the folder `path`.
+pub fn truth_file(path: &Path) -> std::path::PathBuf {
     if path.is_dir() {
         path.join("truth.toml")
     } else {

@@ -249,6 +249,10 @@ pub struct Output {
     pub destinations: Vec<String>,
     /// One per model output channel, in order.
     pub segments: Vec<SegmentConfig>,
+    /// `report = { measurements = [...] }`: write a measurement report (Comprehensive 3D
+    /// SR, TID 1500) with each SEG; absent: no report.
+    #[serde(default)]
+    pub report: Option<crate::pipeline::report::ReportConfig>,
 }
 
 /// A segment as configured.
@@ -520,7 +524,20 @@ impl PipelineDefinition {
             spec.validate(i)
                 .map_err(|e| invalid(&format!("output.segments[{i}]"), e.to_string()))?;
         }
+        if let Some(report) = &self.output.report {
+            report
+                .validate(self.mask_kind(), &self.segment_specs())
+                .map_err(|e| invalid("output.report", e.to_string()))?;
+        }
         Ok(())
+    }
+
+    /// What the pipeline's masks are: a volume, or frames of an image.
+    pub fn mask_kind(&self) -> crate::pipeline::report::MaskKind {
+        match self.inputs.job_per {
+            JobPer::Instance => crate::pipeline::report::MaskKind::Image,
+            JobPer::Study => crate::pipeline::report::MaskKind::Volume,
+        }
     }
 
     /// The segments as the SEG encoder takes them.

@@ -14,6 +14,7 @@ pub mod output;
 pub mod post;
 pub mod preprocess;
 pub mod recovery;
+pub mod report;
 pub mod run;
 pub mod run_image;
 pub mod seg;

@@ -15,6 +15,7 @@ use crate::pipeline::infer::{InferError, InferSettings, Model};
 use crate::pipeline::output::{OutputInstance, sop_instance_uid, write_dicom_atomically};
 use crate::pipeline::post::{self, Findings};
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
+use crate::pipeline::report;
 use crate::pipeline::seg::{SegError, SegOptions, SeriesReference, encode_seg};
 use crate::pipeline::volume::{ChannelInfo, VolumeError, load_series, stack_channels};
 
@@ -45,6 +46,8 @@ pub enum JobError {
     SourceHeader { path: PathBuf, reason: String },
     #[error("cannot write the SEG to {path}: {reason}")]
     Write { path: PathBuf, reason: String },
+    #[error("measurement report: {0}")]
+    Report(#[from] crate::pipeline::report::ReportError),
 }
 
 /// A pipeline ready to run jobs: its definition and its model, loaded and warmed once.
@@ -151,6 +154,8 @@ pub struct JobOutcome {
     pub seg_sop_instance_uid: String,
     /// Instances delivered with the SEG, to the same destinations (report, overlay).
     pub companions: Vec<OutputInstance>,
+    /// The measurement report's groups (empty when the pipeline makes no report).
+    pub report: Vec<crate::pipeline::report::MeasurementGroup>,
     /// Per-stage wall time.
     pub timings: StageTimings,
 }
@@ -261,19 +266,36 @@ pub fn run_job(
             .map_err(|e| JobError::SourceHeader {
                 path: header_path.clone(),
                 reason: e.to_string(),
-            })?;
-        Ok(encode_seg(
+            })?
+            .into_inner();
+        let seg = encode_seg(
             &header,
             &geometry,
             &def.segment_specs(),
             &masks,
             &seg_options(def, other_sources),
-        )?)
+        )?;
+        Ok((seg, header))
     })?;
+    let (seg, header) = seg;
 
     progress("writing the SEG");
     let seg_sop_instance_uid = write_seg(&seg, out_path, &mut timings)?;
     log_findings(study_uid, &def.name, &findings);
+    let (report, companions) = match &def.output.report {
+        Some(config) => {
+            progress("writing the measurement report");
+            timings.time("report", || {
+                let groups = report::measure_volume(config, &def.segment_specs(), &masks, &grid);
+                let written = report::write_beside(
+                    &report::ReportInputs::new(def, &header, &geometry, &seg, config, &groups),
+                    out_path,
+                )?;
+                Ok::<_, JobError>((groups, vec![written]))
+            })?
+        }
+        None => (Vec::new(), Vec::new()),
+    };
     Ok(JobOutcome {
         seg_path: out_path.to_path_buf(),
         findings,
@@ -281,7 +303,8 @@ pub fn run_job(
         slices: grid.shape[0],
         rows_cols: (grid.shape[1], grid.shape[2]),
         seg_sop_instance_uid,
-        companions: Vec::new(),
+        companions,
+        report,
         timings,
     })
 }

@@ -15,6 +15,7 @@ use crate::pipeline::activation;
 use crate::pipeline::image::load_image;
 use crate::pipeline::post;
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
+use crate::pipeline::report;
 use crate::pipeline::run::{
     JobError, JobOutcome, LoadedPipeline, StageTimings, log_findings, seg_options, write_seg,
 };
@@ -109,6 +110,30 @@ pub fn run_image_job(
     progress("writing the SEG");
     let seg_sop_instance_uid = write_seg(&seg, out_path, &mut timings)?;
     log_findings(study_uid, &def.name, &findings);
+    let (report, companions) = match &def.output.report {
+        Some(config) => {
+            progress("writing the measurement report");
+            timings.time("report", || {
+                let groups = report::measure_image(
+                    config,
+                    &def.segment_specs(),
+                    &masks,
+                    image.calibration.spacing_mm,
+                );
+                let inputs = report::ReportInputs::new(
+                    def,
+                    &image.header,
+                    &image.geometry,
+                    &seg,
+                    config,
+                    &groups,
+                );
+                let written = report::write_beside(&inputs, out_path)?;
+                Ok::<_, JobError>((groups, vec![written]))
+            })?
+        }
+        None => (Vec::new(), Vec::new()),
+    };
     let series_uid = image.geometry.slices[0].series_instance_uid.clone();
     timings.merge_repeated();
     Ok(JobOutcome {
@@ -123,7 +148,8 @@ pub fn run_image_job(
         slices: frames,
         rows_cols: (rows, columns),
         seg_sop_instance_uid,
-        companions: Vec::new(),
+        companions,
+        report,
         timings,
     })
 }

@@ -23,6 +23,11 @@ pub(crate) fn keep_largest(mask: &mut Array3<bool>) {
     crop.store(mask, |v| v != 0);
 }
 
+/// The number of 26-connected components of the foreground (0 when empty).
+pub(crate) fn count(mask: &Array3<bool>) -> usize {
+    Crop::around_foreground(mask, 0).map_or(0, |crop| Components::find(&crop).sizes.len() - 1)
+}
+
 /// Remove 26-connected components of fewer than `min` voxels.
 pub(crate) fn remove_smaller_than(mask: &mut Array3<bool>, min: usize) {
     let Some(mut crop) = Crop::around_foreground(mask, 0) else {

@@ -119,6 +119,11 @@ fn apply_within(mask: &mut Array3<bool>, steps: &[PostStep], reach: Reach) {
     }
 }
 
+/// The number of 26-connected foreground components of `mask` (a volume).
+pub fn component_count(mask: &Array3<bool>) -> usize {
+    components::count(mask)
+}
+
 /// What a mask amounts to, for the job log and report.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Findings {
