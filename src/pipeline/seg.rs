@@ -27,7 +27,7 @@ pub mod error;
 mod extract;
 mod frames;
 pub mod geometry;
-mod header;
+pub(crate) mod header;
 mod labelmap;
 pub mod options;
 pub mod reader;
