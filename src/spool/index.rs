@@ -91,6 +91,11 @@ CREATE TABLE journal_retired (
     retired_ms INTEGER NOT NULL
 );
 "#,
+    // Reports and overlay images travel through the outbox beside the SEG.
+    r#"
+ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'seg'
+    CHECK (kind IN ('seg', 'report', 'overlay'));
+"#,
 ];
 
 /// Rows kept in `journal_retired` (the most recent retirements, for diagnosis).
