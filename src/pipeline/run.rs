@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::pipeline::activation;
 use crate::pipeline::definition::{JobPer, PipelineDefinition};
 use crate::pipeline::infer::{InferError, InferSettings, Model};
+use crate::pipeline::overlay;
 use crate::pipeline::output::{OutputInstance, sop_instance_uid, write_dicom_atomically};
 use crate::pipeline::post::{self, Findings};
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
@@ -29,6 +30,8 @@ pub enum JobError {
     Infer(#[from] InferError),
     #[error("SEG encoding: {0}")]
     Seg(#[from] SegError),
+    #[error("overlay series: {0}")]
+    Overlay(#[from] crate::pipeline::overlay::OverlayError),
     #[error(
         "model output has {got} channels; pipeline {pipeline} expects {expected} ({activation} over {segments} segments)"
     )]
@@ -216,6 +219,11 @@ pub fn run_job(
     let geometry = stack.reference.geometry.clone();
     let channel_info = stack.channels.clone();
     let mut data = stack.data;
+    // The overlay draws on the reference series' own values, which normalising rewrites.
+    let overlay_pixels = def
+        .output
+        .overlay
+        .then(|| data.index_axis(ndarray::Axis(0), 0).to_owned());
 
     progress("preprocessing");
     let (model_input, mapping) = timings.time("preprocess", || {
@@ -277,6 +285,23 @@ pub fn run_job(
 
     progress("writing the SEG");
     let seg_sop_instance_uid = write_seg(&seg, out_path, &mut timings)?;
+    drop(seg);
+    let companions = match overlay_pixels {
+        Some(pixels) => {
+            progress("writing the overlay series");
+            timings.time("overlay", || {
+                overlay::write_for_volume(
+                    def,
+                    pixels.view(),
+                    &masks,
+                    &geometry,
+                    &channels[0].1,
+                    out_path,
+                )
+            })?
+        }
+        None => Vec::new(),
+    };
     log_findings(study_uid, &def.name, &findings);
     Ok(JobOutcome {
         seg_path: out_path.to_path_buf(),
@@ -285,7 +310,7 @@ pub fn run_job(
         slices: grid.shape[0],
         rows_cols: (grid.shape[1], grid.shape[2]),
         seg_sop_instance_uid,
-        companions: Vec::new(),
+        companions,
         timings,
     })
 }

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::pipeline::activation;
 use crate::pipeline::image::load_image;
+use crate::pipeline::overlay;
 use crate::pipeline::post;
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
 use crate::pipeline::run::{
@@ -108,6 +109,15 @@ pub fn run_image_job(
 
     progress("writing the SEG");
     let seg_sop_instance_uid = write_seg(&seg, out_path, &mut timings)?;
+    drop(seg);
+    let companions = if def.output.overlay {
+        progress("writing the overlay series");
+        timings.time("overlay", || {
+            overlay::write_for_image(def, &image, &masks, out_path)
+        })?
+    } else {
+        Vec::new()
+    };
     log_findings(study_uid, &def.name, &findings);
     let series_uid = image.geometry.slices[0].series_instance_uid.clone();
     timings.merge_repeated();
@@ -123,7 +133,7 @@ pub fn run_image_job(
         slices: frames,
         rows_cols: (rows, columns),
         seg_sop_instance_uid,
-        companions: Vec::new(),
+        companions,
         timings,
     })
 }

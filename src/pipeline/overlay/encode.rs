@@ -20,7 +20,7 @@ use crate::uids::{
 };
 
 /// What is shared by every instance of one overlay series.
-pub(super) struct SeriesIdentity<'a> {
+pub(super) struct SeriesIdentity {
     /// Series Instance UID of the overlay series.
     pub series_uid: String,
     /// Creation date (DA) and time (TM), one for the whole series.
@@ -32,7 +32,7 @@ pub(super) struct SeriesIdentity<'a> {
     pub patient_orientation: Option<[String; 2]>,
     /// DerivationDescription of every image.
     pub derivation: String,
-    pub options: &'a OverlayOptions,
+    pub options: OverlayOptions,
 }
 
 /// Encode one rendered frame.
@@ -43,7 +43,7 @@ pub(super) fn encode_instance(
     instance_number: u32,
     canvas: &Canvas,
 ) -> Result<FileDicomObject<InMemDicomObject>, OverlayError> {
-    let options = identity.options;
+    let options = &identity.options;
     let mut ds = InMemDicomObject::new_empty();
     copy_patient_and_study(header, &mut ds).map_err(OverlayError::Source)?;
 

@@ -8,7 +8,9 @@
 //!   RGB frame;
 //! - `window` turns source values into grey, `outline` draws the segment outlines,
 //!   `legend` (with its own bitmap `font`) the legend, `colour` the segment colours
-//!   (CIELab → sRGB), `encode` the DICOM instance.
+//!   (CIELab → sRGB), `encode` the DICOM instance;
+//! - `job` is the step a job runs: [`write_for_volume`] and [`write_for_image`] write the
+//!   series beside the SEG and describe each image for the outbox.
 //!
 //! Why single-frame Secondary Capture (1.2.840.10008.5.1.4.1.1.7), one image per source
 //! frame, rather than one Multi-frame True Color SC: it is the SOP class every PACS stores
@@ -19,6 +21,7 @@
 mod colour;
 mod encode;
 mod font;
+mod job;
 mod legend;
 mod outline;
 mod window;
@@ -31,6 +34,7 @@ use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use ndarray::{ArrayView3, Axis};
 
 pub use colour::{dicom_lab_to_srgb, lab_to_srgb, segment_rgb};
+pub use job::{overlay_options, write_for_image, write_for_volume};
 pub use window::{VoiFunction, VoiWindow};
 
 use crate::pipeline::seg::{SegError, SegmentSpec, SourceGeometry};
@@ -133,7 +137,7 @@ pub struct OverlayImage {
 /// An overlay series, checked and laid out; images are rendered on demand.
 pub struct OverlaySeries<'a> {
     input: OverlayInput<'a>,
-    identity: SeriesIdentity<'a>,
+    identity: SeriesIdentity,
     legend: Legend,
     colours: Vec<[u8; 3]>,
     /// InstanceNumber of frame `k`.
@@ -145,7 +149,7 @@ impl<'a> OverlaySeries<'a> {
     /// Check that `input` fits together and lay out the series.
     pub fn new(
         input: OverlayInput<'a>,
-        options: &'a OverlayOptions,
+        options: &OverlayOptions,
     ) -> Result<OverlaySeries<'a>, OverlayError> {
         let (frames, rows, columns) = input.pixels.dim();
         let shape = |m: String| Err(OverlayError::Shape(m));
@@ -224,7 +228,7 @@ impl<'a> OverlaySeries<'a> {
                 ),
                 1024,
             ),
-            options,
+            options: options.clone(),
         };
         Ok(OverlaySeries {
             thickness: outline::thickness_for(rows, columns),
