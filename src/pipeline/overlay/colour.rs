@@ -94,14 +94,20 @@ mod tests {
         ];
         for ((l, a, b), want) in cases {
             let got = lab_to_srgb(l, a, b);
-            assert!(close(got, want), "Lab({l}, {a}, {b}) → {got:?}, want {want:?}");
+            assert!(
+                close(got, want),
+                "Lab({l}, {a}, {b}) → {got:?}, want {want:?}"
+            );
         }
     }
 
     #[test]
     fn dicom_scaling_is_undone_before_conversion() {
         // L* 100, a* 0, b* 0 scaled as DICOM does: 65535, 128·65535/255 = 32896.
-        assert!(close(dicom_lab_to_srgb([65535, 32896, 32896]), [255, 255, 255]));
+        assert!(close(
+            dicom_lab_to_srgb([65535, 32896, 32896]),
+            [255, 255, 255]
+        ));
         // Red, scaled: L 53.24 → 34891, a 80.09 → 53480, b 67.20 → 50167.
         assert!(close(dicom_lab_to_srgb([34891, 53480, 50167]), [255, 0, 0]));
         // Out of gamut clips instead of wrapping.

@@ -49,7 +49,11 @@ pub(super) fn encode_instance(
 
     // SOP Common
     let sop_instance_uid = new_uid();
-    ds.put(text(tags::SOP_CLASS_UID, VR::UI, SECONDARY_CAPTURE_IMAGE_STORAGE));
+    ds.put(text(
+        tags::SOP_CLASS_UID,
+        VR::UI,
+        SECONDARY_CAPTURE_IMAGE_STORAGE,
+    ));
     ds.put(text(tags::SOP_INSTANCE_UID, VR::UI, &sop_instance_uid));
     ds.put(text(tags::INSTANCE_CREATION_DATE, VR::DA, &identity.date));
     ds.put(text(tags::INSTANCE_CREATION_TIME, VR::TM, &identity.time));
@@ -58,7 +62,11 @@ pub(super) fn encode_instance(
     // images rather than in an "other" bucket.
     let modality = source_text(header, tags::MODALITY).unwrap_or_else(|| "OT".into());
     ds.put(text(tags::MODALITY, VR::CS, &modality));
-    ds.put(text(tags::SERIES_INSTANCE_UID, VR::UI, &identity.series_uid));
+    ds.put(text(
+        tags::SERIES_INSTANCE_UID,
+        VR::UI,
+        &identity.series_uid,
+    ));
     ds.put(text(
         tags::SERIES_NUMBER,
         VR::IS,
@@ -71,10 +79,19 @@ pub(super) fn encode_instance(
         VR::LO,
         &options.series_description,
     ));
-    for tag in [tags::LATERALITY, tags::BODY_PART_EXAMINED] {
+    for tag in [
+        tags::LATERALITY,
+        tags::IMAGE_LATERALITY,
+        tags::BODY_PART_EXAMINED,
+    ] {
         if let Some(e) = header.get(tag) {
             ds.put(e.clone());
         }
+    }
+    // Laterality is Type 2C for paired body parts (breast): empty when the source does not
+    // say which side (a bilateral acquisition).
+    if ds.get(tags::LATERALITY).is_none() && ds.get(tags::IMAGE_LATERALITY).is_none() {
+        ds.put(empty(tags::LATERALITY, VR::CS));
     }
 
     // General Equipment and SC Equipment
@@ -84,8 +101,16 @@ pub(super) fn encode_instance(
         VR::LO,
         &options.manufacturer_model,
     ));
-    ds.put(text(tags::DEVICE_SERIAL_NUMBER, VR::LO, &options.device_serial));
-    ds.put(text(tags::SOFTWARE_VERSIONS, VR::LO, &options.software_version));
+    ds.put(text(
+        tags::DEVICE_SERIAL_NUMBER,
+        VR::LO,
+        &options.device_serial,
+    ));
+    ds.put(text(
+        tags::SOFTWARE_VERSIONS,
+        VR::LO,
+        &options.software_version,
+    ));
     ds.put(text(tags::CONVERSION_TYPE, VR::CS, "WSD"));
     ds.put(text(
         tags::SECONDARY_CAPTURE_DEVICE_MANUFACTURER,
@@ -142,8 +167,16 @@ pub(super) fn encode_instance(
     }
 
     // SC Image, with the source's pixel size where it is known.
-    ds.put(text(tags::DATE_OF_SECONDARY_CAPTURE, VR::DA, &identity.date));
-    ds.put(text(tags::TIME_OF_SECONDARY_CAPTURE, VR::TM, &identity.time));
+    ds.put(text(
+        tags::DATE_OF_SECONDARY_CAPTURE,
+        VR::DA,
+        &identity.date,
+    ));
+    ds.put(text(
+        tags::TIME_OF_SECONDARY_CAPTURE,
+        VR::TM,
+        &identity.time,
+    ));
     if let Some(spacing) = &identity.pixel_spacing {
         ds.put(texts(tags::PIXEL_SPACING, VR::DS, spacing));
     }
@@ -180,7 +213,11 @@ pub(super) fn encode_instance(
     ds.put(seq(
         tags::REFERENCED_SERIES_SEQUENCE,
         vec![obj([
-            text(tags::SERIES_INSTANCE_UID, VR::UI, &slice.series_instance_uid),
+            text(
+                tags::SERIES_INSTANCE_UID,
+                VR::UI,
+                &slice.series_instance_uid,
+            ),
             seq(
                 tags::REFERENCED_INSTANCE_SEQUENCE,
                 vec![obj([

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array3, ArrayView3};
 
-use super::{OverlayInput, OverlayOptions, OverlaySeries, SourceValues, overlay_dir, read_slice_headers};
+use super::{
+    OverlayInput, OverlayOptions, OverlaySeries, SourceValues, overlay_dir, read_slice_headers,
+};
 use crate::pipeline::definition::PipelineDefinition;
 use crate::pipeline::image::SourceImage;
 use crate::pipeline::output::{OutputInstance, OutputKind};

@@ -102,7 +102,13 @@ fn draw_text(canvas: &mut Canvas, y: usize, x: usize, text: &str, scale: usize) 
         for row in 0..font::HEIGHT {
             for column in 0..font::WIDTH {
                 if font::ink(ch, row, column) {
-                    canvas.fill(y + row * scale, left + column * scale, scale, scale, TEXT_RGB);
+                    canvas.fill(
+                        y + row * scale,
+                        left + column * scale,
+                        scale,
+                        scale,
+                        TEXT_RGB,
+                    );
                 }
             }
         }
@@ -118,7 +124,11 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
         let mut word: Vec<char> = word.chars().collect();
         loop {
             let used = line.chars().count();
-            let room = if used == 0 { width } else { width.saturating_sub(used + 1) };
+            let room = if used == 0 {
+                width
+            } else {
+                width.saturating_sub(used + 1)
+            };
             if word.len() <= room {
                 if used > 0 {
                     line.push(' ');
@@ -156,10 +166,21 @@ mod tests {
         let segments = [("Brain".to_string(), [255, 0, 0])];
         let notes = ["AI segmentation - not for diagnosis alone".to_string()];
         let legend = Legend::layout(96, &segments, &notes);
-        assert!(legend.lines.len() >= 3, "the warning wraps on a narrow frame");
-        let mut canvas = Canvas::grey(10 + legend.height(), 96, &vec![7; (10 + legend.height()) * 96]);
+        assert!(
+            legend.lines.len() >= 3,
+            "the warning wraps on a narrow frame"
+        );
+        let mut canvas = Canvas::grey(
+            10 + legend.height(),
+            96,
+            &vec![7; (10 + legend.height()) * 96],
+        );
         legend.draw(&mut canvas, 10);
-        assert_eq!(canvas.get(9, 0), [7, 7, 7], "rows above the band are untouched");
+        assert_eq!(
+            canvas.get(9, 0),
+            [7, 7, 7],
+            "rows above the band are untouched"
+        );
         let band: Vec<[u8; 3]> = (10..canvas.rows)
             .flat_map(|r| (0..96).map(move |c| (r, c)))
             .map(|(r, c)| canvas.get(r, c))

@@ -154,7 +154,9 @@ impl<'a> OverlaySeries<'a> {
         let (frames, rows, columns) = input.pixels.dim();
         let shape = |m: String| Err(OverlayError::Shape(m));
         if frames == 0 || rows == 0 || columns == 0 {
-            return shape(format!("the source is {frames}x{rows}x{columns}: nothing to draw"));
+            return shape(format!(
+                "the source is {frames}x{rows}x{columns}: nothing to draw"
+            ));
         }
         if input.geometry.slices.len() != frames {
             return shape(format!(
@@ -169,7 +171,11 @@ impl<'a> OverlaySeries<'a> {
                 input.segments.len()
             ));
         }
-        if let Some(m) = input.masks.iter().find(|m| m.dim() != (frames, rows, columns)) {
+        if let Some(m) = input
+            .masks
+            .iter()
+            .find(|m| m.dim() != (frames, rows, columns))
+        {
             return shape(format!(
                 "a mask is {:?} but the source is {:?}",
                 m.dim(),
@@ -208,7 +214,10 @@ impl<'a> OverlaySeries<'a> {
         let instance_numbers = instance_numbers(&input);
         let labels: Vec<&str> = input.segments.iter().map(|s| s.label.as_str()).collect();
         let (date, time) = crate::pipeline::seg::header::now_utc();
-        let pixel_spacing = match (input.geometry.pixel_spacing.as_slice(), input.calibrated_spacing_mm) {
+        let pixel_spacing = match (
+            input.geometry.pixel_spacing.as_slice(),
+            input.calibrated_spacing_mm,
+        ) {
             ([r, c], _) => Some([r.clone(), c.clone()]),
             (_, Some([r, c])) => Some([ds_mm(r), ds_mm(c)]),
             _ => None,
@@ -273,7 +282,12 @@ impl<'a> OverlaySeries<'a> {
         };
         let mut canvas = Canvas::grey(rows + self.legend.height(), columns, &grey);
         for (mask, rgb) in input.masks.iter().zip(&self.colours) {
-            outline::burn(&mut canvas, mask.index_axis(Axis(0), k), self.thickness, *rgb);
+            outline::burn(
+                &mut canvas,
+                mask.index_axis(Axis(0), k),
+                self.thickness,
+                *rgb,
+            );
         }
         self.legend.draw(&mut canvas, rows);
         let instance_number = self.instance_numbers[k];
@@ -413,7 +427,8 @@ impl Canvas {
 
 /// The window to render a frame with, if its header's applies to these values.
 fn grey_window(header: &InMemDicomObject, values: SourceValues) -> Option<VoiWindow> {
-    let photometric = crate::pipeline::seg::elements::get_str(header, tags::PHOTOMETRIC_INTERPRETATION);
+    let photometric =
+        crate::pipeline::seg::elements::get_str(header, tags::PHOTOMETRIC_INTERPRETATION);
     let applies = match values {
         SourceValues::Modality => true,
         SourceValues::Luminance => photometric.as_deref() == Some("MONOCHROME2"),

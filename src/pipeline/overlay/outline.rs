@@ -65,7 +65,10 @@ mod tests {
         let rim = outline(mask.view(), 1);
         assert_eq!(rim.iter().filter(|&&b| b).count(), 6 * 6 - 4 * 4);
         assert!(rim[(2, 2)] && rim[(2, 5)] && rim[(7, 7)]);
-        assert!(!rim[(4, 4)] && !rim[(1, 1)], "inside and outside are not outline");
+        assert!(
+            !rim[(4, 4)] && !rim[(1, 1)],
+            "inside and outside are not outline"
+        );
         let thick = outline(mask.view(), 2);
         assert_eq!(thick.iter().filter(|&&b| b).count(), 6 * 6 - 2 * 2);
     }
@@ -83,7 +86,11 @@ mod tests {
         let mut canvas = Canvas::grey(5, 5, &[100; 25]);
         burn(&mut canvas, square(5, 1, 4).view(), 1, [255, 0, 0]);
         assert_eq!(canvas.get(1, 1), [255, 0, 0]);
-        assert_eq!(canvas.get(2, 2), [100, 100, 100], "the centre is not outline");
+        assert_eq!(
+            canvas.get(2, 2),
+            [100, 100, 100],
+            "the centre is not outline"
+        );
         assert_eq!(canvas.get(0, 0), [100, 100, 100]);
         assert_eq!(thickness_for(661, 959), 2);
         assert_eq!(thickness_for(96, 96), 1);

@@ -148,7 +148,10 @@ mod tests {
             text(tags::VOILUT_FUNCTION, VR::CS, "LINEAR_EXACT"),
         ]);
         let w = VoiWindow::from_header(&header).unwrap();
-        assert_eq!((w.centre, w.width, w.function), (40.0, 80.0, VoiFunction::LinearExact));
+        assert_eq!(
+            (w.centre, w.width, w.function),
+            (40.0, 80.0, VoiFunction::LinearExact)
+        );
         assert_eq!(w.grey(0.0), 0);
         assert_eq!(w.grey(80.0), 255);
         let zero = obj([
