@@ -630,6 +630,9 @@ fn segment(
         outcome.rows_cols.1,
         outcome.seg_path.display()
     );
+    for c in &outcome.companions {
+        println!("{} {}: {}", c.kind, c.sop_instance_uid, c.path.display());
+    }
     for (label, f) in &outcome.findings {
         println!(
             "  {label}: {} {}, {}, {:.4} % of the {}",

@@ -244,6 +244,11 @@ pub struct Output {
     /// numbers; exclusive classes only).
     #[serde(default)]
     pub seg_type: SegType,
+    /// Also write the AI overlay series (Secondary Capture RGB: each source frame with the
+    /// segment outlines and a legend burned in) for viewers without SEG support; sent with
+    /// the SEG to the same destinations. Off by default.
+    #[serde(default)]
+    pub overlay: bool,
     /// Named destinations from the node config; empty: the node's default destination.
     #[serde(default)]
     pub destinations: Vec<String>,

@@ -1,5 +1,5 @@
 //! The segmentation pipeline stages, one file each: assembler, volume, preprocess, infer,
-//! post, seg; `activation` turns model output into masks, `image` loads 2D images,
+//! post, seg, overlay; `activation` turns model output into masks, `image` loads 2D images,
 //! `run` and `run_image` run one job.
 
 pub mod activation;
@@ -11,6 +11,7 @@ pub mod image;
 pub mod infer;
 pub mod offline;
 pub mod output;
+pub mod overlay;
 pub mod post;
 pub mod preprocess;
 pub mod recovery;

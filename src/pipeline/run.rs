@@ -13,6 +13,7 @@ use crate::pipeline::activation::{self, Activation};
 use crate::pipeline::definition::{JobPer, PipelineDefinition};
 use crate::pipeline::infer::{InferError, InferSettings, Model};
 use crate::pipeline::output::{OutputInstance, sop_instance_uid, write_dicom_atomically};
+use crate::pipeline::overlay;
 use crate::pipeline::post::{self, Findings};
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
 use crate::pipeline::report;
@@ -30,6 +31,8 @@ pub enum JobError {
     Infer(#[from] InferError),
     #[error("SEG encoding: {0}")]
     Seg(#[from] SegError),
+    #[error("overlay series: {0}")]
+    Overlay(#[from] crate::pipeline::overlay::OverlayError),
     #[error(
         "model output has {got} channels; pipeline {pipeline} expects {expected} ({activation} over {segments} segments)"
     )]
@@ -217,6 +220,11 @@ pub fn run_job(
     let geometry = stack.reference.geometry.clone();
     let channel_info = stack.channels.clone();
     let mut data = stack.data;
+    // The overlay draws on the reference series' own values, which normalising rewrites.
+    let overlay_pixels = def
+        .output
+        .overlay
+        .then(|| data.index_axis(ndarray::Axis(0), 0).to_owned());
 
     progress("preprocessing");
     let (model_input, mapping) = timings.time("preprocess", || {
@@ -282,7 +290,7 @@ pub fn run_job(
     progress("writing the SEG");
     let seg_sop_instance_uid = write_seg(&seg, out_path, &mut timings)?;
     log_findings(study_uid, &def.name, &findings);
-    let (report, companions) = match &def.output.report {
+    let (report, report_instances) = match &def.output.report {
         Some(config) => {
             progress("writing the measurement report");
             timings.time("report", || {
@@ -296,6 +304,24 @@ pub fn run_job(
         }
         None => (Vec::new(), Vec::new()),
     };
+    drop(seg);
+    let overlay_images = match overlay_pixels {
+        Some(pixels) => {
+            progress("writing the overlay series");
+            timings.time("overlay", || {
+                overlay::write_for_volume(
+                    def,
+                    pixels.view(),
+                    &masks,
+                    &geometry,
+                    &channels[0].1,
+                    out_path,
+                )
+            })?
+        }
+        None => Vec::new(),
+    };
+    let companions = [report_instances, overlay_images].concat();
     Ok(JobOutcome {
         seg_path: out_path.to_path_buf(),
         findings,

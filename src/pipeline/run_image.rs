@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use crate::pipeline::activation;
 use crate::pipeline::image::load_image;
+use crate::pipeline::overlay;
 use crate::pipeline::post;
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
 use crate::pipeline::report;
@@ -110,7 +111,7 @@ pub fn run_image_job(
     progress("writing the SEG");
     let seg_sop_instance_uid = write_seg(&seg, out_path, &mut timings)?;
     log_findings(study_uid, &def.name, &findings);
-    let (report, companions) = match &def.output.report {
+    let (report, report_instances) = match &def.output.report {
         Some(config) => {
             progress("writing the measurement report");
             timings.time("report", || {
@@ -134,6 +135,16 @@ pub fn run_image_job(
         }
         None => (Vec::new(), Vec::new()),
     };
+    drop(seg);
+    let overlay_images = if def.output.overlay {
+        progress("writing the overlay series");
+        timings.time("overlay", || {
+            overlay::write_for_image(def, &image, &masks, out_path)
+        })?
+    } else {
+        Vec::new()
+    };
+    let companions = [report_instances, overlay_images].concat();
     let series_uid = image.geometry.slices[0].series_instance_uid.clone();
     timings.merge_repeated();
     Ok(JobOutcome {
