@@ -383,11 +383,11 @@ impl PipelineDefinition {
             }
         }
         for (i, rule) in self.applies_to.tags.iter().enumerate() {
-            if !crate::spool::RULE_ATTRIBUTES
+            if !crate::ingest::RULE_ATTRIBUTES
                 .iter()
                 .any(|(k, _)| *k == rule.keyword)
             {
-                let known: Vec<&str> = crate::spool::RULE_ATTRIBUTES
+                let known: Vec<&str> = crate::ingest::RULE_ATTRIBUTES
                     .iter()
                     .map(|(k, _)| *k)
                     .collect();

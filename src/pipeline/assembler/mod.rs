@@ -26,10 +26,10 @@ pub use select::{ChannelChoice, Selection};
 pub use study::PartKey;
 use study::{Phase, SeriesPart, StudyState};
 
+use crate::ingest::{InstanceHeader, Origin};
 use crate::pipeline::definition::{
     AssignBy, ForcePolicy, JobPer, PipelineDefinition, SelectionRules,
 };
-use crate::spool::InstanceHeader;
 
 /// Studies tracked per pipeline at most; past it the oldest is given up (bounded memory).
 pub const MAX_STUDIES_IN_FLIGHT: usize = 10_000;
@@ -41,10 +41,8 @@ pub const REMEMBER_DECIDED: Duration = Duration::from_secs(24 * 3600);
 pub struct InstanceSeen {
     /// Identity and series attributes read from the data set.
     pub header: InstanceHeader,
-    /// Called AE title of the association that brought it.
-    pub called_ae: String,
-    /// That association's id.
-    pub association_id: u64,
+    /// The association and AE titles it came with; pipelines route on the called AE.
+    pub origin: Origin,
 }
 
 /// Why a job was issued.
@@ -247,7 +245,7 @@ impl PipelineAssembler {
                     .rules
                     .called_ae_titles
                     .iter()
-                    .any(|ae| ae.trim() == seen.called_ae.trim()))
+                    .any(|ae| ae.trim() == seen.origin.called_ae.trim()))
             && self
                 .rules
                 .tag_rules
@@ -288,7 +286,9 @@ impl PipelineAssembler {
             study.associations.clear();
         }
         study.last_instance = now;
-        study.associations.insert(seen.association_id);
+        if let Some(id) = seen.origin.association_id {
+            study.associations.insert(id);
+        }
         let part = study
             .parts
             .entry(PartKey {
