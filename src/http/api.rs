@@ -113,6 +113,9 @@ pub struct DeliveryRow {
     job_id: i64,
     study_uid: String,
     destination: String,
+    /// `seg`, `report` or `overlay`.
+    kind: &'static str,
+    /// The instance's SOP Instance UID (named when every row was a SEG).
     seg_sop_instance_uid: String,
     state: String,
     attempts: u32,
@@ -138,6 +141,7 @@ pub async fn outbox(
             job_id: r.job_id,
             study_uid: r.study_uid,
             destination: r.destination,
+            kind: r.kind.as_str(),
             seg_sop_instance_uid: r.sop_instance_uid,
             state: r.state,
             attempts: r.attempts,

@@ -24,6 +24,7 @@ use crate::metrics::{self, JobOutcome};
 use crate::pipeline::assembler::{Assembler, Decision, InstanceSeen, JobSpec};
 use crate::pipeline::control::{AssemblyView, Control, ForceResult, PipelineControl};
 use crate::pipeline::definition::PipelineDefinition;
+use crate::pipeline::output::{OutputInstance, OutputKind};
 use crate::pipeline::post::Findings;
 use crate::pipeline::recovery;
 use crate::pipeline::run::{JobError, LoadedPipeline, run_job};
@@ -82,6 +83,8 @@ pub struct CompletedJob {
     pub seg_path: PathBuf,
     /// Its SOP Instance UID.
     pub seg_sop_instance_uid: String,
+    /// The instances delivered with it (report, overlay).
+    pub companions: Vec<OutputInstance>,
     /// Per segment label, what was found.
     pub findings: Vec<(String, Findings)>,
     /// Wall time of each stage.
@@ -542,11 +545,16 @@ async fn run_one(
                     .iter()
                     .map(|(label, f)| f.to_json(label))
                     .collect();
+                let seg = OutputInstance {
+                    kind: OutputKind::Seg,
+                    path: done.seg_path.clone(),
+                    sop_instance_uid: done.seg_sop_instance_uid.clone(),
+                };
                 spool.job_done_with_deliveries(
                     job_id,
                     &done.study_uid,
-                    &done.seg_path,
-                    &done.seg_sop_instance_uid,
+                    &seg,
+                    &done.companions,
                     &serde_json::Value::Array(findings).to_string(),
                     &timings.to_string(),
                     &destinations,
@@ -559,7 +567,8 @@ async fn run_one(
     match record {
         Ok(Ok(())) => {
             if result.is_ok() && !destinations.is_empty() {
-                info!(job = job_id, destinations = %destinations.join(", "), "SEG queued for delivery");
+                let companions = result.as_ref().map_or(0, |(done, _)| done.companions.len());
+                info!(job = job_id, destinations = %destinations.join(", "), companions, "SEG queued for delivery");
                 outbox.notify_one();
             }
         }
@@ -610,6 +619,7 @@ async fn execute(
             study_uid: job.study_uid.clone(),
             seg_path: outcome.seg_path,
             seg_sop_instance_uid: outcome.seg_sop_instance_uid,
+            companions: outcome.companions,
             findings: outcome.findings,
             stages: outcome.timings.0.clone(),
         },

@@ -10,6 +10,7 @@ pub mod driver;
 pub mod image;
 pub mod infer;
 pub mod offline;
+pub mod output;
 pub mod post;
 pub mod preprocess;
 pub mod recovery;

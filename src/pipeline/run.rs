@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::pipeline::activation;
 use crate::pipeline::definition::{JobPer, PipelineDefinition};
 use crate::pipeline::infer::{InferError, InferSettings, Model};
+use crate::pipeline::output::{OutputInstance, sop_instance_uid, write_dicom_atomically};
 use crate::pipeline::post::{self, Findings};
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
 use crate::pipeline::seg::{SegError, SegOptions, SeriesReference, encode_seg};
@@ -152,6 +153,8 @@ pub struct JobOutcome {
     pub rows_cols: (usize, usize),
     /// SOP Instance UID of the SEG.
     pub seg_sop_instance_uid: String,
+    /// Instances delivered with the SEG, to the same destinations (report, overlay).
+    pub companions: Vec<OutputInstance>,
     /// Per-stage wall time.
     pub timings: StageTimings,
 }
@@ -282,6 +285,7 @@ pub fn run_job(
         slices: grid.shape[0],
         rows_cols: (grid.shape[1], grid.shape[2]),
         seg_sop_instance_uid,
+        companions: Vec::new(),
         timings,
     })
 }
@@ -292,12 +296,8 @@ pub(crate) fn write_seg(
     out_path: &Path,
     timings: &mut StageTimings,
 ) -> Result<String, JobError> {
-    timings.time("SEG write", || write_atomically(seg, out_path))?;
-    Ok(seg
-        .meta()
-        .media_storage_sop_instance_uid()
-        .trim_end_matches('\0')
-        .to_string())
+    timings.time("SEG write", || write_dicom_atomically(seg, out_path))?;
+    Ok(sop_instance_uid(seg))
 }
 
 /// One log line per segment with what was found.
@@ -345,26 +345,6 @@ fn content_label(pipeline: &str) -> String {
     } else {
         label
     }
-}
-
-fn write_atomically(
-    seg: &dicom_object::FileDicomObject<dicom_object::InMemDicomObject>,
-    out_path: &Path,
-) -> Result<(), JobError> {
-    let err = |reason: String| JobError::Write {
-        path: out_path.to_path_buf(),
-        reason,
-    };
-    if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
-    }
-    let tmp = out_path.with_extension("dcm.part");
-    seg.write_to_file(&tmp).map_err(|e| err(e.to_string()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, out_path).map_err(|e| err(e.to_string()))?;
-    Ok(())
 }
 
 #[cfg(test)]

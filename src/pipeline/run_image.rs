@@ -123,6 +123,7 @@ pub fn run_image_job(
         slices: frames,
         rows_cols: (rows, columns),
         seg_sop_instance_uid,
+        companions: Vec::new(),
         timings,
     })
 }

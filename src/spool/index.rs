@@ -91,6 +91,11 @@ CREATE TABLE journal_retired (
     retired_ms INTEGER NOT NULL
 );
 "#,
+    // Reports and overlay images travel through the outbox beside the SEG.
+    r#"
+ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'seg'
+    CHECK (kind IN ('seg', 'report', 'overlay'));
+"#,
     // The called AE routes an instance to its pipelines (`applies_to.called_ae_titles`),
     // also when it is read back at start-up; rows from before are '' (unknown).
     r#"

@@ -1,18 +1,20 @@
-//! The outbox table: one row per (SEG, destination), written in the same transaction that
-//! records the job done, so a SEG is in the outbox before anything is sent and a crash
-//! can never leave a finished job without its deliveries. The sender (`crate::outbox`)
+//! The outbox table: one row per (instance, destination), written in the same transaction
+//! that records the job done, so a SEG and the instances that travel with it (report,
+//! overlay) are in the outbox before anything is sent and a crash can never leave a
+//! finished job without its deliveries. The sender (`crate::outbox`)
 //! reads due rows and records each attempt's outcome here.
 //!
 //! States: `pending` (due at `next_attempt_ms`), `delivered`, `dead` (max attempts spent).
 //! A row is unique per SOP Instance UID and destination, so enqueueing twice is harmless.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Spool, SpoolError, now_ms};
+use crate::pipeline::output::{OutputInstance, OutputKind};
 
-/// One delivery of one SEG to one destination.
+/// One delivery of one instance (a SEG, its report or an overlay image) to one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRecord {
     /// Row id.
@@ -23,9 +25,12 @@ pub struct OutboxRecord {
     pub study_uid: String,
     /// Destination name (a `[[destinations]]` entry).
     pub destination: String,
-    /// The SEG file (in the results folder; it is the outbox copy).
+    /// What the instance is.
+    pub kind: OutputKind,
+    /// The instance's file (in the results folder; it is the outbox copy). Named for the
+    /// column, which predates reports and overlays.
     pub seg_path: PathBuf,
-    /// SOP Instance UID of the SEG: the same on every attempt.
+    /// SOP Instance UID of the instance: the same on every attempt.
     pub sop_instance_uid: String,
     /// `pending`, `delivered` or `dead`.
     pub state: String,
@@ -41,10 +46,15 @@ pub struct OutboxRecord {
 
 pub(super) const SELECT: &str =
     "SELECT id, job_id, study_uid, destination, seg_path, sop_instance_uid, state,
-        attempts, next_attempt_ms, last_error, delivered_ms FROM outbox";
+        attempts, next_attempt_ms, last_error, delivered_ms, kind FROM outbox";
 
 pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRecord> {
+    let kind: String = r.get(11)?;
+    let kind = kind.parse::<OutputKind>().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, Box::new(e))
+    })?;
     Ok(OutboxRecord {
+        kind,
         id: r.get(0)?,
         job_id: r.get(1)?,
         study_uid: r.get(2)?,
@@ -63,38 +73,42 @@ fn insert(
     conn: &Connection,
     job_id: i64,
     study_uid: &str,
-    seg_path: &Path,
-    sop_instance_uid: &str,
+    instances: &[&OutputInstance],
     destinations: &[String],
     now: i64,
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare(
         "INSERT OR IGNORE INTO outbox (job_id, study_uid, destination, seg_path, sop_instance_uid,
-                                       state, attempts, next_attempt_ms, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?6)",
+                                       kind, state, attempts, next_attempt_ms, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', 0, ?7, ?7)",
     )?;
+    // Destination by destination, the SEG first: a peer gets the SEG before what refers to it.
     for destination in destinations {
-        stmt.execute(params![
-            job_id,
-            study_uid,
-            destination,
-            seg_path.to_string_lossy(),
-            sop_instance_uid,
-            now
-        ])?;
+        for instance in instances {
+            stmt.execute(params![
+                job_id,
+                study_uid,
+                destination,
+                instance.path.to_string_lossy(),
+                instance.sop_instance_uid,
+                instance.kind.as_str(),
+                now
+            ])?;
+        }
     }
     Ok(())
 }
 
 impl Spool {
-    /// Record a job done and queue its SEG for every destination, in one transaction.
+    /// Record a job done and queue its SEG and the SEG's companions (report, overlay) for
+    /// every destination, in one transaction.
     #[allow(clippy::too_many_arguments)]
     pub fn job_done_with_deliveries(
         &self,
         id: i64,
         study_uid: &str,
-        seg_path: &Path,
-        seg_uid: &str,
+        seg: &OutputInstance,
+        companions: &[OutputInstance],
         findings_json: &str,
         timings_json: &str,
         destinations: &[String],
@@ -104,33 +118,26 @@ impl Spool {
         let tx = index.conn().unchecked_transaction()?;
         index.job_done(
             id,
-            &seg_path.to_string_lossy(),
-            seg_uid,
+            &seg.path.to_string_lossy(),
+            &seg.sop_instance_uid,
             findings_json,
             timings_json,
             now,
         )?;
-        insert(
-            index.conn(),
-            id,
-            study_uid,
-            seg_path,
-            seg_uid,
-            destinations,
-            now,
-        )?;
+        let instances: Vec<&OutputInstance> =
+            std::iter::once(seg).chain(companions.iter()).collect();
+        insert(index.conn(), id, study_uid, &instances, destinations, now)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// Queue one SEG for delivery to each destination, due now. A (SEG, destination) pair
-    /// already queued is left as it is.
+    /// Queue one instance for delivery to each destination, due now. An (instance,
+    /// destination) pair already queued is left as it is.
     pub fn outbox_enqueue(
         &self,
         job_id: i64,
         study_uid: &str,
-        seg_path: &Path,
-        sop_instance_uid: &str,
+        instance: &OutputInstance,
         destinations: &[String],
     ) -> Result<(), SpoolError> {
         let index = self.lock_index();
@@ -139,8 +146,7 @@ impl Spool {
             index.conn(),
             job_id,
             study_uid,
-            seg_path,
-            sop_instance_uid,
+            &[instance],
             destinations,
             now_ms(),
         )?;
@@ -260,20 +266,25 @@ mod tests {
         .unwrap();
         let job = spool.job_started("p", "1.2.3", "ff", "Stable").unwrap();
         let dests = vec!["a".to_string(), "b".to_string()];
-        let seg = dir.path().join("seg.dcm");
+        let seg = OutputInstance {
+            kind: OutputKind::Seg,
+            path: dir.path().join("seg.dcm"),
+            sop_instance_uid: "1.2.3.4".into(),
+        };
         spool
-            .job_done_with_deliveries(job, "1.2.3", &seg, "1.2.3.4", "[]", "{}", &dests)
+            .job_done_with_deliveries(job, "1.2.3", &seg, &[], "[]", "{}", &dests)
             .unwrap();
         // Enqueueing again is a no-op.
-        spool
-            .outbox_enqueue(job, "1.2.3", &seg, "1.2.3.4", &dests)
-            .unwrap();
+        spool.outbox_enqueue(job, "1.2.3", &seg, &dests).unwrap();
         let rows = spool.outbox_of_study("1.2.3").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(spool.jobs_of_study("1.2.3").unwrap()[0].state, "done");
         let due = spool.outbox_due(now_ms(), 10).unwrap();
         assert_eq!(due.len(), 2);
-        assert_eq!(due[0].seg_path, seg);
+        assert_eq!(
+            (due[0].kind, &due[0].seg_path),
+            (OutputKind::Seg, &seg.path)
+        );
 
         let later = now_ms() + 60_000;
         spool.outbox_retry(due[0].id, later, "refused").unwrap();
@@ -297,5 +308,57 @@ mod tests {
             ("dead", 1, Some("gone"))
         );
         assert_eq!(spool.outbox_next_due().unwrap(), None);
+    }
+
+    #[test]
+    fn companions_are_queued_with_the_seg_and_seg_first_per_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(
+            dir.path(),
+            &crate::config::StorageConfig {
+                min_free_disk_mb: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let job = spool.job_started("p", "1.2.3", "ff", "Stable").unwrap();
+        let instance = |kind, n: u32| OutputInstance {
+            kind,
+            path: dir.path().join(format!("{n}.dcm")),
+            sop_instance_uid: format!("1.2.3.{n}"),
+        };
+        let seg = instance(OutputKind::Seg, 1);
+        let companions = [
+            instance(OutputKind::Report, 2),
+            instance(OutputKind::Overlay, 3),
+        ];
+        let dests = vec!["a".to_string(), "b".to_string()];
+        spool
+            .job_done_with_deliveries(job, "1.2.3", &seg, &companions, "[]", "{}", &dests)
+            .unwrap();
+        let rows: Vec<(String, OutputKind, String)> = spool
+            .outbox_due(now_ms(), 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.destination, r.kind, r.sop_instance_uid))
+            .collect();
+        let expected: Vec<(String, OutputKind, String)> = ["a", "b"]
+            .iter()
+            .flat_map(|d| {
+                [
+                    (OutputKind::Seg, 1),
+                    (OutputKind::Report, 2),
+                    (OutputKind::Overlay, 3),
+                ]
+                .map(|(k, n)| (d.to_string(), k, format!("1.2.3.{n}")))
+            })
+            .collect();
+        assert_eq!(rows, expected);
+        assert_eq!(
+            spool.jobs_of_study("1.2.3").unwrap()[0]
+                .seg_sop_instance_uid
+                .as_deref(),
+            Some("1.2.3.1")
+        );
     }
 }

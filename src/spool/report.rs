@@ -67,8 +67,15 @@ pub fn status_report(data_dir: &Path) -> Result<String, SpoolError> {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  outbox {} -> {} {} after {} attempt(s) (job {}, SEG {}){}",
-                d.id, d.destination, d.state, d.attempts, d.job_id, d.sop_instance_uid, error
+                "  outbox {} -> {} {} after {} attempt(s) (job {}, {} {}){}",
+                d.id,
+                d.destination,
+                d.state,
+                d.attempts,
+                d.job_id,
+                d.kind,
+                d.sop_instance_uid,
+                error
             );
         }
     }
