@@ -326,7 +326,7 @@ impl PipelineDefinition {
                 path,
                 source: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    "no such pipeline file (see --pipelines-dir)",
+                    "no such pipeline file (see pipelines.definitions_dir, or `segment --definitions-dir`)",
                 ),
             }),
         }
