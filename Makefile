@@ -10,7 +10,7 @@ PYTHON := $(VENV)/bin/python
 MODELS_DIR ?= models
 export SEGNODE_VENV := $(VENV)
 
-.PHONY: setup build models test lint demo bench clean-data fuzz
+.PHONY: setup build models test test-fast lint demo bench clean-data fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -24,6 +24,13 @@ models: setup
 test: setup models
 	@if [ -f tools/test_models.py ]; then $(PYTHON) tools/test_models.py; fi
 	$(CARGO) test --all-targets --no-fail-fast
+
+# The fast tier: unit tests and the suites that start no external peer (no DCMTK, Orthanc,
+# Python, browser or collector): the node in-process or as its own binary. tests/README.md
+# says what each suite proves; `make test` stays the whole suite and what CI runs.
+FAST_SUITES := fuzz_parsers volume_geometry cli_check_config node_called_ae crash_recovery
+test-fast: setup models
+	$(CARGO) test --lib --bins --no-fail-fast $(foreach s,$(FAST_SUITES),--test $(s))
 
 # Longer property-based fuzzing of everything that reads a peer's bytes (never in CI).
 fuzz: setup

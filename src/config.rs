@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::ae::AeTitle;
 use crate::uids;
 
+mod effective;
 mod security;
 
 /// The config shipped in `conf/segnode.toml`, compiled into the binary.
@@ -35,11 +36,13 @@ pub enum ConfigError {
     },
 }
 
-/// The whole node configuration.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The whole node configuration. `Default` is every key at its documented default (what
+/// an empty config file gives).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Who this node is and where it listens.
+    #[serde(default)]
     pub node: NodeConfig,
     /// Bounds on the network layer.
     #[serde(default)]
@@ -355,7 +358,7 @@ pub struct PipelinesConfig {
 impl Default for PipelinesConfig {
     fn default() -> Self {
         Self {
-            enabled: Vec::new(),
+            enabled: vec!["dce_breast".to_string()],
             definitions_dir: PathBuf::from("conf/pipelines"),
             models_dir: PathBuf::from("models"),
             results_dir: PathBuf::from("results"),
@@ -366,18 +369,29 @@ impl Default for PipelinesConfig {
 
 /// Identity and listening address.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Our AE title; associations must call it when `access.check_called_ae` is on.
     pub ae_title: AeTitle,
     /// Address to bind the DICOM listener to.
-    #[serde(default = "default_bind")]
     pub bind: IpAddr,
     /// DICOM port (104 and 11112 are customary).
     pub port: u16,
     /// Where the spool (instances, index, outbox) lives. Relative paths resolve against
     /// the config file's folder, or the working directory for the embedded default.
     pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    /// README's documented defaults, as the embedded `conf/segnode.toml` spells them out.
+    fn default() -> Self {
+        Self {
+            ae_title: AeTitle::parse("SEGNODE").expect("a valid AE title"),
+            bind: default_bind(),
+            port: 11112,
+            data_dir: PathBuf::from("segnode-data"),
+        }
+    }
 }
 
 /// Bounds on associations and I/O.
@@ -786,6 +800,82 @@ impl Config {
         if let Some(dir) = data_dir {
             self.node.data_dir = dir;
         }
+    }
+}
+
+#[cfg(test)]
+mod readme_defaults {
+    //! README's configuration table against the code's defaults.
+
+    use super::*;
+
+    /// Every leaf of a TOML value by dotted key.
+    fn flatten(prefix: &str, value: &toml::Value, out: &mut Vec<(String, toml::Value)>) {
+        match value {
+            toml::Value::Table(table) => {
+                for (key, v) in table {
+                    let key = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.clone())),
+        }
+    }
+
+    /// Does a README default cell say `value`? `None`: the cell is prose, not a value.
+    fn cell_says(cell: &str, value: &toml::Value) -> Option<bool> {
+        let cell = cell.trim().trim_matches('`').trim();
+        if let Ok(parsed) = format!("v = {cell}").parse::<toml::Table>() {
+            return Some(parsed["v"] == *value);
+        }
+        match value {
+            toml::Value::String(s) => Some(s == cell),
+            toml::Value::Array(a) if cell.starts_with("empty") => Some(a.is_empty()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn readme_table_states_the_code_defaults() {
+        let readme = include_str!("../README.md");
+        let mut defaults = Vec::new();
+        flatten(
+            "",
+            &toml::Value::try_from(Config::default()).unwrap(),
+            &mut defaults,
+        );
+        let mut checked = 0;
+        let mut wrong = Vec::new();
+        for line in readme.lines() {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let Some(key) = cells
+                .first()
+                .and_then(|c| c.trim_start_matches("| ").strip_prefix('`'))
+                .and_then(|c| c.strip_suffix('`'))
+            else {
+                continue;
+            };
+            let Some((_, value)) = defaults.iter().find(|(k, _)| k == key) else {
+                continue;
+            };
+            match cells.get(1).and_then(|cell| cell_says(cell, value)) {
+                Some(true) => checked += 1,
+                Some(false) => {
+                    wrong.push(format!("{key}: README says {}, code has {value}", cells[1]))
+                }
+                None => {}
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "README's defaults differ:\n{}",
+            wrong.join("\n")
+        );
+        assert!(checked >= 20, "only {checked} README rows were checked");
     }
 }
 

@@ -10,6 +10,7 @@ pub mod dimse;
 pub mod error_chain;
 pub mod eval;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;

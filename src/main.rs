@@ -71,9 +71,10 @@ enum Command {
         /// Pipeline name.
         #[arg(long, default_value = "dce_breast")]
         pipeline: String,
-        /// Folder of pipeline definitions (`<name>.toml`).
-        #[arg(long, default_value = "conf/pipelines")]
-        pipelines_dir: PathBuf,
+        /// Folder of pipeline definitions (`<name>.toml`): the config's
+        /// `pipelines.definitions_dir`. `--pipelines-dir` is its former name.
+        #[arg(long, default_value = "conf/pipelines", alias = "pipelines-dir")]
+        definitions_dir: PathBuf,
         /// Folder the pipeline's model file is relative to.
         #[arg(long, default_value = "models")]
         models_dir: PathBuf,
@@ -287,7 +288,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig { config } => {
             let cfg = load_config(config.as_ref())?;
-            println!("{cfg:#?}");
+            let given = match &config {
+                Some(path) => std::fs::read_to_string(path)?,
+                None => segnode::config::EMBEDDED_DEFAULT.to_string(),
+            };
+            println!("# effective configuration (keys marked `# default` are not in the file)");
+            print!("{}", cfg.effective_toml(&given)?);
+            println!();
             let problems = check_pipelines(&cfg);
             if problems == 0 {
                 println!("config OK");
@@ -319,11 +326,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             input,
             out,
             pipeline,
-            pipelines_dir,
+            definitions_dir,
             models_dir,
             report,
         } => tokio::task::spawn_blocking(move || {
-            segment(&input, &out, &pipeline, &pipelines_dir, &models_dir, report)
+            segment(
+                &input,
+                &out,
+                &pipeline,
+                &definitions_dir,
+                &models_dir,
+                report,
+            )
         })
         .await
         .context("segmentation task failed")?,

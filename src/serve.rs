@@ -13,6 +13,7 @@ use crate::http::{HttpState, ModelInfo};
 use crate::outbox::{self, OutboxSummary};
 use crate::pipeline::control::PipelineControl;
 use crate::pipeline::driver::{self, DriverError, DriverSummary};
+use crate::pipeline::run::LoadedPipeline;
 use crate::scp::{self, Listener, Listeners, ScpContext, ScpSummary};
 use crate::spool::{Spool, SpoolError};
 
@@ -66,6 +67,9 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<NodeSummary, ServeError> {
+    // Everything that can stop the node at start-up is checked before a port is bound: a
+    // sender must never see a node that listens and then goes away.
+    let pipelines = driver::load_pipelines(&config).await?;
     let bind = |port: u16| async move {
         let addr = std::net::SocketAddr::new(config.node.bind, port);
         TcpListener::bind(addr)
@@ -101,7 +105,7 @@ pub async fn run(
         dicom: Listeners::new(dicom),
         http,
     };
-    run_with(listeners, config, shutdown).await
+    serve_loaded(listeners, config, pipelines, shutdown).await
 }
 
 /// The listener's TLS configuration from `[tls]` (checked at load already; read again
@@ -135,6 +139,17 @@ pub async fn run_on(
 pub async fn run_with(
     listeners: NodeListeners,
     config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<NodeSummary, ServeError> {
+    let pipelines = driver::load_pipelines(&config).await?;
+    serve_loaded(listeners, config, pipelines, shutdown).await
+}
+
+/// Serve on bound listeners with the pipelines loaded, until `shutdown` resolves.
+async fn serve_loaded(
+    listeners: NodeListeners,
+    config: Config,
+    pipelines: Vec<Arc<LoadedPipeline>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<NodeSummary, ServeError> {
     let NodeListeners {
@@ -181,7 +196,6 @@ pub async fn run_with(
         );
     }
     let spool = Arc::new(spool);
-    let pipelines = driver::load_pipelines(&config).await?;
     if pipelines.is_empty() {
         info!("no pipelines enabled: storing only");
     }

@@ -11,7 +11,7 @@ mod common;
 use common::raw_scu::mr_dataset;
 use proptest::prelude::*;
 use segnode::dimse::Command;
-use segnode::spool::InstanceHeader;
+use segnode::ingest::InstanceHeader;
 use segnode::uids;
 use segnode::untrusted::{self, Limits};
 

@@ -23,7 +23,7 @@ use dicom_dictionary_std::tags;
 use segnode::config::Config;
 use segnode::outbox::OutboxHandle;
 use segnode::pipeline::output::{OutputInstance, OutputKind};
-use segnode::spool::{OutboxRecord, Spool};
+use segnode::spool::{DeliveryState, OutboxRecord, Spool};
 use segnode::synth::Orientation;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -101,7 +101,12 @@ fn config(dir: &Path, destination: &str, max_attempts: u32) -> Config {
 fn queue(config: &Config, study_uid: &str, instances: &[Instance]) -> Arc<Spool> {
     let spool = Arc::new(Spool::open(&config.node.data_dir, &config.storage).unwrap());
     let job = spool
-        .job_started("dce_breast", study_uid, "fingerprint", "Stable")
+        .job_started(
+            "dce_breast",
+            study_uid,
+            "fingerprint",
+            segnode::pipeline::assembler::Trigger::Stable,
+        )
         .unwrap();
     for i in instances {
         spool
@@ -121,7 +126,7 @@ async fn settled(spool: &Spool, study_uid: &str) -> HashMap<String, OutboxRecord
     let deadline = Instant::now() + LIMIT;
     loop {
         let rows = spool.outbox_of_study(study_uid).unwrap();
-        if rows.iter().all(|r| r.state != "pending") {
+        if rows.iter().all(|r| r.state != DeliveryState::Pending) {
             return rows
                 .into_iter()
                 .map(|r| (r.sop_instance_uid.clone(), r))
@@ -315,7 +320,7 @@ async fn a_stow_server_that_fails_then_recovers_gets_each_instance_once() {
     let rows = settled(&spool, &study_uid).await;
     for i in &queued {
         let row = &rows[&i.sop_instance_uid];
-        assert_eq!(row.state, "delivered", "{row:?}");
+        assert_eq!(row.state, DeliveryState::Delivered, "{row:?}");
     }
     let summary = outbox.stop(Duration::from_secs(10)).await;
     assert_eq!((summary.delivered, summary.dead), (2, 0));

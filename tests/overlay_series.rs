@@ -361,7 +361,7 @@ fn without_the_option_no_overlay_is_written() {
         .collect();
     assert_eq!(
         entries,
-        [outcome.seg_path.clone()],
+        std::slice::from_ref(&outcome.seg_path),
         "only the SEG in the results folder"
     );
 }

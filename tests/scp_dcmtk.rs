@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use common::fixtures::{self, Pixels};
 use common::{NODE_AE, TEST_SCU_AE, TestNode, describe, echoscu, storescu, storescu_with_env};
-use segnode::scp::IngestEvent;
+use segnode::ingest::IngestEvent;
 use segnode::uids;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -208,6 +208,15 @@ async fn storescu_200_instances_over_one_association() {
             })
             .count();
         assert_eq!(stored, 200);
+        // Each event says who sent it and which of the node's titles it was sent to.
+        assert!(events.iter().all(|e| match e {
+            IngestEvent::InstanceStored { origin, .. } => {
+                origin.calling_ae == TEST_SCU_AE
+                    && origin.called_ae == NODE_AE
+                    && origin.association_id.is_some()
+            }
+            IngestEvent::AssociationReleased { .. } => true,
+        }));
         let released: Vec<_> = events
             .iter()
             .filter_map(|e| match e {

@@ -19,7 +19,7 @@ use dicom_ul::pdu::{
 use segnode::ae::AeTitle;
 use segnode::config::AllowedPeer;
 use segnode::dimse::{Command, Status};
-use segnode::scp::IngestEvent;
+use segnode::ingest::IngestEvent;
 use segnode::uids;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

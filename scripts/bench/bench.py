@@ -27,6 +27,9 @@ Parts (each prints a table; everything is also written under <cargo target dir>/
             --quick), each SEG checked (Modality SEG, frames), no routing loop checked.
   5 load    4 studies from 4 concurrent storescu associations to one `segnode serve`
             running the kinetic pipeline: time to 4 SEGs, studies/hour, peak RSS, losses.
+  6 assembler  the study assembler's cost per instance (examples/bench_assembler.rs) with 1
+            and with 500 studies collecting: it must stay flat (each instance evaluates only
+            the study it belongs to). `--parts assembler` runs just this row.
 All traffic is on 127.0.0.1; every wait is bounded.
 """
 
@@ -433,7 +436,7 @@ def part_stages(a, segnode: Path, study: Path, work: Path, results: dict) -> dic
         samples = []
         for i in range(reps):
             out = run([segnode, "segment", study, "--out", work / f"seg-{pipeline}.dcm", "--pipeline", pipeline,
-                       "--pipelines-dir", REPO / "conf/pipelines", "--models-dir", REPO / "models"],
+                       "--definitions-dir", REPO / "conf/pipelines", "--models-dir", REPO / "models"],
                       timeout=900, env={"RUST_LOG": "warn"}).stdout
             s = parse_stages(out)
             if "total" not in s:
@@ -503,6 +506,21 @@ def part_infer(a, work: Path, results: dict) -> dict:
     results["infer"] = {"segnode": res["segnode"], "monai": res["monai"], "ratio": ratio,
                         "ratio_min": res["segnode"]["min_s"] / res["monai"]["min_s"]}
     return results["infer"]
+
+
+def part_assembler(a, results: dict) -> dict:
+    exe = a.target / a.profile / "examples/bench_assembler"
+    out = run([exe, "--collecting", 1, 500, "--instances", 2000], timeout=600, env={"RUST_LOG": "warn"}).stdout
+    lines = [json.loads(l) for l in out.strip().splitlines()]
+    by = {l["collecting"]: l["ns_per_instance"] for l in lines}
+    ratio = by[500] / by[1]
+    header = ["studies collecting", "instances", "ns per instance", "x 1 study"]
+    rows = [[l["collecting"], l["instances"], l["ns_per_instance"], round(l["ns_per_instance"] / by[1], 2)]
+            for l in lines]
+    print(fmt_table("6. Assembler cost per instance (must stay flat as studies collect)", header, rows), flush=True)
+    write_csv(a.out / "assembler.csv", header, rows)
+    results["assembler"] = {"ns_per_instance": by, "ratio_500_to_1": ratio}
+    return results["assembler"]
 
 
 # ---------------------------------------------------------------- part 4: end to end through Orthanc
@@ -891,6 +909,10 @@ def targets(results: dict, a) -> None:
     def add(name, value, goal, met):
         rows.append([name, value, goal, "n/a" if met is None else ("met" if met else "NOT MET")])
 
+    asm = results.get("assembler")
+    if asm:
+        add("assembler: cost per instance, 500 / 1 studies collecting", f"{asm['ratio_500_to_1']:.2f}x", "<= 2x",
+            asm["ratio_500_to_1"] <= 2.0)
     ing = results.get("ingest")
     if ing:
         for r in ing["rows"]:
@@ -931,8 +953,8 @@ def targets(results: dict, a) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke test: small study, 1 run each")
-    ap.add_argument("--parts", default="ingest,stages,infer,e2e,load",
-                    help="comma-separated subset of ingest,stages,infer,e2e,load")
+    ap.add_argument("--parts", default="ingest,stages,infer,e2e,load,assembler",
+                    help="comma-separated subset of ingest,stages,infer,e2e,load,assembler")
     ap.add_argument("--runs", type=int, help="timed ingest runs per receiver (after 1 warm-up); default 5")
     ap.add_argument("--e2e-runs", type=int, help="end-to-end runs through Orthanc; default 3 (1 with --quick)")
     ap.add_argument("--stable-age", type=int,
@@ -942,7 +964,7 @@ def main() -> int:
     ap.add_argument("--profile", default="release", help="cargo profile folder of the binaries (release)")
     a = ap.parse_args()
     parts = set(a.parts.split(","))
-    unknown = parts - {"ingest", "stages", "infer", "e2e", "load"}
+    unknown = parts - {"ingest", "stages", "infer", "e2e", "load", "assembler"}
     if unknown:
         ap.error(f"unknown part(s) {', '.join(sorted(unknown))}")
 
@@ -964,7 +986,8 @@ def main() -> int:
     a.out = a.target / "bench"
     a.out.mkdir(parents=True, exist_ok=True)
     segnode = a.target / a.profile / "segnode"
-    need = [segnode] + ([a.target / a.profile / "examples/bench_infer"] if "infer" in parts else [])
+    need = [segnode] + ([a.target / a.profile / "examples/bench_infer"] if "infer" in parts else []) \
+        + ([a.target / a.profile / "examples/bench_assembler"] if "assembler" in parts else [])
     for exe in need:
         if not exe.exists():
             print(f"{exe} is missing: run `cargo build --release --bins --examples` first", file=sys.stderr)
@@ -1004,6 +1027,8 @@ def main() -> int:
             part_e2e(a, segnode, work, results)
         if "load" in parts:
             part_load(a, segnode, work, results)
+        if "assembler" in parts:
+            part_assembler(a, results)
         targets(results, a)
     finally:
         results["elapsed_s"] = time.perf_counter() - started

@@ -330,7 +330,7 @@ impl PipelineDefinition {
                 path,
                 source: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
-                    "no such pipeline file (see --pipelines-dir)",
+                    "no such pipeline file (see pipelines.definitions_dir, or `segment --definitions-dir`)",
                 ),
             }),
         }
@@ -387,11 +387,11 @@ impl PipelineDefinition {
             }
         }
         for (i, rule) in self.applies_to.tags.iter().enumerate() {
-            if !crate::spool::RULE_ATTRIBUTES
+            if !crate::ingest::RULE_ATTRIBUTES
                 .iter()
                 .any(|(k, _)| *k == rule.keyword)
             {
-                let known: Vec<&str> = crate::spool::RULE_ATTRIBUTES
+                let known: Vec<&str> = crate::ingest::RULE_ATTRIBUTES
                     .iter()
                     .map(|(k, _)| *k)
                     .collect();

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::Config;
+use crate::ingest::{IngestEvent, IngestSink};
 use crate::metrics::{self, JobOutcome};
 use crate::pipeline::assembler::{Assembler, Decision, InstanceSeen, JobSpec};
 use crate::pipeline::control::{AssemblyView, Control, ForceResult, PipelineControl};
@@ -27,7 +28,6 @@ use crate::pipeline::output::{OutputInstance, OutputKind};
 use crate::pipeline::post::Findings;
 use crate::pipeline::recovery;
 use crate::pipeline::run::{JobError, LoadedPipeline, run_job};
-use crate::scp::{IngestEvent, IngestSink};
 use crate::spool::Spool;
 
 /// Ingest events waiting for the assembler at most (the SCP waits, bounded, when full).
@@ -182,7 +182,6 @@ pub fn spawn_with_control(
     let (event_tx, event_rx) = mpsc::channel(EVENT_QUEUE_CAPACITY);
     let sink = IngestSink::new(event_tx);
     let (job_tx, job_rx) = mpsc::channel(config.pipelines.job_queue_capacity);
-    let called_ae = config.node.ae_title.to_string();
     let definitions: Vec<PipelineDefinition> =
         pipelines.iter().map(|p| p.definition.clone()).collect();
     // Studies are re-read back to the longest force timeout: older ones were decided.
@@ -199,7 +198,6 @@ pub fn spawn_with_control(
         sink.dropped.clone(),
         job_tx,
         Assembler::new(&definitions),
-        called_ae,
         spool.clone(),
         recovery_window,
     ));
@@ -222,14 +220,13 @@ async fn assemble(
     dropped: Arc<AtomicU64>,
     jobs: mpsc::Sender<JobSpec>,
     mut assembler: Assembler,
-    called_ae: String,
     spool: Arc<Spool>,
     recovery_window: Duration,
 ) -> Vec<(String, String, String)> {
     let mut given_up = Vec::new();
     let recovered = {
-        let (spool, ae) = (spool.clone(), called_ae.clone());
-        tokio::task::spawn_blocking(move || recovery::recover(&spool, recovery_window, &ae)).await
+        let spool = spool.clone();
+        tokio::task::spawn_blocking(move || recovery::recover(&spool, recovery_window)).await
     };
     match recovered {
         Ok(Ok(r)) => {
@@ -281,8 +278,8 @@ async fn assemble(
                 }
             },
             event = events.recv() => match event {
-                Some(IngestEvent::InstanceStored { association_id, header, .. }) => {
-                    assembler.on_instance(&InstanceSeen { header, called_ae: called_ae.clone(), association_id }, Instant::now())
+                Some(IngestEvent::InstanceStored { origin, header, .. }) => {
+                    assembler.on_instance(&InstanceSeen { header, origin }, Instant::now())
                 }
                 Some(IngestEvent::AssociationReleased { association_id, .. }) => {
                     assembler.on_association_released(association_id, Instant::now())
@@ -335,7 +332,7 @@ async fn assemble(
                 let since = reconcile_from_ms;
                 reconcile_from_ms = unix_ms() - RECONCILE_MARGIN_MS;
                 let known = assembler.known_instances();
-                let missed = read_back_missed(&spool, since, known, &called_ae).await;
+                let missed = read_back_missed(&spool, since, known).await;
                 warn!(
                     dropped_events = drops,
                     read_back = missed.len(),
@@ -411,13 +408,10 @@ async fn read_back_missed(
     spool: &Arc<Spool>,
     since_ms: i64,
     known: std::collections::HashSet<String>,
-    called_ae: &str,
 ) -> Vec<InstanceSeen> {
-    let (spool, ae) = (spool.clone(), called_ae.to_string());
-    match tokio::task::spawn_blocking(move || {
-        recovery::missed_instances(&spool, since_ms, &known, &ae)
-    })
-    .await
+    let spool = spool.clone();
+    match tokio::task::spawn_blocking(move || recovery::missed_instances(&spool, since_ms, &known))
+        .await
     {
         Ok(Ok(missed)) => missed,
         Ok(Err(e)) => {

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 
+use crate::ingest::files::collect_dicom_files;
+use crate::ingest::{InstanceHeader, Origin};
 use crate::pipeline::assembler::{Assembler, Decision, InstanceSeen, JobSpec};
 use crate::pipeline::definition::{JobPer, PipelineDefinition};
-use crate::scu::collect_dicom_files;
-use crate::spool::InstanceHeader;
 
 /// Why no job could be planned.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,10 @@ pub struct PlannedJob {
     /// Per channel (name, files), in model input order.
     pub channels: Vec<(String, Vec<PathBuf>)>,
 }
+
+/// The folder's files count as one association, released once all are read, so that a
+/// complete study is decided at once rather than after its stable time.
+const FOLDER_ASSOCIATION: u64 = 0;
 
 /// Read every DICOM file under `dir` and choose the pipeline's channels among its series.
 pub fn plan_folder(definition: &PipelineDefinition, dir: &Path) -> Result<PlannedJob, PlanError> {
@@ -82,8 +86,11 @@ pub fn plan_folder(definition: &PipelineDefinition, dir: &Path) -> Result<Planne
         assembler.on_instance(
             &InstanceSeen {
                 header,
-                called_ae: called_ae.clone(),
-                association_id: 0,
+                origin: Origin {
+                    association_id: Some(FOLDER_ASSOCIATION),
+                    calling_ae: String::new(),
+                    called_ae: called_ae.clone(),
+                },
             },
             now,
         );
@@ -94,7 +101,7 @@ pub fn plan_folder(definition: &PipelineDefinition, dir: &Path) -> Result<Planne
             count: studies.len(),
         });
     }
-    let mut decisions = assembler.on_association_released(0, now);
+    let mut decisions = assembler.on_association_released(FOLDER_ASSOCIATION, now);
     if decisions.is_empty() {
         // Not complete: let the force rule speak, which says what is missing.
         let later = now

@@ -57,24 +57,89 @@ pub fn sop_instance_uid(obj: &FileDicomObject<InMemDicomObject>) -> String {
 }
 
 /// Write `obj` to `out_path` so that a reader (or a crash) sees either no file or the whole
-/// file: a `.part` file is written and fsynced, then renamed into place.
+/// file, and so that the file is still there after a power loss once this returns: the
+/// outbox row that points at it is committed next, and a durable row must never point at a
+/// name the file system forgot. A `.part` file is written and fsynced, renamed into place,
+/// and the folder holding it fsynced (the rename is an entry in that folder); a folder made
+/// for it is fsynced into its own parent first.
 pub fn write_dicom_atomically(
     obj: &FileDicomObject<InMemDicomObject>,
     out_path: &Path,
 ) -> Result<(), JobError> {
-    let err = |reason: String| JobError::Write {
+    write_atomically_with(&RealFs, obj, out_path)
+}
+
+/// The file-system steps of [`write_dicom_atomically`]: a seam, so a test can check their
+/// order.
+trait FsSteps {
+    /// Make one folder (its parent exists).
+    fn create_dir(&self, dir: &Path) -> std::io::Result<()>;
+    /// Write the whole data set to `path`.
+    fn write(&self, obj: &FileDicomObject<InMemDicomObject>, path: &Path) -> std::io::Result<()>;
+    /// Flush a file's data and metadata.
+    fn sync_file(&self, path: &Path) -> std::io::Result<()>;
+    /// Rename within one folder.
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()>;
+    /// Flush a folder's entries.
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()>;
+}
+
+/// The real file system.
+struct RealFs;
+
+impl FsSteps for RealFs {
+    fn create_dir(&self, dir: &Path) -> std::io::Result<()> {
+        match std::fs::create_dir(dir) {
+            // Made meanwhile by another job's write: just as good.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            other => other,
+        }
+    }
+    fn write(&self, obj: &FileDicomObject<InMemDicomObject>, path: &Path) -> std::io::Result<()> {
+        obj.write_to_file(path).map_err(std::io::Error::other)
+    }
+    fn sync_file(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::File::open(path)?.sync_all()
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+fn write_atomically_with(
+    fs: &dyn FsSteps,
+    obj: &FileDicomObject<InMemDicomObject>,
+    out_path: &Path,
+) -> Result<(), JobError> {
+    let err = |e: std::io::Error| JobError::Write {
         path: out_path.to_path_buf(),
-        reason,
+        reason: e.to_string(),
     };
-    if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
+    let parent = out_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // The folders to make, outermost first; each is fsynced into its parent once made.
+    let missing: Vec<&Path> = parent
+        .ancestors()
+        .take_while(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
+        .collect();
+    for dir in missing.into_iter().rev() {
+        fs.create_dir(dir).map_err(err)?;
+        let above = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs.sync_dir(above).map_err(err)?;
     }
     let tmp = out_path.with_extension("dcm.part");
-    obj.write_to_file(&tmp).map_err(|e| err(e.to_string()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, out_path).map_err(|e| err(e.to_string()))?;
+    fs.write(obj, &tmp).map_err(err)?;
+    fs.sync_file(&tmp).map_err(err)?;
+    fs.rename(&tmp, out_path).map_err(err)?;
+    fs.sync_dir(parent).map_err(err)?;
     Ok(())
 }
 
@@ -88,5 +153,96 @@ mod tests {
             assert_eq!(kind.as_str().parse::<OutputKind>().unwrap(), kind);
         }
         assert!("sr".parse::<OutputKind>().is_err());
+    }
+
+    /// Records each step, then does it for real.
+    struct Recording(std::sync::Mutex<Vec<String>>, PathBuf);
+
+    impl Recording {
+        fn note(&self, step: &str, path: &Path) {
+            let relative = path.strip_prefix(&self.1).unwrap_or(path);
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{step} {}", relative.display()));
+        }
+    }
+
+    impl FsSteps for Recording {
+        fn create_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.note("mkdir", dir);
+            RealFs.create_dir(dir)
+        }
+        fn write(
+            &self,
+            obj: &FileDicomObject<InMemDicomObject>,
+            path: &Path,
+        ) -> std::io::Result<()> {
+            self.note("write", path);
+            RealFs.write(obj, path)
+        }
+        fn sync_file(&self, path: &Path) -> std::io::Result<()> {
+            self.note("fsync", path);
+            RealFs.sync_file(path)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+            self.note("rename", from);
+            RealFs.rename(from, to)
+        }
+        fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+            self.note("fsync-dir", dir);
+            RealFs.sync_dir(dir)
+        }
+    }
+
+    fn instance() -> FileDicomObject<InMemDicomObject> {
+        use dicom_object::FileMetaTableBuilder;
+        InMemDicomObject::new_empty()
+            .with_meta(
+                FileMetaTableBuilder::new()
+                    .media_storage_sop_class_uid(crate::uids::SEGMENTATION_STORAGE)
+                    .media_storage_sop_instance_uid("1.2.3.4")
+                    .transfer_syntax(crate::uids::EXPLICIT_VR_LE),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn the_file_and_every_folder_it_needs_are_durable_before_it_returns() {
+        let root = tempfile::tempdir().unwrap();
+        let fs = Recording(Default::default(), root.path().to_path_buf());
+        let out = root.path().join("1.2.3/seg/x.dcm");
+        write_atomically_with(&fs, &instance(), &out).unwrap();
+        assert_eq!(
+            *fs.0.lock().unwrap(),
+            [
+                "mkdir 1.2.3",
+                "fsync-dir ",
+                "mkdir 1.2.3/seg",
+                "fsync-dir 1.2.3",
+                "write 1.2.3/seg/x.dcm.part",
+                "fsync 1.2.3/seg/x.dcm.part",
+                "rename 1.2.3/seg/x.dcm.part",
+                "fsync-dir 1.2.3/seg",
+            ]
+        );
+        assert_eq!(
+            sop_instance_uid(&dicom_object::open_file(&out).unwrap()),
+            "1.2.3.4"
+        );
+        assert!(!out.with_extension("dcm.part").exists());
+
+        // Into a folder that exists: no folder made, the rename still made durable.
+        fs.0.lock().unwrap().clear();
+        write_atomically_with(&fs, &instance(), &root.path().join("1.2.3/y.dcm")).unwrap();
+        assert_eq!(
+            *fs.0.lock().unwrap(),
+            [
+                "write 1.2.3/y.dcm.part",
+                "fsync 1.2.3/y.dcm.part",
+                "rename 1.2.3/y.dcm.part",
+                "fsync-dir 1.2.3",
+            ]
+        );
     }
 }

@@ -14,8 +14,9 @@ use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 use tracing::warn;
 
+use crate::ingest::{InstanceHeader, Origin};
 use crate::pipeline::assembler::InstanceSeen;
-use crate::spool::{InstanceHeader, JobState, Spool, SpoolError};
+use crate::spool::{InstanceRecord, JobState, Spool, SpoolError};
 
 /// What start-up recovery found.
 #[derive(Debug, Default)]
@@ -35,7 +36,7 @@ pub const INTERRUPTED: &str =
     "interrupted: the node stopped while the job ran; the study is assembled again";
 
 /// Read back recent studies and job outcomes. Blocking (index and file reads).
-pub fn recover(spool: &Spool, window: Duration, called_ae: &str) -> Result<Recovered, SpoolError> {
+pub fn recover(spool: &Spool, window: Duration) -> Result<Recovered, SpoolError> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -71,7 +72,7 @@ pub fn recover(spool: &Spool, window: Duration, called_ae: &str) -> Result<Recov
                 if !seen_instances.insert(instance.sop_instance_uid.clone()) {
                     continue;
                 }
-                match read_back(&instance.path, called_ae) {
+                match read_back(&instance) {
                     Ok(seen) => out.instances.push(seen),
                     Err(reason) => warn!(
                         study = %study.study_uid,
@@ -93,14 +94,13 @@ pub fn missed_instances(
     spool: &Spool,
     since_ms: i64,
     known: &HashSet<String>,
-    called_ae: &str,
 ) -> Result<Vec<InstanceSeen>, SpoolError> {
     let mut out = Vec::new();
     for instance in spool.instances_received_since(since_ms, MAX_MISSED)? {
         if known.contains(&instance.sop_instance_uid) {
             continue;
         }
-        match read_back(&instance.path, called_ae) {
+        match read_back(&instance) {
             Ok(seen) => out.push(seen),
             Err(reason) => warn!(
                 path = %instance.path.display(),
@@ -115,16 +115,19 @@ pub fn missed_instances(
 /// Instances read back at most per reconciliation.
 pub const MAX_MISSED: usize = 100_000;
 
-/// A stored instance as the assembler sees it, its header read back from the file (no
-/// association: it completes by its pipeline's stable time).
-fn read_back(path: &std::path::Path, called_ae: &str) -> Result<InstanceSeen, String> {
+/// A stored instance as the assembler sees it: its header read back from the file, its
+/// AE titles from the index (no association: it completes by its pipeline's stable time).
+fn read_back(instance: &InstanceRecord) -> Result<InstanceSeen, String> {
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
-        .open_file(path)
+        .open_file(&instance.path)
         .map_err(|e| e.to_string())?;
     Ok(InstanceSeen {
         header: InstanceHeader::from_object(&obj).map_err(|e| e.to_string())?,
-        called_ae: called_ae.to_string(),
-        association_id: 0,
+        origin: Origin {
+            association_id: None,
+            calling_ae: instance.calling_ae.clone(),
+            called_ae: instance.called_ae.clone(),
+        },
     })
 }

@@ -28,8 +28,9 @@ use super::listener::Transport;
 use super::negotiation::{self, ScpOptions};
 use super::reassembly::Reassembler;
 use super::stream::ScpStream;
-use super::{IngestEvent, ScpContext, Totals, tcp};
+use super::{ScpContext, Totals, tcp};
 use crate::error_chain::error_chain;
+use crate::ingest::IngestEvent;
 
 /// The association type the SCP serves, over TCP or TLS.
 pub(super) type ServerAssociation<S = TcpStream> = AsyncServerAssociation<S>;
@@ -197,11 +198,12 @@ async fn serve_established<S: ScpStream>(
     Totals::add(&shared.totals.associations, 1);
     crate::metrics::global().association_accepted();
     let calling_ae = association.peer_ae_title().to_string();
+    let called_ae = association.called_ae_title().trim().to_string();
     Span::current().record("calling_ae", calling_ae.as_str());
     audited::accepted(&shared, peer, transport, &calling_ae);
     let contexts = association.presentation_contexts();
     info!(
-        called_ae = association.called_ae_title(),
+        called_ae = %called_ae,
         peer_max_pdu = association.requestor_max_pdu_length(),
         "association accepted"
     );
@@ -219,6 +221,7 @@ async fn serve_established<S: ScpStream>(
     let mut session = Session {
         id,
         calling_ae,
+        called_ae,
         shared: Arc::clone(&shared),
         reassembler: Reassembler::new(shared.body_limits.clone()),
         stats: Stats::default(),
@@ -244,6 +247,9 @@ pub(super) struct Session {
     pub(super) id: u64,
     /// The peer's calling AE title, recorded with every stored instance.
     pub(super) calling_ae: String,
+    /// The called AE title the peer addressed, recorded with every stored instance: the
+    /// pipelines route on it.
+    pub(super) called_ae: String,
     /// Config, spool, events, counters.
     pub(super) shared: Arc<Shared>,
     /// PDV fragments not yet forming a whole message.

@@ -16,7 +16,7 @@ use super::ending::End;
 use super::listener::Transport;
 use crate::audit::{AlertKind, Direction, Node, Outcome, StudyRef, events};
 use crate::error_chain::error_chain;
-use crate::spool::InstanceHeader;
+use crate::ingest::InstanceHeader;
 
 /// What one association stored, per study, in first-seen order.
 #[derive(Debug, Default)]

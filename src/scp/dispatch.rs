@@ -14,9 +14,10 @@ use super::ending::End;
 use super::negotiation;
 use super::reassembly::Message;
 use super::store::{self, StoreRequest};
-use super::{IngestEvent, Totals, echo, tcp};
+use super::{Totals, echo, tcp};
 use crate::dimse::{Command, command::unrecognized_operation_response};
 use crate::error_chain::error_chain;
+use crate::ingest::{IngestEvent, Origin};
 
 /// How long one ingest event may wait for room in the channel before it is dropped.
 const EVENT_SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -125,11 +126,16 @@ impl Session {
     ) -> (Command, Option<IngestEvent>) {
         let started = Instant::now();
         let sop_class_uid = request.sop_class_uid.clone();
+        let origin = Origin {
+            association_id: Some(self.id),
+            calling_ae: self.calling_ae.clone(),
+            called_ae: self.called_ae.clone(),
+        };
         let outcome = store::handle(
             &self.shared.ctx.spool,
             &self.shared.accepted_classes,
             context,
-            &self.calling_ae,
+            &origin,
             request,
         )
         .await;
@@ -166,8 +172,7 @@ impl Session {
             self.study_uids.push(stored.header.study_uid.clone());
         }
         let event = IngestEvent::InstanceStored {
-            association_id: self.id,
-            calling_ae: self.calling_ae.clone(),
+            origin,
             header: stored.header,
             replaced: stored.replaced,
         };

@@ -45,55 +45,8 @@ use tokio::task::JoinSet;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::config::Config;
-use crate::spool::{InstanceHeader, Spool};
-
-/// Something the ingest side tells the pipeline.
-// The header is moved through a channel a few hundred times per study; boxing it would
-// only add an allocation per instance.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum IngestEvent {
-    /// An instance is durably stored (sent after the spool wrote it, before or after the
-    /// C-STORE response; never for a failed store).
-    InstanceStored {
-        association_id: u64,
-        calling_ae: String,
-        header: InstanceHeader,
-        replaced: bool,
-    },
-    /// An association ended by A-RELEASE: the sender says it is done (for now).
-    AssociationReleased {
-        association_id: u64,
-        calling_ae: String,
-        study_uids: Vec<String>,
-    },
-}
-
-/// Where ingest events go: a bounded channel, and the number of events the SCP had to drop
-/// because their consumer stalled. The instances of dropped events are safe in the spool;
-/// the pipeline side notices the count grow and reads them back from there.
-#[derive(Debug, Clone)]
-pub struct IngestSink {
-    /// The channel.
-    pub tx: tokio::sync::mpsc::Sender<IngestEvent>,
-    /// Events dropped so far.
-    pub dropped: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl IngestSink {
-    /// A sink on `tx` with no event dropped yet.
-    pub fn new(tx: tokio::sync::mpsc::Sender<IngestEvent>) -> Self {
-        IngestSink {
-            tx,
-            dropped: Arc::default(),
-        }
-    }
-
-    fn count_drop(&self) {
-        self.dropped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
+use crate::ingest::IngestSink;
+use crate::spool::Spool;
 
 /// What the SCP needs to run.
 #[derive(Clone)]

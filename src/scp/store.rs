@@ -11,6 +11,7 @@ use tracing::{error, warn};
 use super::body::{Discarded, Received};
 use super::reassembly::Payload;
 use crate::dimse::{Command, Status};
+use crate::ingest::Origin;
 use crate::spool::{IncomingInstance, Spool, SpoolError, StoredInstance};
 
 /// One C-STORE request with its data set.
@@ -40,7 +41,7 @@ pub(crate) async fn handle(
     spool: &Arc<Spool>,
     accepted_classes: &[String],
     context: &PresentationContextNegotiated,
-    calling_ae: &str,
+    origin: &Origin,
     request: StoreRequest,
 ) -> StoreOutcome {
     let StoreRequest {
@@ -108,7 +109,8 @@ pub(crate) async fn handle(
         sop_instance_uid: &sop_instance_uid,
         transfer_syntax_uid: &context.transfer_syntax,
         dataset,
-        calling_ae,
+        calling_ae: &origin.calling_ae,
+        called_ae: &origin.called_ae,
     };
     // `_lease` (the memory the data set holds of the budget) is given back once storing
     // is done with the bytes.
@@ -152,11 +154,12 @@ async fn store_off_the_runtime(
         })
     } else {
         let spool = Arc::clone(spool);
-        let (class, instance, ts, ae) = (
+        let (class, instance, ts, calling, called) = (
             incoming.sop_class_uid.to_string(),
             incoming.sop_instance_uid.to_string(),
             incoming.transfer_syntax_uid.to_string(),
             incoming.calling_ae.to_string(),
+            incoming.called_ae.to_string(),
         );
         let dataset = incoming.dataset;
         tokio::task::spawn_blocking(move || {
@@ -165,7 +168,8 @@ async fn store_off_the_runtime(
                 sop_instance_uid: &instance,
                 transfer_syntax_uid: &ts,
                 dataset,
-                calling_ae: &ae,
+                calling_ae: &calling,
+                called_ae: &called,
             })
         })
         .await
@@ -193,13 +197,7 @@ fn error_comment(err: &SpoolError) -> String {
             "data set cannot be parsed in the negotiated syntax".into()
         }
         SpoolError::Refused(why) => why.comment().into(),
-        SpoolError::MissingAttribute(attribute) => format!("data set lacks {attribute}"),
-        SpoolError::InvalidUid { attribute, .. } => {
-            format!("{attribute} in data set is not a valid UID")
-        }
-        SpoolError::CommandMismatch { attribute, .. } => {
-            format!("{attribute} in data set differs from the command")
-        }
+        SpoolError::Header(why) => why.comment(),
         SpoolError::Io { .. } => "spool write failed; see SCP log".into(),
         SpoolError::Index(_) => "spool index update failed; see SCP log".into(),
         SpoolError::ReadOnly => "node is not accepting instances".into(),
@@ -210,6 +208,7 @@ fn error_comment(err: &SpoolError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::HeaderError;
 
     #[test]
     fn comments_fit_in_lo() {
@@ -219,16 +218,16 @@ mod tests {
                 free_mb: 9_999_999_999,
                 floor_mb: 1_099_511_627_776,
             },
-            SpoolError::MissingAttribute("SOPInstanceUID"),
-            SpoolError::InvalidUid {
+            SpoolError::Header(HeaderError::MissingAttribute("SOPInstanceUID")),
+            SpoolError::Header(HeaderError::InvalidUid {
                 attribute: "SeriesInstanceUID",
                 value: "x".into(),
-            },
-            SpoolError::CommandMismatch {
+            }),
+            SpoolError::Header(HeaderError::CommandMismatch {
                 attribute: "SOPInstanceUID",
                 in_command: "1".into(),
                 in_dataset: "2".into(),
-            },
+            }),
             SpoolError::Unparseable {
                 transfer_syntax: "1.2".into(),
                 reason: "x".into(),

@@ -15,7 +15,6 @@
 mod association;
 mod contexts;
 mod echo;
-mod files;
 mod link;
 mod payload;
 mod report;
@@ -26,8 +25,8 @@ use std::time::Duration;
 
 use crate::ae::AeTitle;
 
+pub use crate::ingest::files::{Collected, FileInfo, ProbeError, collect_dicom_files, probe_file};
 pub use echo::echo;
-pub use files::{Collected, FileInfo, ProbeError, collect_dicom_files, probe_file};
 pub use report::SendReport;
 pub use send::{send_files, send_paths};
 

@@ -14,11 +14,11 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::association;
 use super::contexts::{MAX_CONTEXTS, ProposedContext, propose_contexts};
-use super::files::{FileInfo, collect_dicom_files, probe_file};
 use super::payload::{self, Payload};
 use super::store::{StoreRequest, c_store};
 use super::{ScuError, ScuOptions, SendReport};
 use crate::ae::Peer;
+use crate::ingest::files::{FileInfo, collect_dicom_files, probe_file};
 use crate::uids::UNCOMPRESSED_TRANSFER_SYNTAXES;
 
 /// C-STORE every DICOM file under `paths` (files or folders, recursive) to `peer`.

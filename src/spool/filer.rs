@@ -27,10 +27,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
+use super::SpoolError;
 use super::files::{self, Durability};
 use super::index::{Index, NewInstance};
 use super::journal::{self, RecordMeta};
-use super::{InstanceHeader, SpoolError};
+use crate::ingest::InstanceHeader;
 
 /// After this long without a new record, the filer closes the current segment (once all of
 /// it is filed), so a quiet node's journal is empty.
@@ -590,6 +591,7 @@ impl Filer {
                 size_bytes: *size,
                 transfer_syntax_uid: &filing.meta.transfer_syntax_uid,
                 calling_ae: &filing.meta.calling_ae,
+                called_ae: &filing.meta.called_ae,
                 received_ms: filing.meta.received_ms,
             })
             .collect();
@@ -744,7 +746,7 @@ enum Replayed {
 /// indexed copy is skipped, one the index already holds is written again (its file may not
 /// have reached the disk), a newer one is filed and indexed.
 fn replay(root: &Path, index: &mut Index, record: journal::Record) -> Result<Replayed, SpoolError> {
-    let header = match InstanceHeader::parse(
+    let header = match super::parse_header(
         &record.dataset,
         &record.meta.transfer_syntax_uid,
         &crate::untrusted::Limits::for_replay(),
@@ -776,6 +778,7 @@ fn replay(root: &Path, index: &mut Index, record: journal::Record) -> Result<Rep
             size_bytes: size,
             transfer_syntax_uid: &record.meta.transfer_syntax_uid,
             calling_ae: &record.meta.calling_ae,
+            called_ae: &record.meta.called_ae,
             received_ms: record.meta.received_ms,
         }])?;
         if let Some(old) = previous.into_iter().flatten().find(|old| *old != relative) {

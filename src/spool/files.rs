@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use dicom_object::meta::FileMetaTableBuilder;
 
-use super::{InstanceHeader, SpoolError};
+use super::SpoolError;
+use crate::ingest::InstanceHeader;
 use crate::uids;
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{InstanceHeader, JobState};
+use super::JobState;
+use crate::ingest::InstanceHeader;
 use crate::pipeline::assembler::Trigger;
 
 /// Each entry migrates the schema from version i to i+1.
@@ -97,6 +98,11 @@ CREATE TABLE journal_retired (
 ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT 'seg'
     CHECK (kind IN ('seg', 'report', 'overlay'));
 "#,
+    // The called AE routes an instance to its pipelines (`applies_to.called_ae_titles`),
+    // also when it is read back at start-up; rows from before are '' (unknown).
+    r#"
+ALTER TABLE instances ADD COLUMN called_ae TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// Rows kept in `journal_retired` (the most recent retirements, for diagnosis).
@@ -160,6 +166,9 @@ pub struct InstanceRecord {
     pub size_bytes: u64,
     /// Calling AE that sent it (last time).
     pub calling_ae: String,
+    /// Called AE it was sent to (last time); empty for instances stored before it was
+    /// recorded.
+    pub called_ae: String,
     /// How often this SOP instance was received.
     pub times_received: u64,
 }
@@ -347,6 +356,8 @@ pub struct NewInstance<'a> {
     pub transfer_syntax_uid: &'a str,
     /// Calling AE that sent it.
     pub calling_ae: &'a str,
+    /// Called AE it was sent to.
+    pub called_ae: &'a str,
     /// When it was received (Unix ms).
     pub received_ms: i64,
 }
@@ -396,15 +407,15 @@ fn upsert_in(
     tx.execute(
         "INSERT INTO instances (sop_instance_uid, sop_class_uid, study_uid, series_uid, instance_number,
                                 transfer_syntax_uid, path, size_bytes, calling_ae, received_ms,
-                                acquisition_time, temporal_position)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                                acquisition_time, temporal_position, called_ae)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT(sop_instance_uid) DO UPDATE SET
             sop_class_uid = excluded.sop_class_uid, study_uid = excluded.study_uid,
             series_uid = excluded.series_uid, instance_number = excluded.instance_number,
             acquisition_time = excluded.acquisition_time, temporal_position = excluded.temporal_position,
             transfer_syntax_uid = excluded.transfer_syntax_uid, path = excluded.path,
             size_bytes = excluded.size_bytes, calling_ae = excluded.calling_ae,
-            received_ms = excluded.received_ms, times_received = times_received + 1",
+            called_ae = excluded.called_ae, received_ms = excluded.received_ms, times_received = times_received + 1",
         params![
             row.header.sop_instance_uid,
             row.header.sop_class_uid,
@@ -417,7 +428,8 @@ fn upsert_in(
             row.calling_ae,
             row.received_ms,
             row.header.acquisition_time,
-            row.header.temporal_position
+            row.header.temporal_position,
+            row.called_ae
         ],
     )?;
     Ok(previous.map(PathBuf::from))
@@ -425,7 +437,7 @@ fn upsert_in(
 
 const SELECT_INSTANCE: &str =
     "SELECT sop_instance_uid, sop_class_uid, series_uid, transfer_syntax_uid, path,
-        size_bytes, calling_ae, times_received FROM instances";
+        size_bytes, calling_ae, times_received, called_ae FROM instances";
 
 fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
     Ok(InstanceRecord {
@@ -437,6 +449,7 @@ fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
         size_bytes: r.get::<_, i64>(5)? as u64,
         calling_ae: r.get(6)?,
         times_received: r.get::<_, i64>(7)? as u64,
+        called_ae: r.get(8)?,
     })
 }
 

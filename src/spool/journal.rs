@@ -21,8 +21,9 @@
 //! 16  u64               generation of the segment
 //! 24  u32               CRC-32 of bytes 4..24, the meta and the data set
 //! 28  u32               zero
-//! 32  meta              received_ms i64, then transfer syntax UID, calling AE and SOP
-//!                       Instance UID (each u16 length + bytes)
+//! 32  meta              received_ms i64, then transfer syntax UID, calling AE, SOP
+//!                       Instance UID and called AE (each u16 length + bytes; records
+//!                       written before the called AE was recorded end after the UID)
 //! ..  data set          as received
 //! ..  zeros             up to the next multiple of ALIGN
 //! ```
@@ -56,6 +57,8 @@ pub struct RecordMeta {
     /// SOP Instance UID of the data set (so a record can be matched with the index without
     /// parsing the data set).
     pub sop_instance_uid: String,
+    /// Called AE of the association (empty in records written before it was recorded).
+    pub called_ae: String,
 }
 
 /// One record read back from a segment.
@@ -319,6 +322,7 @@ fn encode_meta(meta: &RecordMeta) -> Vec<u8> {
         &meta.transfer_syntax_uid,
         &meta.calling_ae,
         &meta.sop_instance_uid,
+        &meta.called_ae,
     ];
     let mut out = Vec::with_capacity(8 + texts.iter().map(|t| 2 + t.len()).sum::<usize>());
     out.extend_from_slice(&meta.received_ms.to_le_bytes());
@@ -339,11 +343,17 @@ fn decode_meta(bytes: &[u8]) -> Option<RecordMeta> {
         rest = &rest[2 + len..];
         Some(value)
     };
+    let transfer_syntax_uid = text()?;
+    let calling_ae = text()?;
+    let sop_instance_uid = text()?;
+    // Appended field: absent from records of earlier versions, which still replay.
+    let called_ae = text().unwrap_or_default();
     Some(RecordMeta {
         received_ms,
-        transfer_syntax_uid: text()?,
-        calling_ae: text()?,
-        sop_instance_uid: text()?,
+        transfer_syntax_uid,
+        calling_ae,
+        sop_instance_uid,
+        called_ae,
     })
 }
 
@@ -365,6 +375,7 @@ mod tests {
             transfer_syntax_uid: "1.2.840.10008.1.2.1".into(),
             calling_ae: "STORESCU".into(),
             sop_instance_uid: format!("1.2.3.{ms}"),
+            called_ae: "SEGNODE".into(),
         }
     }
 

@@ -19,7 +19,6 @@ mod dataset;
 mod disk;
 mod filer;
 mod files;
-mod header;
 mod index;
 mod journal;
 mod outbox;
@@ -34,13 +33,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::StorageConfig;
 use crate::dimse::Status;
+use crate::ingest::{HeaderError, InstanceHeader};
 use crate::untrusted;
 use filer::Journal;
 use files::Durability;
 
 pub use admin::{Activity, JobRow, OutboxCount};
 pub use dataset::{Dataset, SpillFile};
-pub use header::{InstanceHeader, RULE_ATTRIBUTES};
 pub use index::{InstanceRecord, JobRecord, SeriesRecord, SpoolCounts, StudyRecord};
 pub use outbox::OutboxRecord;
 pub use report::status_report;
@@ -65,19 +64,8 @@ pub enum SpoolError {
     },
     #[error("data set refused before parsing: {0}")]
     Refused(#[from] crate::untrusted::UntrustedError),
-    #[error("data set lacks {0}")]
-    MissingAttribute(&'static str),
-    #[error("{attribute} {value:?} is not a valid UID")]
-    InvalidUid {
-        attribute: &'static str,
-        value: String,
-    },
-    #[error("data set {attribute} {in_dataset} differs from the C-STORE command's {in_command}")]
-    CommandMismatch {
-        attribute: &'static str,
-        in_command: String,
-        in_dataset: String,
-    },
+    #[error(transparent)]
+    Header(#[from] HeaderError),
     #[error("spool I/O on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -104,15 +92,13 @@ impl SpoolError {
             | SpoolError::ReadOnly
             | SpoolError::FilingBehind { .. } => Status::OUT_OF_RESOURCES,
             SpoolError::Refused(why) if why.is_resource_limit() => Status::OUT_OF_RESOURCES,
-            SpoolError::CommandMismatch {
+            SpoolError::Header(HeaderError::CommandMismatch {
                 attribute: "SOPClassUID",
                 ..
-            } => Status::DATASET_DOES_NOT_MATCH_SOP_CLASS,
-            SpoolError::Unparseable { .. }
-            | SpoolError::Refused(_)
-            | SpoolError::MissingAttribute(_)
-            | SpoolError::InvalidUid { .. }
-            | SpoolError::CommandMismatch { .. } => Status::CANNOT_UNDERSTAND,
+            }) => Status::DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            SpoolError::Unparseable { .. } | SpoolError::Refused(_) | SpoolError::Header(_) => {
+                Status::CANNOT_UNDERSTAND
+            }
         }
     }
 }
@@ -130,12 +116,16 @@ pub struct IncomingInstance<'a> {
     pub dataset: Dataset,
     /// Calling AE title of the association, recorded in the index and the file meta.
     pub calling_ae: &'a str,
+    /// Called AE title of the association, recorded in the index so that instances read
+    /// back at start-up route to the same pipelines.
+    pub called_ae: &'a str,
 }
 
 /// How an instance came, for filing it directly.
 struct Received<'a> {
     transfer_syntax_uid: &'a str,
     calling_ae: &'a str,
+    called_ae: &'a str,
     len: u64,
     received_ms: i64,
 }
@@ -172,6 +162,17 @@ pub struct Spool {
     /// The `flock` on `journal/lock` that keeps a second node off this data folder (None
     /// when read-only); dropped last, after the filer has stopped.
     _lock: Option<File>,
+}
+
+/// Check a data set received in `transfer_syntax_uid` (see [`crate::untrusted`]) and read
+/// its header from the prefix that holds it.
+pub(crate) fn parse_header(
+    dataset: &[u8],
+    transfer_syntax_uid: &str,
+    limits: &untrusted::Limits,
+) -> Result<InstanceHeader, SpoolError> {
+    let checked = untrusted::check_dataset(dataset, transfer_syntax_uid, limits)?;
+    Ok(InstanceHeader::from_checked(&checked)?)
 }
 
 impl Spool {
@@ -270,6 +271,7 @@ impl Spool {
             transfer_syntax_uid,
             dataset,
             calling_ae,
+            called_ae,
         } = incoming;
         let bytes = match dataset {
             Dataset::Memory(bytes) => bytes,
@@ -285,6 +287,7 @@ impl Spool {
                 let received = Received {
                     transfer_syntax_uid,
                     calling_ae,
+                    called_ae,
                     len: file.len(),
                     received_ms,
                 };
@@ -296,7 +299,7 @@ impl Spool {
                 return self.store_directly(header, &received, &mut reader);
             }
         };
-        let header = InstanceHeader::parse(&bytes, transfer_syntax_uid, &self.limits)?;
+        let header = parse_header(&bytes, transfer_syntax_uid, &self.limits)?;
         header.check_against_command(sop_class_uid, sop_instance_uid)?;
         let path = self.root.join(files::instance_path(&header));
         let dataset_bytes = bytes.len() as u64;
@@ -307,6 +310,7 @@ impl Spool {
                 received_ms,
                 transfer_syntax_uid: transfer_syntax_uid.to_string(),
                 calling_ae: calling_ae.trim().to_string(),
+                called_ae: called_ae.trim().to_string(),
                 sop_instance_uid: header.sop_instance_uid.clone(),
             };
             if journal.fits(&meta, bytes.len()) {
@@ -335,6 +339,7 @@ impl Spool {
         let received = Received {
             transfer_syntax_uid,
             calling_ae,
+            called_ae,
             len: dataset_bytes,
             received_ms: self.next_received_ms(),
         };
@@ -382,6 +387,7 @@ impl Spool {
                 size_bytes,
                 transfer_syntax_uid: received.transfer_syntax_uid,
                 calling_ae,
+                called_ae: received.called_ae.trim(),
                 received_ms: received.received_ms,
             }])?
             .pop()

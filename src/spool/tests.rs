@@ -51,6 +51,7 @@ fn incoming<'a>(bytes: &[u8], sop: &'a str) -> IncomingInstance<'a> {
         transfer_syntax_uid: uids::EXPLICIT_VR_LE,
         dataset: bytes.to_vec().into(),
         calling_ae: "STORESCU",
+        called_ae: "SEGNODE",
     }
 }
 
@@ -152,7 +153,10 @@ fn refusals_carry_the_right_status() {
     let no_sop = dataset("1.2.3", "1.2.3.4", None);
     let err = spool.store(incoming(&no_sop, "1.2.3.4.5")).unwrap_err();
     assert!(
-        matches!(err, SpoolError::MissingAttribute("SOPInstanceUID")),
+        matches!(
+            err,
+            SpoolError::Header(HeaderError::MissingAttribute("SOPInstanceUID"))
+        ),
         "{err}"
     );
     assert_eq!(err.dimse_status(), Status::CANNOT_UNDERSTAND);
@@ -177,10 +181,10 @@ fn refusals_carry_the_right_status() {
     assert!(
         matches!(
             err,
-            SpoolError::InvalidUid {
+            SpoolError::Header(HeaderError::InvalidUid {
                 attribute: "SeriesInstanceUID",
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -312,6 +316,7 @@ fn instances_acknowledged_but_not_filed_before_a_crash_are_filed_at_the_next_ope
         transfer_syntax_uid: uids::EXPLICIT_VR_LE.to_string(),
         calling_ae: "CRASHED".to_string(),
         sop_instance_uid: sop.to_string(),
+        called_ae: "SEG_DCE".to_string(),
     };
     let records = [
         (
@@ -362,6 +367,7 @@ fn instances_acknowledged_but_not_filed_before_a_crash_are_filed_at_the_next_ope
     let new = spool.instance("1.2.3.4.2").unwrap().unwrap();
     assert_eq!(patient_of(&new.path), "NEW");
     assert_eq!(new.calling_ae, "CRASHED");
+    assert_eq!(new.called_ae, "SEG_DCE", "the called AE survives replay");
     let moved = spool.instance("1.2.3.4.1").unwrap().unwrap();
     assert_eq!(moved.series_uid, "1.2.3.9");
     assert_eq!(patient_of(&moved.path), "MOVED", "the newest copy wins");
@@ -470,12 +476,13 @@ fn leave_in_journal(root: &std::path::Path, records: &[(i64, Vec<u8>)]) {
         .unwrap();
     let mut offset = 0;
     for (received_ms, bytes) in records {
-        let header = InstanceHeader::parse(bytes, uids::EXPLICIT_VR_LE, &Default::default()).ok();
+        let header = parse_header(bytes, uids::EXPLICIT_VR_LE, &Default::default()).ok();
         let meta = journal::RecordMeta {
             received_ms: *received_ms,
             transfer_syntax_uid: uids::EXPLICIT_VR_LE.to_string(),
             calling_ae: "CRASHED".to_string(),
             sop_instance_uid: header.map(|h| h.sop_instance_uid).unwrap_or_default(),
+            called_ae: String::new(),
         };
         journal::write_record(&file, offset, generation, &meta, bytes).unwrap();
         offset += journal::record_len(&meta, bytes.len());

@@ -31,7 +31,8 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use segnode::config::Config;
-use segnode::scp::{self, IngestEvent, ScpContext, ScpError, ScpSummary};
+use segnode::ingest::{IngestEvent, IngestSink};
+use segnode::scp::{self, ScpContext, ScpError, ScpSummary};
 use segnode::spool::{Spool, SpoolCounts};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -136,7 +137,7 @@ impl TestNode {
         let ctx = ScpContext {
             config: Arc::clone(&config),
             spool: Arc::clone(&spool),
-            events: Some(scp::IngestSink::new(tx)),
+            events: Some(IngestSink::new(tx)),
             // Tests that set `[audit]` get the trail they configured.
             audit: segnode::audit::Audit::start(&config.audit, config.node.ae_title.as_str())
                 .await

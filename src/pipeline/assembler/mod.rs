@@ -26,10 +26,10 @@ pub use select::{ChannelChoice, Selection};
 pub use study::PartKey;
 use study::{Phase, SeriesPart, StudyState};
 
+use crate::ingest::{InstanceHeader, Origin};
 use crate::pipeline::definition::{
     AssignBy, ForcePolicy, JobPer, PipelineDefinition, SelectionRules,
 };
-use crate::spool::InstanceHeader;
 
 /// Studies tracked per pipeline at most; past it the oldest is given up (bounded memory).
 pub const MAX_STUDIES_IN_FLIGHT: usize = 10_000;
@@ -41,10 +41,8 @@ pub const REMEMBER_DECIDED: Duration = Duration::from_secs(24 * 3600);
 pub struct InstanceSeen {
     /// Identity and series attributes read from the data set.
     pub header: InstanceHeader,
-    /// Called AE title of the association that brought it.
-    pub called_ae: String,
-    /// That association's id.
-    pub association_id: u64,
+    /// The association and AE titles it came with; pipelines route on the called AE.
+    pub origin: Origin,
 }
 
 crate::stored_enum::stored_enum! {
@@ -106,6 +104,15 @@ pub enum Decision {
     },
 }
 
+/// What a pipeline assembles one job from, and so what its units are keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnitKey {
+    /// A study: keyed by its Study Instance UID.
+    Study,
+    /// One instance: keyed by its SOP Instance UID (`inputs.job_per = "instance"`).
+    Instance,
+}
+
 /// The assembler for one pipeline.
 struct PipelineAssembler {
     name: String,
@@ -117,9 +124,9 @@ struct PipelineAssembler {
     on_release: bool,
     force_after: Duration,
     force_policy: ForcePolicy,
-    /// One job per instance rather than per study.
-    per_instance: bool,
-    /// Units under assembly: studies, or instances when `per_instance`.
+    /// What one job covers, and so what `studies` is keyed by.
+    unit: UnitKey,
+    /// Units under assembly, by Study Instance UID or by SOP Instance UID (see `unit`).
     studies: HashMap<String, StudyState>,
 }
 
@@ -143,7 +150,10 @@ impl Assembler {
                 on_release: d.completion.on_association_release,
                 force_after: Duration::from_secs(d.completion.force_after_seconds),
                 force_policy: d.completion.force_policy,
-                per_instance: d.inputs.job_per == JobPer::Instance,
+                unit: match d.inputs.job_per {
+                    JobPer::Study => UnitKey::Study,
+                    JobPer::Instance => UnitKey::Instance,
+                },
                 studies: HashMap::new(),
             })
             .collect();
@@ -248,7 +258,7 @@ impl PipelineAssembler {
                     .rules
                     .called_ae_titles
                     .iter()
-                    .any(|ae| ae.trim() == seen.called_ae.trim()))
+                    .any(|ae| ae.trim() == seen.origin.called_ae.trim()))
             && self
                 .rules
                 .tag_rules
@@ -258,18 +268,20 @@ impl PipelineAssembler {
 
     /// The key an instance is assembled under: its study, or itself.
     fn unit_of<'a>(&self, seen: &'a InstanceSeen) -> &'a str {
-        if self.per_instance {
-            &seen.header.sop_instance_uid
-        } else {
-            &seen.header.study_uid
+        match self.unit {
+            UnitKey::Study => &seen.header.study_uid,
+            UnitKey::Instance => &seen.header.sop_instance_uid,
         }
     }
 
+    /// Record the instance and evaluate the one unit it touched: the cost per instance
+    /// does not grow with the number of units collecting (the others are decided by
+    /// `on_tick` at their deadlines).
     fn on_instance(&mut self, seen: &InstanceSeen, now: Instant) -> Vec<Decision> {
         let unit = self.unit_of(seen).to_string();
         let mut out = self.evict_if_full(&unit);
         self.record(seen, now);
-        out.extend(self.on_tick(now));
+        out.extend(self.evaluate(&unit, now));
         out
     }
 
@@ -289,7 +301,9 @@ impl PipelineAssembler {
             study.associations.clear();
         }
         study.last_instance = now;
-        study.associations.insert(seen.association_id);
+        if let Some(id) = seen.origin.association_id {
+            study.associations.insert(id);
+        }
         let part = study
             .parts
             .entry(PartKey {
@@ -350,35 +364,50 @@ impl PipelineAssembler {
             .map(|(u, _)| u.clone())
             .collect();
         for uid in collecting {
-            let (first_seen, last_instance) = {
-                let s = &self.studies[&uid];
-                (s.first_seen, s.last_instance)
-            };
-            let selection = self.selection(&uid);
-            if selection.complete(self.min_slices)
-                && now.duration_since(last_instance) >= self.stable
-            {
-                out.extend(self.decide_ready(&uid, selection, Trigger::Stable));
-            } else if now.duration_since(first_seen) >= self.force_after {
-                let what = self.describe_missing(&uid, &selection);
-                if self.force_policy == ForcePolicy::Run && selection.all_matched() {
-                    out.extend(self.decide_ready(&uid, selection, Trigger::Forced));
-                } else {
-                    let reason = format!(
-                        "not complete after {} s ({what}); force policy {:?}",
-                        self.force_after.as_secs(),
-                        self.force_policy
-                    );
-                    self.set_decided(&uid, None);
-                    out.push(self.give_up(&uid, reason));
-                }
+            out.extend(self.evaluate(&uid, now));
+        }
+        out
+    }
+
+    /// Decide one collecting unit if its stable time or force timeout has come at `now`.
+    fn evaluate(&mut self, uid: &str, now: Instant) -> Vec<Decision> {
+        let mut out = Vec::new();
+        let Some(s) = self
+            .studies
+            .get(uid)
+            .filter(|s| s.phase == Phase::Collecting)
+        else {
+            return out;
+        };
+        let (first_seen, last_instance) = (s.first_seen, s.last_instance);
+        let stable = now.duration_since(last_instance) >= self.stable;
+        let forced = now.duration_since(first_seen) >= self.force_after;
+        if !stable && !forced {
+            // Nothing can be due: no need to select channels yet.
+            return out;
+        }
+        let selection = self.selection(uid);
+        if selection.complete(self.min_slices) && stable {
+            out.extend(self.decide_ready(uid, selection, Trigger::Stable));
+        } else if forced {
+            let what = self.describe_missing(uid, &selection);
+            if self.force_policy == ForcePolicy::Run && selection.all_matched() {
+                out.extend(self.decide_ready(uid, selection, Trigger::Forced));
+            } else {
+                let reason = format!(
+                    "not complete after {} s ({what}); force policy {:?}",
+                    self.force_after.as_secs(),
+                    self.force_policy
+                );
+                self.set_decided(uid, None);
+                out.push(self.give_up(uid, reason));
             }
         }
         out
     }
 
     fn remember_job(&mut self, study_uid: &str, fingerprint: u64) {
-        if self.per_instance {
+        if self.unit == UnitKey::Instance {
             // Any instance of the study may be the one that job was for.
             let units: Vec<String> = self
                 .studies
@@ -420,7 +449,7 @@ impl PipelineAssembler {
             .collect();
         if fingerprint_of(&channels) == fingerprint {
             self.set_decided(study_uid, Some(fingerprint));
-        } else if self.per_instance {
+        } else if self.unit == UnitKey::Instance {
             // That job was for another instance of the study.
             self.studies
                 .get_mut(study_uid)
@@ -498,7 +527,7 @@ impl PipelineAssembler {
             .studies
             .get(unit)
             .map_or_else(|| unit.to_string(), |s| s.study_uid.clone());
-        let reason = if self.per_instance {
+        let reason = if self.unit == UnitKey::Instance {
             format!("instance {unit}: {reason}")
         } else {
             reason

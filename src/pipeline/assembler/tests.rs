@@ -33,8 +33,11 @@ fn instance(study: &str, series: i32, sop: usize, association: u64) -> InstanceS
             series_time: format!("1200{:02}", series),
             ..Default::default()
         },
-        called_ae: "SEGNODE".into(),
-        association_id: association,
+        origin: Origin {
+            association_id: Some(association),
+            calling_ae: "STORESCU".into(),
+            called_ae: "SEGNODE".into(),
+        },
     }
 }
 
@@ -343,8 +346,11 @@ fn us_instance(study: &str, sop: usize, association: u64) -> InstanceSeen {
             series_description: "Fetal head".into(),
             ..Default::default()
         },
-        called_ae: "SEGNODE".into(),
-        association_id: association,
+        origin: Origin {
+            association_id: Some(association),
+            calling_ae: "STORESCU".into(),
+            called_ae: "SEGNODE".into(),
+        },
     }
 }
 

@@ -1,4 +1,5 @@
-//! The identifying attributes of a received instance, read from its data set.
+//! The identifying and routing attributes of a received instance, read once from its
+//! data set: what the spool indexes and files it by, and what the pipelines route on.
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
@@ -6,11 +7,52 @@ use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
-use super::SpoolError;
 use crate::uids::trim_uid;
-use crate::untrusted::{self, Checked, Limits};
+use crate::untrusted::Checked;
 
-/// What the spool indexes about one instance.
+/// Why a data set's header could not be read. Each is the sender's fault, answered with a
+/// C-STORE failure status by the spool (`SpoolError::dimse_status`).
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error("data set cannot be parsed in transfer syntax {transfer_syntax}: {reason}")]
+    Unparseable {
+        transfer_syntax: String,
+        reason: String,
+    },
+    #[error("data set lacks {0}")]
+    MissingAttribute(&'static str),
+    #[error("{attribute} {value:?} is not a valid UID")]
+    InvalidUid {
+        attribute: &'static str,
+        value: String,
+    },
+    #[error("data set {attribute} {in_dataset} differs from the C-STORE command's {in_command}")]
+    CommandMismatch {
+        attribute: &'static str,
+        in_command: String,
+        in_dataset: String,
+    },
+}
+
+impl HeaderError {
+    /// A short reason for the peer's operator (fits a C-STORE ErrorComment, LO).
+    pub fn comment(&self) -> String {
+        match self {
+            HeaderError::Unparseable { .. } => {
+                "data set cannot be parsed in the negotiated syntax".into()
+            }
+            HeaderError::MissingAttribute(attribute) => format!("data set lacks {attribute}"),
+            HeaderError::InvalidUid { attribute, .. } => {
+                format!("{attribute} in data set is not a valid UID")
+            }
+            HeaderError::CommandMismatch { attribute, .. } => {
+                format!("{attribute} in data set differs from the command")
+            }
+        }
+    }
+}
+
+/// What the spool indexes about one instance, and what the pipelines route it by.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct InstanceHeader {
     /// SOP Class UID (0008,0016).
@@ -68,21 +110,10 @@ pub const RULE_ATTRIBUTES: &[(&str, Tag)] = &[
 ];
 
 impl InstanceHeader {
-    /// Check a data set received in `transfer_syntax_uid` (see [`crate::untrusted`]) and
-    /// read its identity from the prefix that holds it: the pixel data is never parsed or
-    /// copied here.
-    pub fn parse(
-        dataset: &[u8],
-        transfer_syntax_uid: &str,
-        limits: &Limits,
-    ) -> Result<Self, SpoolError> {
-        let checked = untrusted::check_dataset(dataset, transfer_syntax_uid, limits)?;
-        Self::from_checked(&checked)
-    }
-
-    /// Read the identity from a data set that passed the checks.
-    pub fn from_checked(checked: &Checked) -> Result<Self, SpoolError> {
-        let unparseable = |reason: String| SpoolError::Unparseable {
+    /// Read the identity from a data set that passed the checks of [`crate::untrusted`],
+    /// from the prefix that holds it: the pixel data is never parsed or copied here.
+    pub fn from_checked(checked: &Checked) -> Result<Self, HeaderError> {
+        let unparseable = |reason: String| HeaderError::Unparseable {
             transfer_syntax: checked.header_transfer_syntax.to_string(),
             reason,
         };
@@ -95,14 +126,14 @@ impl InstanceHeader {
     }
 
     /// Read the identity from a parsed data set.
-    pub fn from_object(obj: &InMemDicomObject) -> Result<Self, SpoolError> {
-        let uid = |tag: Tag, attribute: &'static str| -> Result<String, SpoolError> {
+    pub fn from_object(obj: &InMemDicomObject) -> Result<Self, HeaderError> {
+        let uid = |tag: Tag, attribute: &'static str| -> Result<String, HeaderError> {
             let value = text(obj, tag);
             if value.is_empty() {
-                return Err(SpoolError::MissingAttribute(attribute));
+                return Err(HeaderError::MissingAttribute(attribute));
             }
             if !is_path_safe_uid(&value) {
-                return Err(SpoolError::InvalidUid { attribute, value });
+                return Err(HeaderError::InvalidUid { attribute, value });
             }
             Ok(value)
         };
@@ -135,16 +166,16 @@ impl InstanceHeader {
         &self,
         sop_class_uid: &str,
         sop_instance_uid: &str,
-    ) -> Result<(), SpoolError> {
+    ) -> Result<(), HeaderError> {
         if trim_uid(sop_class_uid) != self.sop_class_uid {
-            return Err(SpoolError::CommandMismatch {
+            return Err(HeaderError::CommandMismatch {
                 attribute: "SOPClassUID",
                 in_command: sop_class_uid.to_string(),
                 in_dataset: self.sop_class_uid.clone(),
             });
         }
         if trim_uid(sop_instance_uid) != self.sop_instance_uid {
-            return Err(SpoolError::CommandMismatch {
+            return Err(HeaderError::CommandMismatch {
                 attribute: "SOPInstanceUID",
                 in_command: sop_instance_uid.to_string(),
                 in_dataset: self.sop_instance_uid.clone(),
