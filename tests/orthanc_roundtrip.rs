@@ -27,10 +27,34 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// pipeline with `min_slices` lowered to the test study; with `orthanc` = Some(DICOM port),
 /// Orthanc (AE ORTHANC) as the pipeline's destination through the outbox.
 fn node_config(dir: &Path, orthanc: Option<u16>) -> Config {
+    node_config_with(dir, orthanc.map(Delivery::Dimse), Companions::None)
+}
+
+/// How the node reaches Orthanc.
+enum Delivery {
+    /// C-STORE to this DICOM port.
+    Dimse(u16),
+    /// STOW-RS to this DICOMweb base URL.
+    Stow(String),
+}
+
+/// What the DCE pipeline sends besides the SEG.
+#[derive(PartialEq)]
+enum Companions {
+    None,
+    /// The measurement report (as shipped) and the overlay series.
+    ReportAndOverlay,
+}
+
+fn node_config_with(dir: &Path, orthanc: Option<Delivery>, companions: Companions) -> Config {
     let definitions = dir.join("pipelines");
     std::fs::create_dir_all(&definitions).unwrap();
-    let mut pipeline = common::dce::without_report(EMBEDDED_DCE_BREAST)
-        .replace("min_slices = 96", "min_slices = 24");
+    let mut pipeline = if companions == Companions::ReportAndOverlay {
+        EMBEDDED_DCE_BREAST.replace("destinations = []", "destinations = []\noverlay = true")
+    } else {
+        common::dce::without_report(EMBEDDED_DCE_BREAST)
+    }
+    .replace("min_slices = 96", "min_slices = 24");
     if orthanc.is_some() {
         pipeline = pipeline.replace("destinations = []", "destinations = [\"orthanc\"]");
         assert!(pipeline.contains("destinations = [\"orthanc\"]"));
@@ -56,13 +80,19 @@ fn node_config(dir: &Path, orthanc: Option<u16>) -> Config {
         definitions.display(),
         models.display()
     );
-    if let Some(port) = orthanc {
-        text.push_str(&format!(
+    match orthanc {
+        Some(Delivery::Dimse(port)) => text.push_str(&format!(
             "[[destinations]]\nname = 'orthanc'\nae_title = 'ORTHANC'\nhost = '127.0.0.1'\n\
-             port = {port}\ncalling_ae = '{NODE_AE}'\n\
-             [outbox]\ninitial_delay_seconds = 1\nmax_delay_seconds = 5\nmax_attempts = 10\n"
-        ));
+             port = {port}\ncalling_ae = '{NODE_AE}'\n"
+        )),
+        Some(Delivery::Stow(url)) => text.push_str(&format!(
+            "[[destinations]]\nname = 'orthanc'\nkind = 'stow'\nurl = '{url}'\n"
+        )),
+        None => {}
     }
+    text.push_str(
+        "[outbox]\ninitial_delay_seconds = 1\nmax_delay_seconds = 5\nmax_attempts = 10\n",
+    );
     Config::from_toml(&text, "<test config>", None)
         .unwrap_or_else(|e| panic!("the node config with an Orthanc destination is refused: {e}"))
 }
@@ -460,4 +490,165 @@ fn an_ultrasound_image_in_orthanc_gets_its_seg_back_in_the_same_study() {
     );
     assert_eq!(summary.pipelines.completed.len(), 1);
     assert_eq!(summary.scp.instances_stored, 1, "the image, once");
+}
+
+/// What Orthanc's DICOMweb plugin needs to run in the test's Orthanc.
+fn dicomweb_plugin() -> serde_json::Value {
+    let plugin = Path::new("/usr/share/orthanc/plugins/libOrthancDicomWeb.so");
+    assert!(
+        plugin.is_file(),
+        "{} is missing: run `make setup` (it installs orthanc-dicomweb)",
+        plugin.display()
+    );
+    serde_json::json!({
+        "Plugins": [plugin.display().to_string()],
+        "DicomWeb": { "Enable": true, "Root": "/dicom-web/" }
+    })
+}
+
+/// Every NumericValue anywhere in Orthanc's simplified tags of an instance.
+fn numeric_values(tags: &serde_json::Value, out: &mut Vec<f64>) {
+    match tags {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                if key == "NumericValue" {
+                    if let Some(v) = value.as_str().and_then(|v| v.trim().parse().ok()) {
+                        out.push(v);
+                    }
+                } else {
+                    numeric_values(value, out);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| numeric_values(i, out)),
+        _ => {}
+    }
+}
+
+/// The routed study comes back as SEG + SR + overlay in the same Orthanc study, each
+/// instance once; the SR's measurements are those segnode wrote; a restart sends nothing
+/// again; and the overlay (Modality OT) does not route the study back.
+fn seg_report_and_overlay_come_back_once(via_stow: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = small_study(&tmp.path().join("study"));
+    let dicom_port = common::free_port();
+    let http_port = common::free_port();
+    let delivery = if via_stow {
+        Delivery::Stow(format!("http://127.0.0.1:{http_port}/dicom-web"))
+    } else {
+        Delivery::Dimse(dicom_port)
+    };
+    let config = node_config_with(
+        &tmp.path().join("node"),
+        Some(delivery),
+        Companions::ReportAndOverlay,
+    );
+    let results = config.results_dir();
+    let node = Node::start(config.clone());
+    let orthanc = Orthanc::start_on_ports(
+        &tmp.path().join("orthanc"),
+        node.port,
+        dicom_port,
+        http_port,
+        &dicomweb_plugin(),
+    );
+
+    let study_id = upload_study(&orthanc, &study);
+    wait_routed(&orthanc);
+    let overlay_dir = orthanc.wait_for("the overlay series in the results folder", LIMIT, || {
+        std::fs::read_dir(results.join(&study.study_uid))
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.is_dir() && p.to_string_lossy().ends_with("-overlay"))
+    });
+    let overlays = orthanc.wait_for("every overlay image delivered", LIMIT, || {
+        let ot = orthanc.series_with_modality(&study_id, "OT");
+        let n = ot.first()?["Instances"].as_array()?.len();
+        (n == study.dce_phases()[0].files.len()).then_some(ot)
+    });
+    assert_eq!(overlays.len(), 1, "one overlay series: {overlays:#?}");
+    let srs = orthanc.wait_for("the SR delivered", LIMIT, || {
+        let srs = orthanc.series_with_modality(&study_id, "SR");
+        (!srs.is_empty()).then_some(srs)
+    });
+    assert_eq!(srs.len(), 1, "one SR series: {srs:#?}");
+    let sr_ids = srs[0]["Instances"].as_array().unwrap();
+    assert_eq!(sr_ids.len(), 1, "one SR instance");
+    assert_seg_in_orthanc(&orthanc, &study_id, &study);
+
+    // The SR in Orthanc carries the values segnode measured.
+    let local_sr = seg_in_results(&results, &study.study_uid)
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with("-report.dcm"))
+        .expect("the SR beside the SEG");
+    let groups = segnode::pipeline::report::read::read_report(&local_sr).unwrap();
+    let volume = groups[0].value("118565006").expect("a volume in the SR");
+    assert!(
+        volume > 0.0,
+        "the phantom's lesion has a volume: {groups:?}"
+    );
+    let tags = orthanc.get(&format!(
+        "/instances/{}/tags?simplify",
+        sr_ids[0].as_str().unwrap()
+    ));
+    let mut in_orthanc = Vec::new();
+    numeric_values(&tags, &mut in_orthanc);
+    for group in &groups {
+        for (code, meaning, value, unit) in &group.values {
+            assert!(
+                in_orthanc
+                    .iter()
+                    .any(|v| (v - value).abs() <= 1e-6 * value.abs().max(1.0)),
+                "{meaning} ({code}) = {value} {unit} is not in Orthanc's SR tags: {in_orthanc:?}"
+            );
+        }
+    }
+    assert_no_routing_loop(&orthanc, &study_id);
+    let overlay_files = std::fs::read_dir(&overlay_dir).unwrap().count();
+    assert_eq!(overlay_files, study.dce_phases()[0].files.len());
+
+    // Everything is delivered once: a restart on the same spool sends nothing again.
+    let first = node.stop();
+    assert_eq!(first.pipelines.completed.len(), 1, "one job");
+    let expected = 2 + overlay_files;
+    assert_eq!(
+        first.outbox.delivered, expected,
+        "SEG + SR + overlay, once each"
+    );
+    let again = Node::start(config);
+    std::thread::sleep(Duration::from_secs(3));
+    let second = again.stop();
+    assert_eq!(
+        (
+            second.outbox.delivered,
+            second.outbox.retried,
+            second.pipelines.completed.len()
+        ),
+        (0, 0, 0),
+        "nothing sent or made twice after a restart"
+    );
+    let instances = orthanc
+        .get(&format!("/studies/{study_id}/instances"))
+        .as_array()
+        .unwrap()
+        .len();
+    let sources: usize = study.files.len();
+    assert_eq!(
+        instances,
+        sources + expected,
+        "every result once in the study"
+    );
+}
+
+/// Through DIMSE (C-STORE from the outbox).
+#[test]
+fn orthanc_gets_seg_report_and_overlay_once_by_c_store() {
+    seg_report_and_overlay_come_back_once(false);
+}
+
+/// Through DICOMweb (STOW-RS to Orthanc's plugin).
+#[test]
+fn orthanc_gets_seg_report_and_overlay_once_by_stow_rs() {
+    seg_report_and_overlay_come_back_once(true);
 }

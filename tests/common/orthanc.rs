@@ -59,6 +59,20 @@ impl Orthanc {
         )
     }
 
+    /// As `start_with`, on DICOM and HTTP ports chosen by the caller (a node config that
+    /// names Orthanc's DICOMweb URL needs its HTTP port first).
+    #[allow(dead_code)]
+    pub fn start_on_ports(
+        dir: &Path,
+        segnode_port: u16,
+        dicom_port: u16,
+        http_port: u16,
+        extra: &serde_json::Value,
+    ) -> Orthanc {
+        Orthanc::launch_once(dir, segnode_port, http_port, dicom_port, extra)
+            .unwrap_or_else(|log_tail| panic!("Orthanc did not start; log:\n{log_tail}"))
+    }
+
     /// Ports are picked free and released before Orthanc binds them: when another process
     /// took one meanwhile, Orthanc exits at start ("already in use") and is started again
     /// on other ports (a DICOM port fixed by the caller is kept).

@@ -58,10 +58,11 @@ pub(super) fn encode_instance(
     ds.put(text(tags::INSTANCE_CREATION_DATE, VR::DA, &identity.date));
     ds.put(text(tags::INSTANCE_CREATION_TIME, VR::TM, &identity.time));
 
-    // General Series: the source's modality, so PACS hang the overlay with the study's
-    // images rather than in an "other" bucket.
-    let modality = source_text(header, tags::MODALITY).unwrap_or_else(|| "OT".into());
-    ds.put(text(tags::MODALITY, VR::CS, &modality));
+    // General Series: OT, not the source's modality. Routing rules key on modality (our
+    // own Orthanc Lua sends a study's MR series to segnode when they change): an overlay
+    // labelled MR would be routed back and segmented again, a loop; and nothing derived
+    // by AI should pass for an acquisition in a modality filter.
+    ds.put(text(tags::MODALITY, VR::CS, "OT"));
     ds.put(text(
         tags::SERIES_INSTANCE_UID,
         VR::UI,
@@ -266,11 +267,6 @@ fn reference_item(slice: &SourceSlice, with_purpose: bool) -> InMemDicomObject {
         ));
     }
     item
-}
-
-/// A text attribute of the source, trimmed; `None` when absent or empty.
-fn source_text(header: &InMemDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    crate::pipeline::seg::elements::get_str(header, tag)
 }
 
 /// PatientOrientation (PS3.3 C.7.6.1.1.1) from ImageOrientationPatient: for the row and
