@@ -34,16 +34,18 @@ done
 "$bin" echo "SEGNODE@127.0.0.1:$port"
 
 # seg_for TRUTH_DIR PATH LIMIT_S: send PATH to the node with segnode's SCU (one association),
-# wait at most LIMIT_S for the SEG of the study in TRUTH_DIR/truth.toml, print its path
-# (progress and timing go to stderr).
+# wait at most LIMIT_S for the SEG of the study in TRUTH_DIR/truth.toml and its measurement
+# report (written after the SEG, `<SEG stem>-report.dcm`), print the SEG's path (progress
+# and timing go to stderr).
 seg_for() {
-  local study started seg="" finished
+  local study started seg="" report finished
   study=$(sed -n 's/^study_uid = "\(.*\)"$/\1/p' "$1/truth.toml")
   started=$(date +%s.%N)
   "$bin" send "SEGNODE@127.0.0.1:$port" "$2" >&2
   for _ in $(seq 1 $(($3 * 5))); do
-    seg=$(find "$out/spool/results/$study" -name '*.dcm' 2>/dev/null | head -n 1 || true)
-    [ -n "$seg" ] && break
+    report=$(find "$out/spool/results/$study" -maxdepth 1 -name '*-report.dcm' 2>/dev/null | head -n 1 || true)
+    [ -n "$report" ] && seg="${report%-report.dcm}.dcm" && [ -f "$seg" ] && break
+    seg=""
     sleep 0.2
   done
   [ -n "$seg" ] || { echo "no SEG after $3 s; log:" >&2; tail -n 30 "$out/serve.log" >&2; return 1; }
@@ -64,15 +66,19 @@ echo "== summary"
 "${SEGNODE_VENV:-$HOME/.cache/segnode/venv}/bin/python" tools/demo_report.py \
   --spool "$out/spool" --study-dir "$out/study" --seg "$seg" --eval "$out/eval.json" --out "$out/preview.png"
 
-echo "== conformance (dciodvfy)"
+echo "== the measurement report (DICOM SR TID 1500) against the phantom's truth"
+"$bin" eval "$seg" "$out/study" --report | sed -n '/measurement/,$p'
+
+echo "== conformance (dciodvfy): SEG, then SR"
 dciodvfy "$seg" 2>&1 | head -n 5
+dciodvfy "${seg%.dcm}-report.dcm" 2>&1 | head -n 5
 
 echo
 echo "== fetal head ultrasound: a synthetic image as an ultrasound machine stores it (RGB, JPEG baseline, region calibration)"
 "$bin" synth --preset fetal-us "$out/us"
 echo "== sending it and waiting for its SEG"
 us_seg=$(seg_for "$out/us" "$out/us/US0001.dcm" 60)
-"$bin" eval "$us_seg" "$out/us"
+"$bin" eval "$us_seg" "$out/us" --report
 "$bin" eval "$us_seg" "$out/us" --json >"$out/us-eval.json"
 "${SEGNODE_VENV:-$HOME/.cache/segnode/venv}/bin/python" tools/demo_report_us.py \
   --spool "$out/spool" --image "$out/us/US0001.dcm" --seg "$us_seg" --eval "$out/us-eval.json" \

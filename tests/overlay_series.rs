@@ -36,8 +36,10 @@ const OVERLAY_ON: (&str, &str) = (
     "omit_empty_frames = false\noverlay = true",
 );
 
+/// The shipped pipeline with `edits`, without its measurement report: this suite looks at
+/// the overlay alone (the report and the overlay together: `tests/orthanc_roundtrip.rs`).
 fn load(embedded: &str, edits: &[(&str, &str)]) -> LoadedPipeline {
-    let mut text = embedded.to_string();
+    let mut text = common::dce::without_report(embedded);
     for (from, to) in edits {
         assert!(
             text.contains(from),

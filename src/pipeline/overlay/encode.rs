@@ -89,9 +89,14 @@ pub(super) fn encode_instance(
             ds.put(e.clone());
         }
     }
-    // Laterality is Type 2C for paired body parts (breast): empty when the source does not
-    // say which side (a bilateral acquisition).
-    if ds.get(tags::LATERALITY).is_none() && ds.get(tags::IMAGE_LATERALITY).is_none() {
+    // Laterality is Type 2C: required (empty when the source does not say which side, a
+    // bilateral acquisition) for a paired body part without ImageLaterality, and not
+    // allowed empty otherwise (an ultrasound of the fetal head).
+    let body_part = crate::pipeline::seg::elements::get_str(header, tags::BODY_PART_EXAMINED);
+    if ds.get(tags::LATERALITY).is_none()
+        && ds.get(tags::IMAGE_LATERALITY).is_none()
+        && body_part.is_some_and(|b| is_paired_body_part(&b))
+    {
         ds.put(empty(tags::LATERALITY, VR::CS));
     }
 
@@ -290,6 +295,47 @@ pub(super) fn patient_orientation(iop: &[String]) -> Option<[String; 2]> {
     };
     let (row, column) = (letters(&v[0..3]), letters(&v[3..6]));
     (!row.is_empty() && !column.is_empty()).then_some([row, column])
+}
+
+/// Body parts that come in pairs (the BodyPartExamined terms for which DICOM conditions
+/// Laterality), so a side must be stated or left explicitly unknown.
+fn is_paired_body_part(body_part: &str) -> bool {
+    const PAIRED: &[&str] = &[
+        "BREAST",
+        "EYE",
+        "EAR",
+        "KIDNEY",
+        "LUNG",
+        "OVARY",
+        "TESTIS",
+        "ADRENAL",
+        "CLAVICLE",
+        "SHOULDER",
+        "ARM",
+        "ELBOW",
+        "FOREARM",
+        "WRIST",
+        "HAND",
+        "FINGER",
+        "HIP",
+        "THIGH",
+        "FEMUR",
+        "KNEE",
+        "LEG",
+        "ANKLE",
+        "FOOT",
+        "TOE",
+        "SCAPULA",
+        "HUMERUS",
+        "TIBIA",
+        "FIBULA",
+        "CALCANEUS",
+        "PATELLA",
+        "EXTREMITY",
+        "UPRLIMB",
+        "LOWRLIMB",
+    ];
+    PAIRED.contains(&body_part.trim().to_ascii_uppercase().as_str())
 }
 
 #[cfg(test)]
