@@ -251,26 +251,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", cause_chain(&e));
+            eprintln!("error: {}", segnode::error_chain::error_chain(&*e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes, each once: wrappers that already quote their cause in their
-/// own message do not repeat it.
-fn cause_chain(e: &anyhow::Error) -> String {
-    let mut out = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out += ": ";
-            }
-            out += &text;
-        }
-    }
-    out
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -522,38 +506,38 @@ fn synth(args: SynthArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `segnode segment`: plan, load the model, run, print what was chosen, found and how long.
 /// Print, for every enabled pipeline, its definition's source and summary and whether its
 /// model file is there; the number of problems found. No model is loaded.
 fn check_pipelines(cfg: &segnode::config::Config) -> usize {
-    use segnode::pipeline::definition::{JobPer, PipelineDefinition};
+    use segnode::pipeline::definition::JobPer;
+    use segnode::pipeline::load;
 
     let mut problems = 0;
-    for name in &cfg.pipelines.enabled {
-        let definition = match PipelineDefinition::find(name, &cfg.pipelines.definitions_dir) {
+    for check in load::check(cfg) {
+        let definition = match &check.definition {
             Ok(d) => d,
             Err(e) => {
-                println!("pipeline {name}: {e}");
+                println!("{e}");
                 problems += 1;
                 continue;
             }
-        };
-        let model = if definition.model.file.is_absolute() {
-            definition.model.file.clone()
-        } else {
-            cfg.pipelines.models_dir.join(&definition.model.file)
         };
         let unit = match definition.inputs.job_per {
             JobPer::Study => "per study",
             JobPer::Instance => "per instance",
         };
         println!(
-            "pipeline {name}: {} ({unit}; modalities {}; {} segment(s))",
+            "pipeline {}: {} ({unit}; modalities {}; {} segment(s))",
+            check.name,
             definition.description,
             definition.applies_to.modalities.join(", "),
             definition.output.segments.len()
         );
-        if model.is_file() {
+        let model = check
+            .model_path
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""));
+        if check.model_present() {
             println!("  model {}: present", model.display());
         } else {
             println!(
@@ -562,16 +546,11 @@ fn check_pipelines(cfg: &segnode::config::Config) -> usize {
             );
             problems += 1;
         }
-        for d in &definition.output.destinations {
-            if cfg.destination(d).is_none() {
-                println!("  destination {d:?}: not a [[destinations]] entry of the config");
-                problems += 1;
-            }
-        }
     }
     problems
 }
 
+/// `segnode segment`: plan, load the model, run, print what was chosen, found and how long.
 fn segment(
     input: &std::path::Path,
     out: &std::path::Path,
@@ -580,7 +559,7 @@ fn segment(
     models_dir: &std::path::Path,
     report: bool,
 ) -> anyhow::Result<ExitCode> {
-    use segnode::pipeline::{definition::PipelineDefinition, offline, report as sr, run};
+    use segnode::pipeline::{definition::PipelineDefinition, load, offline, report as sr, run};
 
     let mut definition = PipelineDefinition::find(pipeline, pipelines_dir)?;
     definition.output.report = if report {
@@ -611,7 +590,7 @@ fn segment(
         println!("  note: {note}");
     }
     let load_started = std::time::Instant::now();
-    let loaded = run::LoadedPipeline::load(definition, models_dir)?;
+    let loaded = load::load_one(definition, models_dir)?;
     let load_time = load_started.elapsed();
 
     let spinner = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -663,14 +642,6 @@ fn segment(
             } else {
                 "image"
             }
-        );
-    }
-    for companion in &outcome.companions {
-        println!(
-            "{} {}: {}",
-            companion.kind.as_str(),
-            companion.sop_instance_uid,
-            companion.path.display()
         );
     }
     print!("{}", sr::table(&outcome.report));

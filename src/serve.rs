@@ -12,8 +12,8 @@ use crate::config::Config;
 use crate::http::{HttpState, ModelInfo};
 use crate::outbox::{self, OutboxSummary};
 use crate::pipeline::control::PipelineControl;
-use crate::pipeline::driver::{self, DriverError, DriverSummary};
-use crate::pipeline::run::LoadedPipeline;
+use crate::pipeline::driver::{self, DriverSummary};
+use crate::pipeline::load::{LoadError, PipelineSet};
 use crate::scp::{self, Listener, Listeners, ScpContext, ScpSummary};
 use crate::spool::{Spool, SpoolError};
 
@@ -50,7 +50,7 @@ pub enum ServeError {
     #[error(transparent)]
     Scp(#[from] scp::ScpError),
     #[error(transparent)]
-    Pipelines(#[from] DriverError),
+    Pipelines(#[from] LoadError),
     #[error("config tls.{0}")]
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
@@ -69,7 +69,7 @@ pub async fn run(
 ) -> Result<NodeSummary, ServeError> {
     // Everything that can stop the node at start-up is checked before a port is bound: a
     // sender must never see a node that listens and then goes away.
-    let pipelines = driver::load_pipelines(&config).await?;
+    let pipelines = PipelineSet::load_in_background(&config).await?;
     let bind = |port: u16| async move {
         let addr = std::net::SocketAddr::new(config.node.bind, port);
         TcpListener::bind(addr)
@@ -141,7 +141,7 @@ pub async fn run_with(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<NodeSummary, ServeError> {
-    let pipelines = driver::load_pipelines(&config).await?;
+    let pipelines = PipelineSet::load_in_background(&config).await?;
     serve_loaded(listeners, config, pipelines, shutdown).await
 }
 
@@ -149,7 +149,7 @@ pub async fn run_with(
 async fn serve_loaded(
     listeners: NodeListeners,
     config: Config,
-    pipelines: Vec<Arc<LoadedPipeline>>,
+    pipelines: PipelineSet,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<NodeSummary, ServeError> {
     let NodeListeners {
@@ -190,11 +190,6 @@ async fn serve_loaded(
         sop_classes = config.accepted_sop_classes().len(),
         "segnode listening"
     );
-    if config.access.allow.is_empty() {
-        warn!(
-            "access.allow is empty: any calling AE may store here; list your PACS in [[access.allow]]"
-        );
-    }
     let spool = Arc::new(spool);
     if pipelines.is_empty() {
         info!("no pipelines enabled: storing only");
@@ -317,7 +312,7 @@ impl AdminServer {
 }
 
 /// What the node did while it ran.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NodeSummary {
     /// The network side.
     pub scp: ScpSummary,

@@ -184,7 +184,7 @@ async fn an_image_whose_ingest_event_was_dropped_is_read_back_from_the_spool() {
     // The pipelines side on the node's data folder (no SCP feeds it).
     let config = node_config(tmp.path(), common::free_port());
     let spool = std::sync::Arc::new(segnode::spool::Spool::open(&data, &config.storage).unwrap());
-    let pipelines = segnode::pipeline::driver::load_pipelines(&config)
+    let pipelines = segnode::pipeline::load::PipelineSet::load_in_background(&config)
         .await
         .unwrap();
     let (sink, driver) = segnode::pipeline::driver::spawn(

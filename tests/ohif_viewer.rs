@@ -14,8 +14,9 @@ use dicom_core::{DataElement, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::{InMemDicomObject, OpenFileOptions, open_file};
 use segnode::pipeline::definition::PipelineDefinition;
+use segnode::pipeline::job::LoadedPipeline;
 use segnode::pipeline::offline::plan_folder;
-use segnode::pipeline::run::{LoadedPipeline, run_job};
+use segnode::pipeline::run::run_job;
 use segnode::synth::{DceParams, Orientation, SynthStudy, UsEncoding, write_dce_study};
 
 /// The shipped pipeline `name` with each `(from, to)` edit, loaded with the models.

@@ -23,10 +23,11 @@ use ndarray::Array2;
 use segnode::pipeline::definition::{
     EMBEDDED_DCE_BREAST, EMBEDDED_FETAL_HEAD_US, PipelineDefinition,
 };
+use segnode::pipeline::job::{JobOutcome, LoadedPipeline};
 use segnode::pipeline::offline::plan_folder;
 use segnode::pipeline::output::OutputKind;
 use segnode::pipeline::overlay::{VoiFunction, VoiWindow, overlay_options, segment_rgb};
-use segnode::pipeline::run::{JobOutcome, LoadedPipeline, run_job};
+use segnode::pipeline::run::run_job;
 use segnode::pipeline::seg::read_seg;
 use segnode::synth::{FetalUsParams, Orientation, UsEncoding, write_fetal_us};
 use segnode::uids::SECONDARY_CAPTURE_IMAGE_STORAGE;

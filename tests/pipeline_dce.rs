@@ -38,8 +38,9 @@ use dicom_dictionary_std::tags;
 use dicom_object::{OpenFileOptions, open_file};
 use segnode::eval::evaluate_file;
 use segnode::pipeline::definition::{EMBEDDED_DCE_BREAST, PipelineDefinition};
+use segnode::pipeline::job::{JobOutcome, LoadedPipeline};
 use segnode::pipeline::offline::{PlannedJob, plan_folder};
-use segnode::pipeline::run::{JobOutcome, LoadedPipeline, run_job};
+use segnode::pipeline::run::run_job;
 use segnode::pipeline::seg::{SegContents, read_seg};
 use segnode::synth::{DceParams, LesionTruth, Orientation, SynthStudy, write_dce_study};
 

@@ -14,7 +14,8 @@ use std::path::Path;
 use std::process::Command;
 
 use segnode::pipeline::definition::PipelineDefinition;
-use segnode::pipeline::run::{JobOutcome, LoadedPipeline, run_job};
+use segnode::pipeline::job::{JobOutcome, LoadedPipeline};
+use segnode::pipeline::run::run_job;
 use segnode::pipeline::seg::{SegContents, read_seg};
 use segnode::synth::{FetalHeadTruth, FetalUsParams, SynthUsImage, UsEncoding, write_fetal_us};
 

@@ -18,11 +18,12 @@ use std::process::{Command, Stdio};
 
 use dicom_dictionary_std::tags;
 use segnode::pipeline::definition::{EMBEDDED_DCE_BREAST, PipelineDefinition};
+use segnode::pipeline::job::{JobOutcome, LoadedPipeline};
 use segnode::pipeline::offline::plan_folder;
 use segnode::pipeline::output::OutputKind;
 use segnode::pipeline::report::codes;
 use segnode::pipeline::report::fetal::ramanujan_perimeter;
-use segnode::pipeline::run::{JobOutcome, LoadedPipeline, run_job};
+use segnode::pipeline::run::run_job;
 use segnode::synth::{
     DceParams, FetalHeadTruth, LesionTruth, Orientation, UsEncoding, write_dce_study,
 };

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Config;
 use crate::outbox::Destinations;
 use crate::pipeline::control::PipelineControl;
-use crate::pipeline::run::LoadedPipeline;
+use crate::pipeline::job::LoadedPipeline;
 use crate::spool::Spool;
 
 /// Everything the handlers share (one per node).

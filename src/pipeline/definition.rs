@@ -537,6 +537,15 @@ impl PipelineDefinition {
         Ok(())
     }
 
+    /// The model file: `model.file` as written when absolute, else under `models_dir`.
+    pub fn model_path(&self, models_dir: &Path) -> PathBuf {
+        if self.model.file.is_absolute() {
+            self.model.file.clone()
+        } else {
+            models_dir.join(&self.model.file)
+        }
+    }
+
     /// What the pipeline's masks are: a volume, or frames of an image.
     pub fn mask_kind(&self) -> crate::pipeline::report::MaskKind {
         match self.inputs.job_per {

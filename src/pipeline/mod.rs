@@ -1,6 +1,7 @@
 //! The segmentation pipeline stages, one file each: assembler, volume, preprocess, infer,
-//! post, seg, overlay; `activation` turns model output into masks, `image` loads 2D images,
-//! `run` and `run_image` run one job.
+//! post, seg, overlay; `activation` turns model output into masks, `image` loads 2D images.
+//! `job` is what every job shares, `run` runs a volume job and `run_image` an image job;
+//! `load` turns a config into loaded pipelines, `driver` runs them inside the node.
 
 pub mod activation;
 pub mod assembler;
@@ -9,6 +10,8 @@ pub mod definition;
 pub mod driver;
 pub mod image;
 pub mod infer;
+pub mod job;
+pub mod load;
 pub mod offline;
 pub mod output;
 pub mod overlay;

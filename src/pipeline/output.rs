@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use dicom_object::{FileDicomObject, InMemDicomObject};
 
-use crate::pipeline::run::JobError;
+use crate::pipeline::job::JobError;
 
 crate::stored_enum::stored_enum! {
     /// The role of an instance a job produced.

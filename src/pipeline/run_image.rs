@@ -13,13 +13,13 @@ use tracing::{info, warn};
 
 use crate::pipeline::activation;
 use crate::pipeline::image::load_image;
+use crate::pipeline::job::{
+    JobError, JobOutcome, LoadedPipeline, StageTimings, log_findings, seg_options, write_seg,
+};
 use crate::pipeline::overlay;
 use crate::pipeline::post;
 use crate::pipeline::preprocess::{from_model_grid, normalise, to_model_grid};
 use crate::pipeline::report;
-use crate::pipeline::run::{
-    JobError, JobOutcome, LoadedPipeline, StageTimings, log_findings, seg_options, write_seg,
-};
 use crate::pipeline::seg::encode_seg;
 use crate::pipeline::volume::{ChannelInfo, Grid};
 

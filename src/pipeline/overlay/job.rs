@@ -11,8 +11,8 @@ use super::{
 };
 use crate::pipeline::definition::PipelineDefinition;
 use crate::pipeline::image::SourceImage;
+use crate::pipeline::job::JobError;
 use crate::pipeline::output::{OutputInstance, OutputKind};
-use crate::pipeline::run::JobError;
 use crate::pipeline::seg::SourceGeometry;
 
 /// How a pipeline's overlay series describes itself: SeriesNumber the SEG's + 2 (the

@@ -25,8 +25,8 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array3;
 
+use crate::pipeline::job::JobError;
 use crate::pipeline::output::{OutputInstance, OutputKind};
-use crate::pipeline::run::JobError;
 use crate::pipeline::seg::{Code, SegmentSpec};
 use crate::pipeline::volume::Grid;
 use config::is_brain;
