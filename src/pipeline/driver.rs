@@ -526,7 +526,9 @@ async fn run_one(
             job.trigger,
         );
         tokio::task::spawn_blocking(move || {
-            spool.job_started(&pipeline, &study, &fingerprint, trigger)
+            spool
+                .jobs()
+                .started(&pipeline, &study, &fingerprint, trigger)
         })
         .await
         .map_err(|e| format!("job record task panicked: {e}"))?
@@ -550,7 +552,7 @@ async fn run_one(
                     path: done.seg_path.clone(),
                     sop_instance_uid: done.seg_sop_instance_uid.clone(),
                 };
-                spool.job_done_with_deliveries(
+                spool.jobs().done_with_deliveries(
                     job_id,
                     &done.study_uid,
                     &seg,
@@ -560,7 +562,7 @@ async fn run_one(
                     &destinations,
                 )
             }
-            Err(reason) => spool.job_failed(job_id, reason),
+            Err(reason) => spool.jobs().failed(job_id, reason),
         })
         .await
     };
