@@ -419,7 +419,7 @@ fn status_json(cfg: &Config) -> anyhow::Result<serde_json::Value> {
             "instances": counts.instances,
             "unfiled": spool.unfiled()?,
         },
-        "recent_jobs": spool.recent_jobs(10)?,
+        "recent_jobs": spool.jobs().recent(10)?,
     }))
 }
 

@@ -214,7 +214,7 @@ fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
         "exactly one SEG; log:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    let jobs = spool.jobs_of_study(&s.study_uid).unwrap();
+    let jobs = spool.jobs().of_study(&s.study_uid).unwrap();
     assert_eq!(
         jobs.iter().filter(|j| j.state == JobState::Done).count(),
         1,
@@ -280,7 +280,7 @@ fn kill_9_during_a_job_then_restart_runs_it_again_once() {
     send_all(port, &tmp.path().join("study"));
     poll("the job to start", Duration::from_secs(60), || {
         Spool::open_existing(&spool_dir)
-            .and_then(|sp| sp.jobs_of_study(&s.study_uid))
+            .and_then(|sp| sp.jobs().of_study(&s.study_uid))
             .is_ok_and(|jobs| jobs.iter().any(|j| j.state == JobState::Running))
     });
     node.kill9();
@@ -307,7 +307,8 @@ fn kill_9_during_a_job_then_restart_runs_it_again_once() {
     );
     let jobs = Spool::open_existing(&spool_dir)
         .unwrap()
-        .jobs_of_study(&s.study_uid)
+        .jobs()
+        .of_study(&s.study_uid)
         .unwrap();
     let states: Vec<&str> = jobs.iter().map(|j| j.state.as_str()).collect();
     assert_eq!(

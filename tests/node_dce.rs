@@ -159,7 +159,7 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
 
         // The job record in the index: done, with this SEG and its findings.
         let spool = segnode::spool::Spool::open_existing(&tmp.path().join("spool")).unwrap();
-        let jobs = spool.jobs_of_study(&study.study_uid).unwrap();
+        let jobs = spool.jobs().of_study(&study.study_uid).unwrap();
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         let job = &jobs[0];
         assert_eq!(
@@ -270,7 +270,7 @@ async fn a_restart_completes_a_collecting_study_once_and_never_repeats_a_finishe
     );
     assert_eq!(segs(), 1, "still exactly one SEG");
     let spool = segnode::spool::Spool::open_existing(&tmp.path().join("spool")).unwrap();
-    let jobs = spool.jobs_of_study(&study.study_uid).unwrap();
+    let jobs = spool.jobs().of_study(&study.study_uid).unwrap();
     assert_eq!(
         jobs.iter()
             .filter(|j| j.state == segnode::spool::JobState::Done)

@@ -96,7 +96,7 @@ impl Node {
 /// The study's outbox rows, read beside the running node.
 fn outbox_rows(spool_dir: &Path, study_uid: &str) -> Vec<OutboxRecord> {
     match Spool::open_existing(spool_dir) {
-        Ok(spool) => spool.outbox_of_study(study_uid).unwrap(),
+        Ok(spool) => spool.outbox().of_study(study_uid).unwrap(),
         Err(_) => Vec::new(),
     }
 }
@@ -127,7 +127,7 @@ async fn wait_row(
 /// The job's SEG arrived at storescp exactly once, with the job's SOP Instance UID.
 fn assert_arrived_once(scp: &Storescp, spool_dir: &Path, study_uid: &str) {
     let spool = Spool::open_existing(spool_dir).unwrap();
-    let jobs = spool.jobs_of_study(study_uid).unwrap();
+    let jobs = spool.jobs().of_study(study_uid).unwrap();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     let seg_uid = jobs[0].seg_sop_instance_uid.clone().expect("job done");
     let files = scp.files();

@@ -101,7 +101,8 @@ fn config(dir: &Path, destination: &str, max_attempts: u32) -> Config {
 fn queue(config: &Config, study_uid: &str, instances: &[Instance]) -> Arc<Spool> {
     let spool = Arc::new(Spool::open(&config.node.data_dir, &config.storage).unwrap());
     let job = spool
-        .job_started(
+        .jobs()
+        .started(
             "dce_breast",
             study_uid,
             "fingerprint",
@@ -110,7 +111,8 @@ fn queue(config: &Config, study_uid: &str, instances: &[Instance]) -> Arc<Spool>
         .unwrap();
     for i in instances {
         spool
-            .outbox_enqueue(job, study_uid, &i.output(), &["archive".to_string()])
+            .outbox()
+            .enqueue(job, study_uid, &i.output(), &["archive".to_string()])
             .unwrap();
     }
     spool
@@ -125,7 +127,7 @@ fn start(config: &Config, spool: &Arc<Spool>) -> OutboxHandle {
 async fn settled(spool: &Spool, study_uid: &str) -> HashMap<String, OutboxRecord> {
     let deadline = Instant::now() + LIMIT;
     loop {
-        let rows = spool.outbox_of_study(study_uid).unwrap();
+        let rows = spool.outbox().of_study(study_uid).unwrap();
         if rows.iter().all(|r| r.state != DeliveryState::Pending) {
             return rows
                 .into_iter()
@@ -479,7 +481,7 @@ async fn instances_go_to_orthanc_by_stow_rs_once_and_not_again_after_a_restart()
         (summary.delivered, summary.retried, summary.dead),
         (0, 0, 0)
     );
-    for row in spool.outbox_of_study(&study_uid).unwrap() {
+    for row in spool.outbox().of_study(&study_uid).unwrap() {
         assert_eq!(
             (row.state.as_str(), row.attempts),
             ("delivered", 1),

@@ -93,7 +93,7 @@ pub async fn rerun_job(
 ) -> Answer {
     let s = state.clone();
     act(&state, &headers, remote, "rerun_job", &id.to_string(), |_| async move {
-        let job = blocking(&s, move |s| Ok(s.spool.job_row(id)?))
+        let job = blocking(&s, move |s| Ok(s.spool.jobs().row(id)?))
             .await?
             .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id}")))?;
         s.control.rerun(&job.pipeline, &job.study_uid).await?;
@@ -122,8 +122,8 @@ pub async fn resend_delivery(
         &id.to_string(),
         |_| async move {
             let (row, requeued) = blocking(&s, move |s| {
-                let row = s.spool.outbox_row(id)?;
-                let requeued = row.is_some() && s.spool.outbox_requeue_dead(id)?;
+                let row = s.spool.outbox().row(id)?;
+                let requeued = row.is_some() && s.spool.outbox().requeue_dead(id)?;
                 Ok((row, requeued))
             })
             .await?;

@@ -102,7 +102,7 @@ pub async fn jobs(
     Query(limit): Query<Limit>,
 ) -> Result<Json<Value>, ApiError> {
     let n = limit.get();
-    let jobs = blocking(&state, move |s| Ok(s.spool.recent_jobs(n)?)).await?;
+    let jobs = blocking(&state, move |s| Ok(s.spool.jobs().recent(n)?)).await?;
     Ok(Json(json!({ "jobs": jobs })))
 }
 
@@ -131,7 +131,7 @@ pub async fn outbox(
 ) -> Result<Json<Value>, ApiError> {
     let n = limit.get();
     let (rows, counts) = blocking(&state, move |s| {
-        Ok((s.spool.outbox_recent(n)?, s.spool.outbox_counts()?))
+        Ok((s.spool.outbox().recent(n)?, s.spool.outbox().counts()?))
     })
     .await?;
     let rows: Vec<DeliveryRow> = rows
@@ -186,8 +186,8 @@ pub async fn status(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, 
         Ok((
             s.spool.counts()?,
             health::readiness(s),
-            s.spool.outbox_counts()?,
-            s.spool.recent_jobs(10)?,
+            s.spool.outbox().counts()?,
+            s.spool.jobs().recent(10)?,
             s.spool.activity_since(since)?,
         ))
     })

@@ -57,8 +57,8 @@ pub async fn dashboard(State(state): State<Arc<HttpState>>) -> Result<Html<Strin
             hour: s.spool.activity_since(unix_ms() - 3_600_000)?,
             collecting: view.studies,
             queued: view.queued_jobs,
-            jobs: s.spool.recent_jobs(ROWS)?,
-            deliveries: s.spool.outbox_recent(ROWS)?,
+            jobs: s.spool.jobs().recent(ROWS)?,
+            deliveries: s.spool.outbox().recent(ROWS)?,
         })
     })
     .await?;

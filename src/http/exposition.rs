@@ -141,7 +141,7 @@ fn scraped(
 
 /// Outbox rows per destination: pending and dead (every configured destination listed).
 fn outbox(state: &HttpState, out: &mut String) {
-    let counts = state.spool.outbox_counts().unwrap_or_default();
+    let counts = state.spool.outbox().counts().unwrap_or_default();
     let paused = state.destinations.snapshot();
     for (name, help, wanted) in [
         (

@@ -25,7 +25,8 @@ pub async fn thumbnail(
     let png = blocking(&state, move |s| {
         let job = s
             .spool
-            .job_row(id)?
+            .jobs()
+            .row(id)?
             .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no job {id}")))?;
         let seg = job.seg_path.ok_or_else(|| {
             ApiError(

@@ -171,7 +171,10 @@ impl Sender {
     async fn run(mut self, wake: Arc<Notify>, stopping: Arc<AtomicBool>) {
         let stopped = || stopping.load(Ordering::SeqCst);
         while !stopped() {
-            let due = match self.blocking(move |s| s.outbox_due(now_ms(), BATCH)).await {
+            let due = match self
+                .blocking(move |s| s.outbox().due(now_ms(), BATCH))
+                .await
+            {
                 Ok(rows) => rows,
                 Err(e) => {
                     error!(cause = %e, "cannot read the outbox; trying again shortly");
@@ -204,7 +207,7 @@ impl Sender {
             let next_due = if held_back {
                 Ok(None)
             } else {
-                self.blocking(|s| s.outbox_next_due()).await
+                self.blocking(|s| s.outbox().next_due()).await
             };
             let wait = match next_due {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).max(0) as u64).min(POLL),
@@ -252,7 +255,7 @@ impl Sender {
         match outcome {
             Ok(()) => {
                 self.down.remove(&row.destination);
-                if let Err(e) = self.blocking(move |s| s.outbox_delivered(id)).await {
+                if let Err(e) = self.blocking(move |s| s.outbox().delivered(id)).await {
                     // Not recorded: sent again later, with the same SOP Instance UID.
                     error!(cause = %e, "instance delivered but the outbox row could not be updated");
                 }
@@ -306,8 +309,8 @@ impl Sender {
                     let (r, dest) = (reason.clone(), row.destination.clone());
                     let recorded = self
                         .blocking(move |s| {
-                            s.outbox_retry(id, next, &r)?;
-                            s.outbox_defer_destination(&dest, next)
+                            s.outbox().retry(id, next, &r)?;
+                            s.outbox().defer_destination(&dest, next)
                         })
                         .await;
                     if let Err(e) = recorded {
@@ -330,7 +333,7 @@ impl Sender {
     /// Record the row dead with `reason`; count, remember and audit it.
     async fn dead_letter(&mut self, row: &OutboxRecord, reason: &str) {
         let (id, r) = (row.id, reason.to_string());
-        if let Err(e) = self.blocking(move |s| s.outbox_dead(id, &r)).await {
+        if let Err(e) = self.blocking(move |s| s.outbox().dead(id, &r)).await {
             error!(cause = %e, "cannot record the dead delivery in the outbox");
         }
         self.record(&row.destination, "dead", Err(reason));

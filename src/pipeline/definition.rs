@@ -68,7 +68,7 @@ pub struct AppliesTo {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TagRule {
-    /// Attribute keyword, one of `spool::RULE_ATTRIBUTES` (BodyPartExamined, ProtocolName,
+    /// Attribute keyword, one of `ingest::RULE_ATTRIBUTES` (BodyPartExamined, ProtocolName,
     /// StudyDescription, ImageType, Manufacturer, StationName, ...).
     pub keyword: String,
     /// Regex the attribute's value must match (multi-valued attributes as `A\B`).

@@ -45,12 +45,12 @@ pub fn recover(spool: &Spool, window: Duration) -> Result<Recovered, SpoolError>
     let mut out = Recovered::default();
     let mut seen_instances = HashSet::new();
     for study in spool.studies()? {
-        let jobs = spool.jobs_of_study(&study.study_uid)?;
+        let jobs = spool.jobs().of_study(&study.study_uid)?;
         let mut interrupted = false;
         for job in &jobs {
             match job.state {
                 JobState::Running => {
-                    spool.job_failed(job.id, INTERRUPTED)?;
+                    spool.jobs().failed(job.id, INTERRUPTED)?;
                     out.interrupted_jobs += 1;
                     interrupted = true;
                 }

@@ -1,14 +1,14 @@
-//! The spool index in SQLite: studies, series, instances. WAL journal with
-//! `synchronous=FULL`, so a committed row survives power loss; the schema is versioned with
-//! `PRAGMA user_version`.
+//! The spool index in SQLite: its schema (every table, versioned with `PRAGMA
+//! user_version`), the studies, series and instances tables, and the journal's retired
+//! segments. WAL journal with `synchronous=FULL`, so a committed row survives power loss.
+//! The jobs and outbox tables have modules of their own (`jobs.rs`, `outbox.rs`) that use
+//! [`Index::conn`].
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::JobState;
 use crate::ingest::InstanceHeader;
-use crate::pipeline::assembler::Trigger;
 
 /// Each entry migrates the schema from version i to i+1.
 const MIGRATIONS: &[&str] = &[
@@ -179,7 +179,7 @@ pub struct Index {
 }
 
 impl Index {
-    /// The connection, for the other tables' modules (`outbox`).
+    /// The connection, for the other tables' modules (`jobs`, `outbox`, `health`).
     pub(super) fn conn(&self) -> &Connection {
         &self.conn
     }
@@ -451,109 +451,4 @@ fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
         times_received: r.get::<_, i64>(7)? as u64,
         called_ae: r.get(8)?,
     })
-}
-
-/// A job as recorded in the index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobRecord {
-    /// Row id.
-    pub id: i64,
-    /// Pipeline name.
-    pub pipeline: String,
-    /// Study Instance UID.
-    pub study_uid: String,
-    /// Hex fingerprint of the chosen inputs.
-    pub fingerprint: String,
-    /// What started it.
-    pub trigger: Trigger,
-    /// Where it is.
-    pub state: JobState,
-    /// The SEG written, when done.
-    pub seg_path: Option<String>,
-    /// SOP Instance UID of the SEG, when done.
-    pub seg_sop_instance_uid: Option<String>,
-    /// JSON array of per-segment findings (label, voxels, volume_ml or area_mm2 when
-    /// known, fraction_percent).
-    pub findings: Option<String>,
-    /// JSON object of stage timings in seconds.
-    pub timings: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
-}
-
-impl Index {
-    /// Record that a job starts now; returns its id.
-    pub fn job_started(
-        &self,
-        pipeline: &str,
-        study_uid: &str,
-        fingerprint: &str,
-        trigger: Trigger,
-        now_ms: i64,
-    ) -> rusqlite::Result<i64> {
-        self.conn.execute(
-            "INSERT INTO jobs (pipeline, study_uid, fingerprint, trigger, state, started_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                pipeline,
-                study_uid,
-                fingerprint,
-                trigger,
-                JobState::Running,
-                now_ms
-            ],
-        )?;
-        Ok(self.conn.last_insert_rowid())
-    }
-
-    /// Record a job's SEG, findings and timings.
-    pub fn job_done(
-        &self,
-        id: i64,
-        seg_path: &str,
-        seg_uid: &str,
-        findings: &str,
-        timings: &str,
-        now_ms: i64,
-    ) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE jobs SET state = ?7, finished_ms = ?2, seg_path = ?3, seg_sop_instance_uid = ?4,
-                             findings = ?5, timings = ?6 WHERE id = ?1",
-            params![id, now_ms, seg_path, seg_uid, findings, timings, JobState::Done],
-        )?;
-        Ok(())
-    }
-
-    /// Record why a job failed.
-    pub fn job_failed(&self, id: i64, error: &str, now_ms: i64) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE jobs SET state = ?4, finished_ms = ?2, error = ?3 WHERE id = ?1",
-            params![id, now_ms, error, JobState::Failed],
-        )?;
-        Ok(())
-    }
-
-    /// Jobs of one study, oldest first.
-    pub fn jobs_of_study(&self, study_uid: &str) -> rusqlite::Result<Vec<JobRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, pipeline, study_uid, fingerprint, trigger, state, seg_path, seg_sop_instance_uid,
-                    findings, timings, error FROM jobs WHERE study_uid = ?1 ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![study_uid], |r| {
-            Ok(JobRecord {
-                id: r.get(0)?,
-                pipeline: r.get(1)?,
-                study_uid: r.get(2)?,
-                fingerprint: r.get(3)?,
-                trigger: r.get(4)?,
-                state: r.get(5)?,
-                seg_path: r.get(6)?,
-                seg_sop_instance_uid: r.get(7)?,
-                findings: r.get(8)?,
-                timings: r.get(9)?,
-                error: r.get(10)?,
-            })
-        })?;
-        rows.collect()
-    }
 }

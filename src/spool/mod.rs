@@ -1,25 +1,44 @@
 //! The durable instance store. Before the SCP answers success, every instance is on stable
-//! storage: appended to the instance journal and flushed (`journal.rs`, `filer.rs`), or,
-//! without a journal, written as its Part 10 file and index row, both fsynced. The filer
-//! thread turns journal records into the same files and rows milliseconds later; reads
-//! through the spool wait for it, and a restart replays whatever it had not finished.
+//! storage: appended to the instance journal and flushed (`journal/`), or, without a
+//! journal, written as its Part 10 file and index row, both fsynced. The filer thread turns
+//! journal records into the same files and rows milliseconds later; reads through the spool
+//! wait for it, and a restart replays whatever it had not finished.
+//!
+//! [`Spool`] itself is deliberately narrow (open, store, settle, look up, count) so the
+//! backend can become an object store and a real database without touching the SCP or the
+//! pipeline. The index's other tables are views of their own: [`Spool::jobs`] (the jobs
+//! table) and [`Spool::outbox`] (the deliveries).
 //!
 //! Layout under the data folder:
 //! ```text
 //! index.sqlite                     studies, series, instances, jobs, outbox (WAL, synchronous=FULL)
 //! instances/<study>/<series>/<sop>.dcm
 //! journal/segment-<n>.wal          acknowledged instances not yet filed (fixed-size segments)
-//! tmp/                             partial writes; cleared at open
+//! journal/lock                     flock: one node per data folder
+//! tmp/                             partial writes and spilled data sets; cleared at open
 //! ```
-//! The interface is deliberately narrow (store, look up, count) so the backend can become
-//! an object store and a real database without touching the SCP or the pipeline.
+//!
+//! The code:
+//! ```text
+//! mod.rs       Spool: open, store, settle, look up, count; SpoolError
+//! dataset.rs   a received data set, in memory or spilled to tmp/
+//! files.rs     Part 10 files: written to tmp/, renamed into place, made durable
+//! disk.rs      the free-space floor
+//! index.rs     the SQLite index: schema and migrations, studies, series, instances
+//! journal/     the instance journal: record format, segments, writer, filer thread, replay
+//! jobs.rs      JobStore: the jobs table (started, done with its deliveries, failed)
+//! outbox.rs    OutboxStore: the deliveries (due, attempts, dead letters, re-send)
+//! states.rs    the stored states of jobs and deliveries
+//! health.rs    filer backlog, free disk, recent activity (admin API)
+//! report.rs    the plain-text listing of `segnode status`
+//! ```
 
-mod admin;
 mod dataset;
 mod disk;
-mod filer;
 mod files;
+mod health;
 mod index;
+mod jobs;
 mod journal;
 mod outbox;
 mod report;
@@ -27,21 +46,22 @@ mod states;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::StorageConfig;
 use crate::dimse::Status;
 use crate::ingest::{HeaderError, InstanceHeader};
 use crate::untrusted;
-use filer::Journal;
 use files::Durability;
+use journal::{Journal, RecordMeta};
 
-pub use admin::{Activity, JobRow, OutboxCount};
 pub use dataset::{Dataset, SpillFile};
-pub use index::{InstanceRecord, JobRecord, SeriesRecord, SpoolCounts, StudyRecord};
-pub use outbox::OutboxRecord;
+pub use health::Activity;
+pub use index::{InstanceRecord, SeriesRecord, SpoolCounts, StudyRecord};
+pub use jobs::{JobRecord, JobRow, JobStore};
+pub use outbox::{OutboxCount, OutboxRecord, OutboxStore};
 pub use report::status_report;
 pub use states::{DeliveryState, JobState};
 
@@ -186,14 +206,14 @@ impl Spool {
         // The lock first: nothing here may touch a folder another node is using.
         let journal_dir = root.join("journal");
         std::fs::create_dir_all(&journal_dir).map_err(io(root))?;
-        let lock = journal::lock_exclusively(&journal_dir).map_err(io(&journal_dir))?;
+        let lock = journal::segments::lock_exclusively(&journal_dir).map_err(io(&journal_dir))?;
         std::fs::create_dir_all(root.join("instances")).map_err(io(root))?;
         let tmp = root.join("tmp");
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        journal::sync_dir(root).map_err(io(root))?;
+        journal::segments::sync_dir(root).map_err(io(root))?;
         let index_path = root.join("index.sqlite");
         let index = index::Index::open(&index_path)?;
         // Also with the journal switched off: what an earlier run left in it is filed.
@@ -306,7 +326,7 @@ impl Spool {
 
         if let Some(journal) = &self.journal {
             let received_ms = self.next_received_ms();
-            let meta = journal::RecordMeta {
+            let meta = RecordMeta {
                 received_ms,
                 transfer_syntax_uid: transfer_syntax_uid.to_string(),
                 calling_ae: calling_ae.trim().to_string(),
@@ -424,7 +444,7 @@ impl Spool {
     /// 0 on a quiet node; after a crash, what its next start files.
     pub fn unfiled(&self) -> Result<u64, SpoolError> {
         let index = self.lock_index();
-        filer::unfiled_in(&self.root, &index)
+        journal::unfiled_in(&self.root, &index)
     }
 
     /// Studies, series and instances in the index.
@@ -482,57 +502,20 @@ impl Spool {
         Ok(row)
     }
 
-    /// Record that a job starts (before it runs); returns the job id.
-    pub fn job_started(
-        &self,
-        pipeline: &str,
-        study_uid: &str,
-        fingerprint: &str,
-        trigger: crate::pipeline::assembler::Trigger,
-    ) -> Result<i64, SpoolError> {
-        Ok(self
-            .lock_index()
-            .job_started(pipeline, study_uid, fingerprint, trigger, now_ms())?)
-    }
-
-    /// Record a job's result: the SEG, the findings and stage timings (JSON).
-    pub fn job_done(
-        &self,
-        id: i64,
-        seg_path: &Path,
-        seg_uid: &str,
-        findings_json: &str,
-        timings_json: &str,
-    ) -> Result<(), SpoolError> {
-        Ok(self.lock_index().job_done(
-            id,
-            &seg_path.to_string_lossy(),
-            seg_uid,
-            findings_json,
-            timings_json,
-            now_ms(),
-        )?)
-    }
-
-    /// Record why a job failed.
-    pub fn job_failed(&self, id: i64, error: &str) -> Result<(), SpoolError> {
-        Ok(self.lock_index().job_failed(id, error, now_ms())?)
-    }
-
-    /// The jobs of one study, oldest first.
-    pub fn jobs_of_study(&self, study_uid: &str) -> Result<Vec<JobRecord>, SpoolError> {
-        Ok(self.lock_index().jobs_of_study(study_uid)?)
-    }
-
-    fn lock_index(&self) -> std::sync::MutexGuard<'_, index::Index> {
-        self.index
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock_index(&self) -> MutexGuard<'_, index::Index> {
+        lock(&self.index)
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+/// Lock one of the spool's mutexes, also after a panic on another thread poisoned it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn now_ms() -> i64 {
     SystemTime::now()

@@ -1,17 +1,21 @@
 //! The outbox table: one row per (instance, destination), written in the same transaction
-//! that records the job done, so a SEG and the instances that travel with it (report,
-//! overlay) are in the outbox before anything is sent and a crash can never leave a
-//! finished job without its deliveries. The sender (`crate::outbox`)
-//! reads due rows and records each attempt's outcome here.
+//! that records the job done ([`JobStore::done_with_deliveries`](super::JobStore::done_with_deliveries)),
+//! so a SEG and the instances that travel with it (report, overlay) are in the outbox before
+//! anything is sent and a crash can never leave a finished job without its deliveries. The
+//! sender (`crate::outbox`) reads due rows and records each attempt's outcome here; the
+//! admin API lists rows and counts, and re-sends a dead-lettered one.
 //!
-//! States: `pending` (due at `next_attempt_ms`), `delivered`, `dead` (max attempts spent).
-//! A row is unique per SOP Instance UID and destination, so enqueueing twice is harmless.
+//! States: `pending` (due at `next_attempt_ms`), `delivered`, `dead` (attempts spent, or a
+//! permanent refusal). A row is unique per SOP Instance UID and destination, so enqueueing
+//! twice is harmless.
 
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{DeliveryState, Spool, SpoolError, now_ms};
+use super::index::Index;
+use super::{DeliveryState, Spool, SpoolError, lock, now_ms};
 use crate::pipeline::output::{OutputInstance, OutputKind};
 
 /// One delivery of one instance (a SEG, its report or an overlay image) to one destination.
@@ -44,11 +48,34 @@ pub struct OutboxRecord {
     pub delivered_ms: Option<i64>,
 }
 
-pub(super) const SELECT: &str =
-    "SELECT id, job_id, study_uid, destination, seg_path, sop_instance_uid, state,
+/// Deliveries of one destination in one state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxCount {
+    /// Destination name.
+    pub destination: String,
+    /// The rows' state.
+    pub state: DeliveryState,
+    /// Rows.
+    pub count: u64,
+}
+
+/// The outbox table of a spool's index ([`Spool::outbox`]). Its calls are blocking
+/// (SQLite), like the spool's.
+pub struct OutboxStore<'a> {
+    index: &'a Mutex<Index>,
+}
+
+impl Spool {
+    /// The outbox table.
+    pub fn outbox(&self) -> OutboxStore<'_> {
+        OutboxStore { index: &self.index }
+    }
+}
+
+const SELECT: &str = "SELECT id, job_id, study_uid, destination, seg_path, sop_instance_uid, state,
         attempts, next_attempt_ms, last_error, delivered_ms, kind FROM outbox";
 
-pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRecord> {
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRecord> {
     let kind: String = r.get(11)?;
     let kind = kind.parse::<OutputKind>().map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(11, rusqlite::types::Type::Text, Box::new(e))
@@ -69,7 +96,8 @@ pub(super) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRecord> {
     })
 }
 
-fn insert(
+/// Queue `instances` for each destination, due at `now` (inside the caller's transaction).
+pub(super) fn insert(
     conn: &Connection,
     job_id: i64,
     study_uid: &str,
@@ -100,48 +128,21 @@ fn insert(
     Ok(())
 }
 
-impl Spool {
-    /// Record a job done and queue its SEG and the SEG's companions (report, overlay) for
-    /// every destination, in one transaction.
-    #[allow(clippy::too_many_arguments)]
-    pub fn job_done_with_deliveries(
-        &self,
-        id: i64,
-        study_uid: &str,
-        seg: &OutputInstance,
-        companions: &[OutputInstance],
-        findings_json: &str,
-        timings_json: &str,
-        destinations: &[String],
-    ) -> Result<(), SpoolError> {
-        let index = self.lock_index();
-        let now = now_ms();
-        let tx = index.conn().unchecked_transaction()?;
-        index.job_done(
-            id,
-            &seg.path.to_string_lossy(),
-            &seg.sop_instance_uid,
-            findings_json,
-            timings_json,
-            now,
-        )?;
-        let instances: Vec<&OutputInstance> =
-            std::iter::once(seg).chain(companions.iter()).collect();
-        insert(index.conn(), id, study_uid, &instances, destinations, now)?;
-        tx.commit()?;
-        Ok(())
+impl OutboxStore<'_> {
+    fn index(&self) -> MutexGuard<'_, Index> {
+        lock(self.index)
     }
 
     /// Queue one instance for delivery to each destination, due now. An (instance,
     /// destination) pair already queued is left as it is.
-    pub fn outbox_enqueue(
+    pub fn enqueue(
         &self,
         job_id: i64,
         study_uid: &str,
         instance: &OutputInstance,
         destinations: &[String],
     ) -> Result<(), SpoolError> {
-        let index = self.lock_index();
+        let index = self.index();
         let tx = index.conn().unchecked_transaction()?;
         insert(
             index.conn(),
@@ -156,8 +157,8 @@ impl Spool {
     }
 
     /// Pending rows due at `now_ms`, earliest first, at most `limit`.
-    pub fn outbox_due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRecord>, SpoolError> {
-        let index = self.lock_index();
+    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxRecord>, SpoolError> {
+        let index = self.index();
         let mut stmt = index.conn().prepare(&format!(
             "{SELECT} WHERE state = ?3 AND next_attempt_ms <= ?1
              ORDER BY next_attempt_ms, id LIMIT ?2"
@@ -167,8 +168,8 @@ impl Spool {
     }
 
     /// When the next pending row is due, if any is pending.
-    pub fn outbox_next_due(&self) -> Result<Option<i64>, SpoolError> {
-        let index = self.lock_index();
+    pub fn next_due(&self) -> Result<Option<i64>, SpoolError> {
+        let index = self.index();
         Ok(index
             .conn()
             .query_row(
@@ -181,8 +182,8 @@ impl Spool {
     }
 
     /// The destination acknowledged the SEG: one more attempt, delivered now.
-    pub fn outbox_delivered(&self, id: i64) -> Result<(), SpoolError> {
-        self.lock_index().conn().execute(
+    pub fn delivered(&self, id: i64) -> Result<(), SpoolError> {
+        self.index().conn().execute(
             "UPDATE outbox SET state = ?3, attempts = attempts + 1, delivered_ms = ?2
              WHERE id = ?1",
             params![id, now_ms(), DeliveryState::Delivered],
@@ -191,13 +192,8 @@ impl Spool {
     }
 
     /// An attempt failed: one more attempt, due again at `next_attempt_ms`.
-    pub fn outbox_retry(
-        &self,
-        id: i64,
-        next_attempt_ms: i64,
-        error: &str,
-    ) -> Result<(), SpoolError> {
-        self.lock_index().conn().execute(
+    pub fn retry(&self, id: i64, next_attempt_ms: i64, error: &str) -> Result<(), SpoolError> {
+        self.index().conn().execute(
             "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?2, last_error = ?3
              WHERE id = ?1",
             params![id, next_attempt_ms, error],
@@ -206,8 +202,8 @@ impl Spool {
     }
 
     /// The last attempt failed: dead-lettered with its error; never tried again.
-    pub fn outbox_dead(&self, id: i64, error: &str) -> Result<(), SpoolError> {
-        self.lock_index().conn().execute(
+    pub fn dead(&self, id: i64, error: &str) -> Result<(), SpoolError> {
+        self.index().conn().execute(
             "UPDATE outbox SET state = ?3, attempts = attempts + 1, last_error = ?2 WHERE id = ?1",
             params![id, error, DeliveryState::Dead],
         )?;
@@ -216,12 +212,8 @@ impl Spool {
 
     /// A destination is down: its other pending rows wait until `until_ms` too (no attempt
     /// is counted for them), so a down peer is probed once per backoff, not once per SEG.
-    pub fn outbox_defer_destination(
-        &self,
-        destination: &str,
-        until_ms: i64,
-    ) -> Result<(), SpoolError> {
-        self.lock_index().conn().execute(
+    pub fn defer_destination(&self, destination: &str, until_ms: i64) -> Result<(), SpoolError> {
+        self.index().conn().execute(
             "UPDATE outbox SET next_attempt_ms = ?2
              WHERE destination = ?1 AND state = ?3 AND next_attempt_ms < ?2",
             params![destination, until_ms, DeliveryState::Pending],
@@ -230,8 +222,8 @@ impl Spool {
     }
 
     /// The deliveries of one study, oldest first.
-    pub fn outbox_of_study(&self, study_uid: &str) -> Result<Vec<OutboxRecord>, SpoolError> {
-        let index = self.lock_index();
+    pub fn of_study(&self, study_uid: &str) -> Result<Vec<OutboxRecord>, SpoolError> {
+        let index = self.index();
         let mut stmt = index
             .conn()
             .prepare(&format!("{SELECT} WHERE study_uid = ?1 ORDER BY id"))?;
@@ -240,12 +232,80 @@ impl Spool {
     }
 
     /// The deliveries of one job, oldest first.
-    pub fn outbox_of_job(&self, job_id: i64) -> Result<Vec<OutboxRecord>, SpoolError> {
-        let index = self.lock_index();
+    pub fn of_job(&self, job_id: i64) -> Result<Vec<OutboxRecord>, SpoolError> {
+        let index = self.index();
         let mut stmt = index
             .conn()
             .prepare(&format!("{SELECT} WHERE job_id = ?1 ORDER BY id"))?;
         let rows = stmt.query_map(params![job_id], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Rows per destination and state.
+    pub fn counts(&self) -> Result<Vec<OutboxCount>, SpoolError> {
+        let index = self.index();
+        let mut stmt = index.conn().prepare(
+            "SELECT destination, state, COUNT(*) FROM outbox GROUP BY destination, state
+             ORDER BY destination, state",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OutboxCount {
+                destination: r.get(0)?,
+                state: r.get(1)?,
+                count: r.get::<_, i64>(2)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest rows, newest first.
+    pub fn recent(&self, limit: usize) -> Result<Vec<OutboxRecord>, SpoolError> {
+        let mut rows = Vec::new();
+        // Dead and pending rows first: they are what an operator acts on.
+        for state in [
+            DeliveryState::Dead,
+            DeliveryState::Pending,
+            DeliveryState::Delivered,
+        ] {
+            if rows.len() >= limit {
+                break;
+            }
+            let found = self.in_state(state, limit - rows.len())?;
+            rows.extend(found);
+        }
+        Ok(rows)
+    }
+
+    /// One row by id.
+    pub fn row(&self, id: i64) -> Result<Option<OutboxRecord>, SpoolError> {
+        let index = self.index();
+        Ok(index
+            .conn()
+            .query_row(&format!("{SELECT} WHERE id = ?1"), [id], row)
+            .optional()?)
+    }
+
+    /// Send a dead-lettered delivery again: pending, attempts reset, due now. False when
+    /// the row is not dead (already pending or delivered).
+    pub fn requeue_dead(&self, id: i64) -> Result<bool, SpoolError> {
+        let changed = self.index().conn().execute(
+            "UPDATE outbox SET state = ?3, attempts = 0, next_attempt_ms = ?2
+             WHERE id = ?1 AND state = ?4",
+            params![id, now_ms(), DeliveryState::Pending, DeliveryState::Dead],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn in_state(
+        &self,
+        state: DeliveryState,
+        limit: usize,
+    ) -> Result<Vec<OutboxRecord>, SpoolError> {
+        let index = self.index();
+        let mut stmt = index.conn().prepare(&format!(
+            "{SELECT} WHERE state = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![state, limit as i64], row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
@@ -268,7 +328,8 @@ mod tests {
         )
         .unwrap();
         let job = spool
-            .job_started("p", "1.2.3", "ff", Trigger::Stable)
+            .jobs()
+            .started("p", "1.2.3", "ff", Trigger::Stable)
             .unwrap();
         let dests = vec!["a".to_string(), "b".to_string()];
         let seg = OutputInstance {
@@ -277,17 +338,18 @@ mod tests {
             sop_instance_uid: "1.2.3.4".into(),
         };
         spool
-            .job_done_with_deliveries(job, "1.2.3", &seg, &[], "[]", "{}", &dests)
+            .jobs()
+            .done_with_deliveries(job, "1.2.3", &seg, &[], "[]", "{}", &dests)
             .unwrap();
         // Enqueueing again is a no-op.
-        spool.outbox_enqueue(job, "1.2.3", &seg, &dests).unwrap();
-        let rows = spool.outbox_of_study("1.2.3").unwrap();
+        spool.outbox().enqueue(job, "1.2.3", &seg, &dests).unwrap();
+        let rows = spool.outbox().of_study("1.2.3").unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(
-            spool.jobs_of_study("1.2.3").unwrap()[0].state,
+            spool.jobs().of_study("1.2.3").unwrap()[0].state,
             JobState::Done
         );
-        let due = spool.outbox_due(now_ms(), 10).unwrap();
+        let due = spool.outbox().due(now_ms(), 10).unwrap();
         assert_eq!(due.len(), 2);
         assert_eq!(
             (due[0].kind, &due[0].seg_path),
@@ -295,16 +357,16 @@ mod tests {
         );
 
         let later = now_ms() + 60_000;
-        spool.outbox_retry(due[0].id, later, "refused").unwrap();
-        spool.outbox_defer_destination("b", later).unwrap();
-        assert!(spool.outbox_due(now_ms(), 10).unwrap().is_empty());
-        assert_eq!(spool.outbox_next_due().unwrap(), Some(later));
-        spool.outbox_delivered(due[0].id).unwrap();
-        spool.outbox_dead(due[1].id, "gone").unwrap();
+        spool.outbox().retry(due[0].id, later, "refused").unwrap();
+        spool.outbox().defer_destination("b", later).unwrap();
+        assert!(spool.outbox().due(now_ms(), 10).unwrap().is_empty());
+        assert_eq!(spool.outbox().next_due().unwrap(), Some(later));
+        spool.outbox().delivered(due[0].id).unwrap();
+        spool.outbox().dead(due[1].id, "gone").unwrap();
         drop(spool);
 
         let spool = Spool::open_existing(dir.path()).unwrap();
-        let rows = spool.outbox_of_job(job).unwrap();
+        let rows = spool.outbox().of_job(job).unwrap();
         assert_eq!(
             (rows[0].state, rows[0].attempts),
             (DeliveryState::Delivered, 2)
@@ -318,7 +380,7 @@ mod tests {
             ),
             (DeliveryState::Dead, 1, Some("gone"))
         );
-        assert_eq!(spool.outbox_next_due().unwrap(), None);
+        assert_eq!(spool.outbox().next_due().unwrap(), None);
     }
 
     #[test]
@@ -333,7 +395,8 @@ mod tests {
         )
         .unwrap();
         let job = spool
-            .job_started("p", "1.2.3", "ff", Trigger::Stable)
+            .jobs()
+            .started("p", "1.2.3", "ff", Trigger::Stable)
             .unwrap();
         let instance = |kind, n: u32| OutputInstance {
             kind,
@@ -347,10 +410,12 @@ mod tests {
         ];
         let dests = vec!["a".to_string(), "b".to_string()];
         spool
-            .job_done_with_deliveries(job, "1.2.3", &seg, &companions, "[]", "{}", &dests)
+            .jobs()
+            .done_with_deliveries(job, "1.2.3", &seg, &companions, "[]", "{}", &dests)
             .unwrap();
         let rows: Vec<(String, OutputKind, String)> = spool
-            .outbox_due(now_ms(), 10)
+            .outbox()
+            .due(now_ms(), 10)
             .unwrap()
             .into_iter()
             .map(|r| (r.destination, r.kind, r.sop_instance_uid))
@@ -368,7 +433,7 @@ mod tests {
             .collect();
         assert_eq!(rows, expected);
         assert_eq!(
-            spool.jobs_of_study("1.2.3").unwrap()[0]
+            spool.jobs().of_study("1.2.3").unwrap()[0]
                 .seg_sop_instance_uid
                 .as_deref(),
             Some("1.2.3.1")

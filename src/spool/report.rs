@@ -44,7 +44,7 @@ pub fn status_report(data_dir: &Path) -> Result<String, SpoolError> {
                 number, s.modality, s.series_description, s.instances, s.series_uid
             );
         }
-        for job in spool.jobs_of_study(&study.study_uid)? {
+        for job in spool.jobs().of_study(&study.study_uid)? {
             let detail = match job.state {
                 JobState::Done => format!(
                     "SEG {}  findings {}",
@@ -60,7 +60,7 @@ pub fn status_report(data_dir: &Path) -> Result<String, SpoolError> {
                 job.id, job.pipeline, job.state, job.trigger, detail
             );
         }
-        for d in spool.outbox_of_study(&study.study_uid)? {
+        for d in spool.outbox().of_study(&study.study_uid)? {
             let error = d
                 .last_error
                 .map(|e| format!("  last error: {e}"))

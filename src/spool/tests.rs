@@ -274,12 +274,12 @@ fn patient_of(path: &std::path::Path) -> String {
 /// The segment files of the journal and how many records of their generation each holds.
 fn journal_records(root: &std::path::Path) -> Vec<(u64, usize)> {
     let dir = root.join("journal");
-    journal::list_segments(&dir)
+    journal::segments::list_segments(&dir)
         .unwrap()
         .into_iter()
         .map(|g| {
-            let file = std::fs::File::open(journal::segment_path(&dir, g)).unwrap();
-            (g, journal::read_records(&file, g).unwrap().len())
+            let file = std::fs::File::open(journal::segments::segment_path(&dir, g)).unwrap();
+            (g, journal::record::read_records(&file, g).unwrap().len())
         })
         .collect()
 }
@@ -306,12 +306,12 @@ fn instances_acknowledged_but_not_filed_before_a_crash_are_filed_at_the_next_ope
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(journal::segment_path(
+        .open(journal::segments::segment_path(
             &dir.path().join("journal"),
             generation,
         ))
         .unwrap();
-    let meta = |received_ms, sop: &str| journal::RecordMeta {
+    let meta = |received_ms, sop: &str| RecordMeta {
         received_ms,
         transfer_syntax_uid: uids::EXPLICIT_VR_LE.to_string(),
         calling_ae: "CRASHED".to_string(),
@@ -339,9 +339,9 @@ fn instances_acknowledged_but_not_filed_before_a_crash_are_filed_at_the_next_ope
     let mut offset = 0;
     let mut last = 0;
     for (meta, bytes) in &records {
-        journal::write_record(&file, offset, generation, meta, bytes).unwrap();
+        journal::record::write_record(&file, offset, generation, meta, bytes).unwrap();
         last = offset;
-        offset += journal::record_len(meta, bytes.len());
+        offset += journal::record::record_len(meta, bytes.len());
     }
     use std::os::unix::fs::FileExt;
     file.write_all_at(&[0xFF; 8], last + 100).unwrap();
@@ -469,23 +469,23 @@ fn beyond_its_memory_budget_the_filer_reads_data_sets_back_from_the_journal() {
 /// spool under `root`, as a node that crashed right after acknowledging them leaves them.
 fn leave_in_journal(root: &std::path::Path, records: &[(i64, Vec<u8>)]) {
     let dir = root.join("journal");
-    let generation = journal::list_segments(&dir).unwrap()[0];
+    let generation = journal::segments::list_segments(&dir).unwrap()[0];
     let file = std::fs::OpenOptions::new()
         .write(true)
-        .open(journal::segment_path(&dir, generation))
+        .open(journal::segments::segment_path(&dir, generation))
         .unwrap();
     let mut offset = 0;
     for (received_ms, bytes) in records {
         let header = parse_header(bytes, uids::EXPLICIT_VR_LE, &Default::default()).ok();
-        let meta = journal::RecordMeta {
+        let meta = RecordMeta {
             received_ms: *received_ms,
             transfer_syntax_uid: uids::EXPLICIT_VR_LE.to_string(),
             calling_ae: "CRASHED".to_string(),
             sop_instance_uid: header.map(|h| h.sop_instance_uid).unwrap_or_default(),
             called_ae: String::new(),
         };
-        journal::write_record(&file, offset, generation, &meta, bytes).unwrap();
-        offset += journal::record_len(&meta, bytes.len());
+        journal::record::write_record(&file, offset, generation, &meta, bytes).unwrap();
+        offset += journal::record::record_len(&meta, bytes.len());
     }
     file.sync_all().unwrap();
 }
@@ -501,7 +501,7 @@ fn switching_the_journal_off_still_files_what_an_earlier_run_left_in_it() {
     let row = spool.instance("1.2.3.4.7").unwrap().expect("filed");
     assert!(row.path.is_file());
     assert!(
-        journal::list_segments(&dir.path().join("journal"))
+        journal::segments::list_segments(&dir.path().join("journal"))
             .unwrap()
             .is_empty(),
         "no journal segments without a journal"

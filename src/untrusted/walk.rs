@@ -20,7 +20,7 @@ pub enum Encoding {
 }
 
 /// The last group of the identifying attributes the header parse reads (Study, Series and
-/// SOP identity, patient, dates, and the routing attributes of `spool::RULE_ATTRIBUTES`).
+/// SOP identity, patient, dates, and the routing attributes of `ingest::RULE_ATTRIBUTES`).
 const LAST_HEADER_GROUP: u16 = 0x0020;
 /// A value length meaning "until a delimiter".
 const UNDEFINED_LENGTH: u32 = 0xFFFF_FFFF;

@@ -161,7 +161,9 @@ impl Worker {
                 job.trigger,
             );
             tokio::task::spawn_blocking(move || {
-                spool.job_started(&pipeline, &study, &fingerprint, trigger)
+                spool
+                    .jobs()
+                    .started(&pipeline, &study, &fingerprint, trigger)
             })
             .await
             .map_err(JobFailure::panicked("job record"))?
@@ -217,7 +219,7 @@ fn record(
                 path: done.seg_path.clone(),
                 sop_instance_uid: done.seg_sop_instance_uid.clone(),
             };
-            spool.job_done_with_deliveries(
+            spool.jobs().done_with_deliveries(
                 job_id,
                 &done.study_uid,
                 &seg,
@@ -227,7 +229,7 @@ fn record(
                 destinations,
             )
         }
-        Ending::Failed(reason) => spool.job_failed(job_id, reason),
+        Ending::Failed(reason) => spool.jobs().failed(job_id, reason),
     }
 }
 

@@ -1,17 +1,11 @@
-//! The instance journal on disk: segment files of a fixed size, written full of zeros when
-//! they are made, into which each acknowledged instance is appended as one checksummed
-//! record and made durable with `fdatasync`. Overwriting blocks a file already owns changes
-//! no file-system metadata, so that flush is one data write and a device cache flush: the
-//! cheapest durable write there is, and the only one on the C-STORE's path (the Part 10
-//! file and the index row follow on the filer's thread; see `filing.rs`).
+//! The journal's on-disk record: one acknowledged instance, checksummed, in a segment of
+//! the journal (`segments.rs`). Every record carries its segment's generation, so records
+//! left from a segment's earlier use end the scan of its new one.
 //!
-//! A segment is named by its generation (`segment-<generation>.wal`) and every record carries
-//! that generation, so records left from a segment's earlier use end the scan of its new one.
-//!
-//! Records are written with `O_DIRECT` where the file system allows it: each starts at a
-//! multiple of [`ALIGN`] and is padded to one, and goes from an aligned buffer straight to
-//! the device, so the flush has no page cache to write back first (and the journal does not
-//! fill the page cache). Elsewhere the same aligned records go through the page cache.
+//! Each record starts at a multiple of [`ALIGN`] and is padded to one, and is written from
+//! an aligned buffer, so on a segment opened with `O_DIRECT` it goes straight to the device
+//! (the flush has no page cache to write back first, and the journal does not fill the page
+//! cache). Elsewhere the same aligned records go through the page cache.
 //!
 //! Record layout (little endian):
 //! ```text
@@ -29,14 +23,11 @@
 //! ```
 
 use std::cell::RefCell;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 const MAGIC: &[u8; 4] = b"SNJ1";
 const HEADER_BYTES: u64 = 32;
-const ZERO_CHUNK: usize = 1 << 20;
 
 /// Record alignment: the logical block size `O_DIRECT` needs, 4 KiB covering every common
 /// device.
@@ -75,100 +66,6 @@ pub struct Record {
 /// The bytes a record takes in a segment, padding included.
 pub fn record_len(meta: &RecordMeta, dataset_len: usize) -> u64 {
     (HEADER_BYTES + encode_meta(meta).len() as u64 + dataset_len as u64).next_multiple_of(ALIGN)
-}
-
-/// A segment file's path for a generation.
-pub fn segment_path(dir: &Path, generation: u64) -> PathBuf {
-    dir.join(format!("segment-{generation:016}.wal"))
-}
-
-/// The generations of the segments in `dir`, oldest first.
-pub fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
-    let mut generations = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(g) = name
-            .strip_prefix("segment-")
-            .and_then(|rest| rest.strip_suffix(".wal"))
-            .and_then(|g| g.parse::<u64>().ok())
-        {
-            generations.push(g);
-        }
-    }
-    generations.sort_unstable();
-    Ok(generations)
-}
-
-/// Make a new segment of `bytes` bytes for `generation`: written full of zeros and fsynced
-/// under a temporary name, then renamed into place and the directory fsynced, so a segment
-/// that exists under its name is entirely allocated.
-pub fn create_segment(dir: &Path, generation: u64, bytes: u64) -> std::io::Result<File> {
-    let tmp = dir.join(format!("segment-{generation:016}.new"));
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)?;
-    let zeros = vec![0u8; ZERO_CHUNK];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(ZERO_CHUNK as u64) as usize;
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
-    }
-    file.sync_all()?;
-    drop(file);
-    let path = segment_path(dir, generation);
-    fs::rename(&tmp, &path)?;
-    sync_dir(dir)?;
-    open_for_writing(&path)
-}
-
-/// Remove what a crash left of segments being made (`segment-*.new`).
-pub fn remove_partial_segments(dir: &Path) -> std::io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "new") {
-            fs::remove_file(&path)?;
-        }
-    }
-    Ok(())
-}
-
-/// Rename a segment out of the journal (`segment-<generation>.kept`), for a person to look
-/// at; returns its new path.
-pub fn set_aside(dir: &Path, generation: u64) -> std::io::Result<PathBuf> {
-    let kept = dir.join(format!("segment-{generation:016}.kept"));
-    fs::rename(segment_path(dir, generation), &kept)?;
-    sync_dir(dir)?;
-    Ok(kept)
-}
-
-/// Give a segment whose records are all filed a new generation (rename, directory fsync),
-/// so it can be written again; its old records no longer count.
-pub fn recycle_segment(dir: &Path, old: u64, new: u64) -> std::io::Result<File> {
-    let path = segment_path(dir, new);
-    fs::rename(segment_path(dir, old), &path)?;
-    sync_dir(dir)?;
-    open_for_writing(&path)
-}
-
-/// Open a segment for appending records: `O_DIRECT` where the file system supports it
-/// (not tmpfs, for one), else through the page cache.
-fn open_for_writing(path: &Path) -> std::io::Result<File> {
-    let direct = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path);
-    match direct {
-        Ok(file) => Ok(file),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            OpenOptions::new().write(true).open(path)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 thread_local! {
@@ -286,37 +183,6 @@ fn read_record_within(
     }))
 }
 
-/// Take the journal for this process: an exclusive `flock` on `dir/lock`, held while the
-/// returned file is open. Two nodes writing one journal would overwrite each other's
-/// records, so the second is refused.
-pub fn lock_exclusively(dir: &Path) -> std::io::Result<File> {
-    use std::os::fd::AsRawFd;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("lock"))?;
-    // SAFETY: flock on a descriptor we own; no memory is passed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = std::io::Error::last_os_error();
-        return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
-            std::io::Error::new(
-                err.kind(),
-                "another segnode serve is using this data folder (its journal is locked); \
-                 stop it or give this one its own --data-dir",
-            )
-        } else {
-            err
-        });
-    }
-    Ok(file)
-}
-
-/// Fsync a directory, so the entries made or renamed in it are durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 fn encode_meta(meta: &RecordMeta) -> Vec<u8> {
     let texts = [
         &meta.transfer_syntax_uid,
@@ -359,6 +225,10 @@ fn decode_meta(bytes: &[u8]) -> Option<RecordMeta> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::path::Path;
+
+    use super::super::segments::{create_segment, list_segments, recycle_segment, segment_path};
     use super::*;
 
     fn records(dir: &Path, generation: u64) -> Vec<Record> {
