@@ -1,109 +1,37 @@
 //! `kill -9` of `segnode serve`, in the middle of ingest, right after the last
 //! acknowledgement and in the middle of a job: after a restart on the same spool every
 //! acknowledged instance is there, the study completes and exactly one SEG comes out. The real
-//! binary runs as a child process; nothing here is simulated in-process.
+//! binary runs as a child process (`common::child_node`, on the config the other node suites
+//! use, written as TOML); nothing here is simulated in-process.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::child_node::{BIN, ChildNode};
+use segnode::config::Config;
 use segnode::spool::{JobState, Spool};
 use segnode::synth::Orientation;
 
-const BIN: &str = env!("CARGO_BIN_EXE_segnode");
-
-/// Config file for a node with its spool under `dir`, running the shipped `pipeline`
-/// sized for small test studies, stable after 2 s; `None`: a node that only stores.
-fn write_config(dir: &Path, pipeline: Option<&str>, port: u16) -> PathBuf {
-    let definitions = common::dce::pipelines_dir(
+/// The test node's config ([`common::node::node_config`] under `dir`) running the shipped
+/// `pipeline` sized for small test studies, stable after 2 s; `None`: a node that only
+/// stores.
+fn node_config(dir: &Path, pipeline: Option<&str>) -> Config {
+    let mut config = common::node::node_config(dir);
+    common::dce::pipelines_dir(
         dir,
         pipeline.unwrap_or("dce_breast"),
         &[("stable_seconds = 30", "stable_seconds = 2")],
     );
-    let enabled = pipeline.map(|p| format!("'{p}'")).unwrap_or_default();
-    let config = dir.join("segnode.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[node]\nae_title = 'SEGNODE'\nbind = '127.0.0.1'\nport = {port}\ndata_dir = '{}'\n\
-             [storage]\nmin_free_disk_mb = 0\n\
-             [pipelines]\nenabled = [{enabled}]\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
-            dir.join("spool").display(),
-            definitions.display(),
-            common::dce::models_dir().display()
-        ),
-    )
-    .unwrap();
+    config.pipelines.enabled = pipeline.map(str::to_string).into_iter().collect();
     config
 }
 
-/// `segnode serve` as a child; killed with SIGKILL on drop if still running.
-struct Node(Child);
-
-impl Node {
-    fn start(config: &Path, log: &Path) -> Node {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Node(child)
-    }
-
-    fn wait_ready(&mut self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ok = Command::new(BIN)
-                .args([
-                    "echo",
-                    &format!("SEGNODE@127.0.0.1:{port}"),
-                    "--timeout",
-                    "2",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap()
-                .success();
-            if ok {
-                return;
-            }
-            assert!(
-                self.0.try_wait().unwrap().is_none(),
-                "segnode exited during start-up"
-            );
-            assert!(
-                Instant::now() < deadline,
-                "segnode did not answer C-ECHO within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.0.kill(); // SIGKILL
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn send(port: u16, dir: &Path) -> Child {
+fn send(node: &ChildNode, dir: &Path) -> Child {
     Command::new(BIN)
-        .args(["send", &format!("SEGNODE@127.0.0.1:{port}")])
+        .args(["send", &node.ae_address()])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -112,45 +40,12 @@ fn send(port: u16, dir: &Path) -> Child {
 }
 
 /// Send the study in `dir` and wait: every instance must be acknowledged.
-fn send_all(port: u16, dir: &Path) {
-    let status = send(port, dir).wait().unwrap();
+fn send_all(node: &ChildNode, dir: &Path) {
+    let status = send(node, dir).wait().unwrap();
     assert!(
         status.success(),
         "segnode send: {status} (an instance was refused)"
     );
-}
-
-fn segs(results: &Path) -> Vec<PathBuf> {
-    walk(results)
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
-        .collect()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p))
-            } else {
-                out.push(p)
-            }
-        }
-    }
-    out
-}
-
-fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn study(dir: &Path, seed: u64) -> segnode::synth::SynthStudy {
@@ -161,22 +56,19 @@ fn study(dir: &Path, seed: u64) -> segnode::synth::SynthStudy {
 fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
     let tmp = tempfile::tempdir().unwrap();
     let s = study(&tmp.path().join("study"), 31);
-    let port = common::free_port();
-    let config = write_config(tmp.path(), Some("dce_breast"), port);
-    let log = tmp.path().join("serve.log");
-    let spool_dir = tmp.path().join("spool");
-    let results = spool_dir.join("results");
+    let config = node_config(tmp.path(), Some("dce_breast"));
+    let spool_dir = config.node.data_dir.clone();
 
-    let mut node = Node::start(&config, &log);
-    node.wait_ready(port);
-    let mut sender = send(port, &tmp.path().join("study"));
-    poll(
+    let mut node = ChildNode::start_with(tmp.path(), &config);
+    let mut sender = send(&node, &tmp.path().join("study"));
+    node.wait_for(
         "the first instances to be stored",
         Duration::from_secs(60),
-        || {
+        |_| {
             Spool::open_existing(&spool_dir)
                 .and_then(|sp| sp.counts())
                 .is_ok_and(|c| c.instances >= 10)
+                .then_some(())
         },
     );
     node.kill9();
@@ -190,14 +82,13 @@ fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
         stored_before < s.files.len() as u64,
         "the kill came before the study was complete ({stored_before})"
     );
-    assert!(segs(&results).is_empty());
+    assert!(node.results().is_empty());
 
     // Restart; the sender sends the study again (what it sent unacknowledged, and more).
-    let mut node = Node::start(&config, &log);
-    node.wait_ready(port);
-    send_all(port, &tmp.path().join("study"));
-    poll("the SEG", Duration::from_secs(120), || {
-        !segs(&results).is_empty()
+    let mut node = ChildNode::start_with(tmp.path(), &config);
+    send_all(&node, &tmp.path().join("study"));
+    node.wait_for("the SEG", Duration::from_secs(120), |n| {
+        (!n.results().is_empty()).then_some(())
     });
     std::thread::sleep(Duration::from_secs(3)); // a second SEG would show up by now
     node.kill9();
@@ -209,10 +100,10 @@ fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
         "no instance lost or doubled"
     );
     assert_eq!(
-        segs(&results).len(),
+        node.results().len(),
         1,
         "exactly one SEG; log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        node.log_text()
     );
     let jobs = spool.jobs().of_study(&s.study_uid).unwrap();
     assert_eq!(
@@ -230,26 +121,21 @@ fn kill_9_during_ingest_then_resend_gives_exactly_one_seg() {
 fn kill_9_right_after_the_last_acknowledgement_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let s = study(&tmp.path().join("study"), 33);
-    let port = common::free_port();
     // A node that only stores (a job would read the spool and so wait for the filer).
-    let config = write_config(tmp.path(), None, port);
-    let log = tmp.path().join("serve.log");
-    let spool_dir = tmp.path().join("spool");
+    let config = node_config(tmp.path(), None);
 
-    let mut node = Node::start(&config, &log);
-    node.wait_ready(port);
-    send_all(port, &tmp.path().join("study"));
+    let mut node = ChildNode::start_with(tmp.path(), &config);
+    send_all(&node, &tmp.path().join("study"));
     node.kill9();
 
-    let mut node = Node::start(&config, &log);
-    node.wait_ready(port);
+    let mut node = ChildNode::start_with(tmp.path(), &config);
     node.kill9();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let log_text = node.log_text();
     assert!(
         log_text.contains("journal replayed"),
         "the kill left acknowledged instances in the journal; log:\n{log_text}"
     );
-    let spool = Spool::open_existing(&spool_dir).unwrap();
+    let spool = Spool::open_existing(&node.data_dir).unwrap();
     assert_eq!(spool.counts().unwrap().instances, s.files.len() as u64);
     for series in spool.series_of_study(&s.study_uid).unwrap() {
         for instance in spool.instances_of_series(&series.series_uid).unwrap() {
@@ -268,42 +154,36 @@ fn kill_9_right_after_the_last_acknowledgement_loses_nothing() {
 fn kill_9_during_a_job_then_restart_runs_it_again_once() {
     let tmp = tempfile::tempdir().unwrap();
     let s = study(&tmp.path().join("study"), 32);
-    let port = common::free_port();
     // The SwinUNETR pipeline takes seconds per job on a CPU: a kill lands inside it.
-    let config = write_config(tmp.path(), Some("dce_breast_swinunetr"), port);
-    let log = tmp.path().join("serve.log");
-    let spool_dir = tmp.path().join("spool");
-    let results = spool_dir.join("results");
+    let config = node_config(tmp.path(), Some("dce_breast_swinunetr"));
+    let spool_dir = config.node.data_dir.clone();
 
-    let mut node = Node::start(&config, &log);
-    node.wait_ready(port);
-    send_all(port, &tmp.path().join("study"));
-    poll("the job to start", Duration::from_secs(60), || {
+    let mut node = ChildNode::start_with(tmp.path(), &config);
+    send_all(&node, &tmp.path().join("study"));
+    node.wait_for("the job to start", Duration::from_secs(60), |_| {
         Spool::open_existing(&spool_dir)
             .and_then(|sp| sp.jobs().of_study(&s.study_uid))
             .is_ok_and(|jobs| jobs.iter().any(|j| j.state == JobState::Running))
+            .then_some(())
     });
     node.kill9();
     assert!(
-        segs(&results).is_empty(),
+        node.results().is_empty(),
         "killed before the SEG was written"
     );
 
-    let mut node = Node::start(&config, &log);
-    node.wait_ready(port);
-    poll(
-        "the SEG after the restart",
-        Duration::from_secs(180),
-        || !segs(&results).is_empty(),
-    );
+    let mut node = ChildNode::start_with(tmp.path(), &config);
+    node.wait_for("the SEG after the restart", Duration::from_secs(180), |n| {
+        (!n.results().is_empty()).then_some(())
+    });
     std::thread::sleep(Duration::from_secs(3));
     node.kill9();
 
     assert_eq!(
-        segs(&results).len(),
+        node.results().len(),
         1,
         "exactly one SEG; log:\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
+        node.log_text()
     );
     let jobs = Spool::open_existing(&spool_dir)
         .unwrap()

@@ -118,7 +118,7 @@ async fn assert_still_serving(node: &mut ChildNode, uid: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn sequences_nested_100000_deep_get_c000_and_the_node_stays_up() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = ChildNode::start(dir.path(), "");
+    let mut node = ChildNode::start(dir.path(), |_| {});
     let uid = "1.2.826.0.1.3680043.8.498.4244.1";
     let mut bomb = Vec::new();
     for _ in 0..100_000 {
@@ -149,7 +149,7 @@ async fn sequences_nested_100000_deep_get_c000_and_the_node_stays_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn declared_lengths_of_4_gib_cost_less_than_64_mib() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = ChildNode::start(dir.path(), "");
+    let mut node = ChildNode::start(dir.path(), |_| {});
     let before = node.memory_kib("VmHWM");
     let mut scu = RawScu::connect(
         &node.ae_address(),
@@ -211,7 +211,7 @@ async fn declared_lengths_of_4_gib_cost_less_than_64_mib() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_1_gib_deflate_bomb_is_refused_while_it_inflates() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = ChildNode::start(dir.path(), "");
+    let mut node = ChildNode::start(dir.path(), |_| {});
     let before = node.memory_kib("VmHWM");
     let uid = "1.2.826.0.1.3680043.8.498.4246.1";
     // The data set: identity, then an OB of 1 GiB of zeros; deflated, about 1 MB.
@@ -271,10 +271,11 @@ async fn sixteen_associations_streaming_huge_data_sets_stay_within_the_memory_bu
     let dir = tempfile::tempdir().unwrap();
     // A 64 MiB budget, data sets over 8 MiB spilled, over 32 MiB discarded; 16 peers each
     // stream 96 MiB at once (1.5 GiB in all).
-    let mut node = ChildNode::start(
-        dir.path(),
-        "memory_budget_mb = 64\nspill_above_mb = 8\nmax_dataset_mb = 32",
-    );
+    let mut node = ChildNode::start(dir.path(), |c| {
+        c.network.memory_budget_mb = 64;
+        c.network.spill_above_mb = 8;
+        c.network.max_dataset_mb = 32;
+    });
     let before_rss = node.memory_kib("VmRSS");
     let before = node.memory_kib("VmHWM");
     let streams: Vec<_> = (0..16)
@@ -314,10 +315,10 @@ async fn sixteen_associations_streaming_huge_data_sets_stay_within_the_memory_bu
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_trickled_byte_by_byte_is_cut_at_the_message_time_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = ChildNode::start(
-        dir.path(),
-        "read_timeout_seconds = 5\nmessage_timeout_seconds = 3",
-    );
+    let mut node = ChildNode::start(dir.path(), |c| {
+        c.network.read_timeout_seconds = 5;
+        c.network.message_timeout_seconds = 3;
+    });
     let uid = "1.2.826.0.1.3680043.8.498.4248.1";
     let (mut scu, pc) = mr_association(&node.ae_address(), EXPLICIT).await;
     scu.send_pdv(pc, PDataValueType::Command, true, store_rq(1, uid).encode())
@@ -362,7 +363,7 @@ async fn twenty_silent_sockets_do_not_stop_storescu_from_storing_a_study() {
     let dir = tempfile::tempdir().unwrap();
     let files = fixtures::mr_series(&dir.path().join("study"), 12, 32, 32, 77);
     // The default limits: 16 association slots, ARTIM 10 s, 16 pending per host.
-    let mut node = ChildNode::start(dir.path(), "");
+    let mut node = ChildNode::start(dir.path(), |_| {});
     let mut silent = Vec::new();
     for i in 0..20 {
         // From other hosts, one each ...
@@ -396,7 +397,7 @@ async fn twenty_silent_sockets_do_not_stop_storescu_from_storing_a_study() {
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_absurd_pdus_and_aborts_mid_data_set_are_still_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = ChildNode::start(dir.path(), "");
+    let mut node = ChildNode::start(dir.path(), |_| {});
     let port = node.port;
     let mut attacks: Vec<Vec<u8>> = vec![
         // Random bytes.

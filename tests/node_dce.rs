@@ -5,28 +5,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use segnode::ae::{AeTitle, Peer};
-use segnode::config::Config;
+use common::node::{node_config, spawn_node};
 use segnode::synth::Orientation;
 
-const NODE_AE: &str = "SEGNODE";
-
-/// A node config for the test: loopback, its own spool, the shipped DCE pipeline sized for
-/// the small test studies (with `edits`), the repo's models.
-fn node_config(dir: &Path, edits: &[(&str, &str)]) -> Config {
-    let definitions = common::dce::pipelines_dir(dir, "dce_breast", edits);
-    let text = format!(
-        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
-         [storage]\nmin_free_disk_mb = 0\n\
-         [pipelines]\nenabled = ['dce_breast']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
-        dir.join("spool").display(),
-        definitions.display(),
-        common::dce::models_dir().display()
-    );
-    Config::from_toml(&text, "<test config>", None).unwrap()
-}
+/// Every wait for a SEG is bounded by this.
+const LIMIT: Duration = Duration::from_secs(120);
 
 fn small_study(dir: &Path, orientation: Orientation, seed: u64) -> segnode::synth::SynthStudy {
     common::dce::small_study(dir, orientation, seed, true)
@@ -68,46 +53,14 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
     }
     shuffle(&mut files, 0x5EED);
 
-    let config = node_config(tmp.path(), &[]);
-    let results = config.results_dir();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
-        let _ = stop_rx.await;
-    }));
-
-    let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
-    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("TESTSCU").unwrap());
-    let report = segnode::scu::send_files(&peer, &opts, &files)
-        .await
-        .unwrap();
-    assert_eq!(
-        (report.sent, report.failed),
-        (files.len(), 0),
-        "every instance is acknowledged"
-    );
+    let node = spawn_node(node_config(tmp.path())).await;
+    node.send(&files).await;
 
     // The release of that one association completes both studies; wait (bounded) for the SEGs.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let seg_of = |study: &str| -> Option<PathBuf> {
-        std::fs::read_dir(results.join(study))
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|x| x == "dcm"))
-    };
-    while (seg_of(&axial.study_uid).is_none() || seg_of(&oblique.study_uid).is_none())
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    stop_tx.send(()).unwrap();
-    let summary = tokio::time::timeout(Duration::from_secs(60), node)
-        .await
-        .expect("node stops")
-        .unwrap()
-        .unwrap();
+    let axial_segs = node.wait_for_results(&axial.study_uid, 1, LIMIT).await;
+    let oblique_segs = node.wait_for_results(&oblique.study_uid, 1, LIMIT).await;
+    let spool_dir = node.data_dir.clone();
+    let summary = node.stop().await;
     assert!(
         summary.pipelines.failed.is_empty(),
         "failed jobs: {:?}",
@@ -119,18 +72,18 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
         "exactly one SEG per study"
     );
 
-    for study in [&axial, &oblique] {
-        let seg = seg_of(&study.study_uid).expect("a SEG for every study");
-        let score = segnode::eval::evaluate_file(&seg, &study.truth_path, 1).unwrap();
+    for (study, segs) in [(&axial, axial_segs), (&oblique, oblique_segs)] {
+        let seg = &segs[0];
+        let score = segnode::eval::evaluate_file(seg, &study.truth_path, 1).unwrap();
         assert!(
             score.dice >= 0.9,
             "{}: Dice {:.4} ({score:?})",
             study.study_uid,
             score.dice
         );
-        let errors = dciodvfy_errors(&seg);
+        let errors = dciodvfy_errors(seg);
         assert!(errors.is_empty(), "dciodvfy: {errors:?}");
-        let contents = segnode::pipeline::seg::read_seg(&seg).unwrap();
+        let contents = segnode::pipeline::seg::read_seg(seg).unwrap();
         assert_eq!(
             contents.study_instance_uid, study.study_uid,
             "the SEG belongs to its own study"
@@ -158,7 +111,7 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
         assert_eq!(contents.frames.len(), 24, "one frame per source slice");
 
         // The job record in the index: done, with this SEG and its findings.
-        let spool = segnode::spool::Spool::open_existing(&tmp.path().join("spool")).unwrap();
+        let spool = segnode::spool::Spool::open_existing(&spool_dir).unwrap();
         let jobs = spool.jobs().of_study(&study.study_uid).unwrap();
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         let job = &jobs[0];
@@ -184,72 +137,38 @@ async fn two_studies_interleaved_and_shuffled_on_one_association_each_give_a_seg
     }
 }
 
-/// Run a node on `config` until `until` returns true (polled, bounded) or `limit` passes.
-async fn run_node_until(
-    config: Config,
-    files: &[PathBuf],
-    until: impl Fn() -> bool,
-    limit: Duration,
-) -> segnode::serve::NodeSummary {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
-        let _ = stop_rx.await;
-    }));
-    if !files.is_empty() {
-        let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
-        let opts = segnode::scu::ScuOptions::new(AeTitle::parse("TESTSCU").unwrap());
-        let report = segnode::scu::send_files(&peer, &opts, files).await.unwrap();
-        assert_eq!(report.failed, 0);
-    }
-    let deadline = Instant::now() + limit;
-    while !until() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    stop_tx.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), node)
-        .await
-        .expect("node stops")
-        .unwrap()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_completes_a_collecting_study_once_and_never_repeats_a_finished_one() {
     let tmp = tempfile::tempdir().unwrap();
     let study = small_study(&tmp.path().join("study"), Orientation::Axial, 21);
     // Wait for stability only, so that node 1 can stop before the study is complete.
-    let config = || {
-        node_config(
-            tmp.path(),
-            &[
-                (
-                    "on_association_release = true",
-                    "on_association_release = false",
-                ),
-                ("stable_seconds = 30", "stable_seconds = 2"),
-            ],
-        )
-    };
-    let results = config().results_dir();
-    let segs = || -> usize {
-        std::fs::read_dir(results.join(&study.study_uid))
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.path().extension().is_some_and(|x| x == "dcm"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
+    let config = node_config(tmp.path());
+    common::dce::pipelines_dir(
+        tmp.path(),
+        "dce_breast",
+        &[
+            (
+                "on_association_release = true",
+                "on_association_release = false",
+            ),
+            ("stable_seconds = 30", "stable_seconds = 2"),
+        ],
+    );
+    let segs = || common::node::results_of(&config.results_dir(), &study.study_uid).len();
 
     // Node 1 receives the whole study and stops before it is stable: no SEG yet.
-    let first = run_node_until(config(), &study.files, || false, Duration::from_millis(200)).await;
+    let node = spawn_node(config.clone()).await;
+    node.send(&study.files).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first = node.stop().await;
     assert_eq!(first.scp.instances_stored as usize, study.files.len());
     assert_eq!(segs(), 0, "node 1 stopped before the study was stable");
 
     // Node 2 on the same spool reads the study back, and completes it once stable.
-    let second = run_node_until(config(), &[], || segs() > 0, Duration::from_secs(60)).await;
+    let node = spawn_node(config.clone()).await;
+    node.wait_for_results(&study.study_uid, 1, Duration::from_secs(60))
+        .await;
+    let second = node.stop().await;
     assert_eq!(
         second.pipelines.completed.len(),
         1,
@@ -262,14 +181,16 @@ async fn a_restart_completes_a_collecting_study_once_and_never_repeats_a_finishe
     assert!(score.dice >= 0.9, "Dice {:.4}", score.dice);
 
     // Node 3 recognises the finished job: nothing runs again, however long it waits.
-    let third = run_node_until(config(), &[], || false, Duration::from_secs(5)).await;
+    let node = spawn_node(config.clone()).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let third = node.stop().await;
     assert!(
         third.pipelines.completed.is_empty() && third.pipelines.failed.is_empty(),
         "{:?}",
         third.pipelines
     );
     assert_eq!(segs(), 1, "still exactly one SEG");
-    let spool = segnode::spool::Spool::open_existing(&tmp.path().join("spool")).unwrap();
+    let spool = segnode::spool::Spool::open_existing(&config.node.data_dir).unwrap();
     let jobs = spool.jobs().of_study(&study.study_uid).unwrap();
     assert_eq!(
         jobs.iter()

@@ -13,29 +13,29 @@ use segnode::ae::{AeTitle, Peer};
 use segnode::config::Config;
 use segnode::synth::UsEncoding;
 
+use common::node::{dimse_destination, spawn_node, write_pipeline};
 use common::storescp::Storescp;
 
-const NODE_AE: &str = "SEGNODE";
+/// The calling AE title the images come from.
+const MODALITY_AE: &str = "US_MODALITY";
 
-/// Both shipped pipelines; the fetal one delivers to storescp on `store_port`.
+/// Both shipped pipelines ([`common::node::node_config`]); the fetal one delivers to
+/// storescp on `store_port`.
 fn node_config(dir: &Path, store_port: u16) -> Config {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/pipelines/fetal_head_us.toml");
-    let text = common::dce::without_report(&std::fs::read_to_string(shipped).unwrap())
-        .replace("destinations = []", "destinations = [\"store\"]");
-    let definitions = dir.join("pipelines");
-    std::fs::create_dir_all(&definitions).unwrap();
-    std::fs::write(definitions.join("fetal_head_us.toml"), text).unwrap();
-    let config = format!(
-        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
-         [storage]\nmin_free_disk_mb = 0\n\
-         [pipelines]\nenabled = ['dce_breast', 'fetal_head_us']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n\
-         [[destinations]]\nname = 'store'\nae_title = 'STORE'\nhost = '127.0.0.1'\nport = {store_port}\n\
-         [outbox]\ninitial_delay_seconds = 1\nmax_delay_seconds = 2\n",
-        dir.join("spool").display(),
-        definitions.display(),
-        common::dce::models_dir().display()
+    let mut config = common::node::node_config(dir);
+    write_pipeline(
+        dir,
+        "fetal_head_us",
+        false,
+        &[("destinations = []", "destinations = [\"store\"]")],
     );
-    Config::from_toml(&config, "<test config>", None).unwrap()
+    config.pipelines.enabled.push("fetal_head_us".into());
+    config
+        .destinations
+        .push(dimse_destination("store", "STORE", store_port));
+    config.outbox.initial_delay_seconds = 1;
+    config.outbox.max_delay_seconds = 2;
+    config
 }
 
 fn text(obj: &dicom_object::DefaultDicomObject, tag: dicom_core::Tag) -> String {
@@ -56,29 +56,16 @@ async fn send_and_collect(
     scp: &Storescp,
     expected: usize,
 ) -> (Vec<PathBuf>, segnode::serve::NodeSummary) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let node = tokio::spawn(segnode::serve::run_on(listener, config, async move {
-        let _ = stop_rx.await;
-    }));
-    let peer: Peer = format!("{NODE_AE}@127.0.0.1:{port}").parse().unwrap();
-    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("US_MODALITY").unwrap());
-    let report = segnode::scu::send_files(&peer, &opts, files).await.unwrap();
-    assert_eq!(
-        (report.sent, report.failed),
-        (files.len(), 0),
-        "every image acknowledged"
-    );
-    let arrived =
-        tokio::task::block_in_place(|| scp.wait_for_files(expected, Duration::from_secs(120)));
-    let _ = stop.send(());
-    let summary = tokio::time::timeout(Duration::from_secs(30), node)
-        .await
-        .expect("the node stops")
-        .unwrap()
-        .unwrap();
-    (arrived, summary)
+    let node = spawn_node(config).await;
+    node.send_as(MODALITY_AE, &node.ae_title, files).await;
+    let what = format!("{expected} SEG(s) at the destination");
+    let arrived = node
+        .wait_for(&what, Duration::from_secs(120), || {
+            let files = scp.files();
+            (files.len() >= expected).then_some(files)
+        })
+        .await;
+    (arrived, node.stop_within(Duration::from_secs(30)).await)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -202,7 +189,7 @@ async fn an_image_whose_ingest_event_was_dropped_is_read_back_from_the_spool() {
     let peer: Peer = format!("{}@127.0.0.1:{}", common::NODE_AE, scp.port())
         .parse()
         .unwrap();
-    let opts = segnode::scu::ScuOptions::new(AeTitle::parse("US_MODALITY").unwrap());
+    let opts = segnode::scu::ScuOptions::new(AeTitle::parse(MODALITY_AE).unwrap());
     let report = segnode::scu::send_files(&peer, &opts, std::slice::from_ref(&image.path))
         .await
         .unwrap();

@@ -10,12 +10,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
+use common::node::{BlockingNode, READINESS_ASSOCIATIONS, results_of, write_pipeline};
 use common::orthanc::Orthanc;
-use segnode::config::Config;
-use segnode::pipeline::definition::{EMBEDDED_DCE_BREAST, EMBEDDED_FETAL_HEAD_US};
+use segnode::ae::AeTitle;
+use segnode::config::{AllowedPeer, Config};
 use segnode::serve::NodeSummary;
 use segnode::synth::{DceParams, Orientation, SynthStudy, write_dce_study};
 
@@ -23,9 +24,9 @@ const NODE_AE: &str = "SEGNODE";
 /// Every wait is bounded by this.
 const LIMIT: Duration = Duration::from_secs(90);
 
-/// The node config: loopback, its own spool, Orthanc allowed to store, the shipped DCE
-/// pipeline with `min_slices` lowered to the test study; with `orthanc` = Some(DICOM port),
-/// Orthanc (AE ORTHANC) as the pipeline's destination through the outbox.
+/// The node config ([`common::node::node_config`] under `dir`): Orthanc allowed to store,
+/// the shipped DCE and fetal pipelines; with `orthanc` = Some(DICOM port), Orthanc (AE
+/// ORTHANC) as the pipelines' destination through the outbox.
 fn node_config(dir: &Path, orthanc: Option<u16>) -> Config {
     node_config_with(dir, orthanc.map(Delivery::Dimse), Companions::None)
 }
@@ -47,112 +48,54 @@ enum Companions {
 }
 
 fn node_config_with(dir: &Path, orthanc: Option<Delivery>, companions: Companions) -> Config {
-    let definitions = dir.join("pipelines");
-    std::fs::create_dir_all(&definitions).unwrap();
-    let mut pipeline = if companions == Companions::ReportAndOverlay {
-        EMBEDDED_DCE_BREAST.replace("destinations = []", "destinations = []\noverlay = true")
+    let mut config = common::node::node_config(dir);
+    let destinations = if orthanc.is_some() {
+        "destinations = [\"orthanc\"]"
     } else {
-        common::dce::without_report(EMBEDDED_DCE_BREAST)
-    }
-    .replace("min_slices = 96", "min_slices = 24");
-    if orthanc.is_some() {
-        pipeline = pipeline.replace("destinations = []", "destinations = [\"orthanc\"]");
-        assert!(pipeline.contains("destinations = [\"orthanc\"]"));
-    }
-    std::fs::write(definitions.join("dce_breast.toml"), pipeline).unwrap();
-    let mut fetal = common::dce::without_report(EMBEDDED_FETAL_HEAD_US);
-    if orthanc.is_some() {
-        fetal = fetal.replace("destinations = []", "destinations = [\"orthanc\"]");
-        assert!(fetal.contains("destinations = [\"orthanc\"]"));
-    }
-    std::fs::write(definitions.join("fetal_head_us.toml"), fetal).unwrap();
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    assert!(
-        models.join("dce_kinetic.pt").is_file(),
-        "models/dce_kinetic.pt is missing: run `make models` (make test does)"
+        "destinations = []"
+    };
+    let companions = companions == Companions::ReportAndOverlay;
+    let dce_output = if companions {
+        format!("{destinations}\noverlay = true")
+    } else {
+        destinations.to_string()
+    };
+    let min_slices = format!("min_slices = {}", common::dce::SLICES);
+    write_pipeline(
+        dir,
+        "dce_breast",
+        companions,
+        &[
+            ("min_slices = 96", &min_slices),
+            ("destinations = []", &dce_output),
+        ],
     );
-    let mut text = format!(
-        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
-         [storage]\nmin_free_disk_mb = 0\n\
-         [[access.allow]]\nae_title = 'ORTHANC'\nhost = '127.0.0.1'\n\
-         [pipelines]\nenabled = ['dce_breast', 'fetal_head_us']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n",
-        dir.join("spool").display(),
-        definitions.display(),
-        models.display()
+    write_pipeline(
+        dir,
+        "fetal_head_us",
+        false,
+        &[("destinations = []", destinations)],
     );
+    config.pipelines.enabled.push("fetal_head_us".into());
+    config.access.allow.push(AllowedPeer {
+        ae_title: AeTitle::parse("ORTHANC").unwrap(),
+        host: Some([127, 0, 0, 1].into()),
+    });
     match orthanc {
-        Some(Delivery::Dimse(port)) => text.push_str(&format!(
-            "[[destinations]]\nname = 'orthanc'\nae_title = 'ORTHANC'\nhost = '127.0.0.1'\n\
-             port = {port}\ncalling_ae = '{NODE_AE}'\n"
-        )),
-        Some(Delivery::Stow(url)) => text.push_str(&format!(
-            "[[destinations]]\nname = 'orthanc'\nkind = 'stow'\nurl = '{url}'\n"
-        )),
+        Some(Delivery::Dimse(port)) => {
+            let mut orthanc = common::node::dimse_destination("orthanc", "ORTHANC", port);
+            orthanc.calling_ae = Some(AeTitle::parse(NODE_AE).unwrap());
+            config.destinations.push(orthanc);
+        }
+        Some(Delivery::Stow(url)) => config.destinations.push(common::node::destination(&format!(
+            "name = 'orthanc'\nkind = 'stow'\nurl = '{url}'\n"
+        ))),
         None => {}
     }
-    text.push_str(
-        "[outbox]\ninitial_delay_seconds = 1\nmax_delay_seconds = 5\nmax_attempts = 10\n",
-    );
-    Config::from_toml(&text, "<test config>", None)
-        .unwrap_or_else(|e| panic!("the node config with an Orthanc destination is refused: {e}"))
-}
-
-/// segnode in-process on its own runtime and thread (the test drives blocking HTTP).
-struct Node {
-    port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<NodeSummary>>,
-}
-
-impl Node {
-    fn start(config: Config) -> Node {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(4)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                segnode::serve::run_on(listener, config, async move {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .expect("segnode runs")
-            })
-        });
-        Node {
-            port,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        }
-    }
-
-    fn stop(mut self) -> NodeSummary {
-        let _ = self.stop.take().unwrap().send(());
-        let thread = self.thread.take().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !thread.is_finished() {
-            assert!(
-                Instant::now() < deadline,
-                "segnode did not stop within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        thread.join().expect("segnode thread")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
+    config.outbox.initial_delay_seconds = 1;
+    config.outbox.max_delay_seconds = 5;
+    config.outbox.max_attempts = 10;
+    config
 }
 
 fn small_study(dir: &Path) -> SynthStudy {
@@ -176,17 +119,6 @@ fn upload_study(orthanc: &Orthanc, study: &SynthStudy) -> String {
         study_id = Some(answer["ParentStudy"].as_str().unwrap().to_string());
     }
     study_id.expect("the study has files")
-}
-
-fn seg_in_results(results: &Path, study_uid: &str) -> Vec<PathBuf> {
-    std::fs::read_dir(results.join(study_uid))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "dcm"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Wait until the routing job Orthanc's Lua created has delivered the study to segnode.
@@ -361,7 +293,11 @@ fn assert_node_received_once(summary: &NodeSummary, study: &SynthStudy) {
         study.files.len() as u64,
         "segnode received the study's instances once (Orthanc sent no SEG and nothing twice)"
     );
-    assert_eq!(summary.scp.associations, 1, "one association from Orthanc");
+    assert_eq!(
+        summary.scp.associations,
+        1 + READINESS_ASSOCIATIONS,
+        "one association from Orthanc (besides the test harness's readiness C-ECHO)"
+    );
 }
 
 /// Orthanc routes the stable study to segnode (Lua) and segnode writes the SEG to its
@@ -372,16 +308,13 @@ fn orthanc_routes_a_stable_study_to_segnode_and_the_seg_coming_back_does_not_loo
     let tmp = tempfile::tempdir().unwrap();
     let study = small_study(&tmp.path().join("study"));
     let config = node_config(&tmp.path().join("node"), None);
-    let results = config.results_dir();
-    let node = Node::start(config);
-    let orthanc = Orthanc::start(&tmp.path().join("orthanc"), node.port);
+    let node = BlockingNode::start(config);
+    let orthanc = Orthanc::start(&tmp.path().join("orthanc"), node.port());
 
     let study_id = upload_study(&orthanc, &study);
     wait_routed(&orthanc);
-    let seg = orthanc.wait_for("segnode's SEG in its results folder", LIMIT, || {
-        seg_in_results(&results, &study.study_uid).pop()
-    });
-    assert_eq!(seg_in_results(&results, &study.study_uid).len(), 1);
+    let seg = node.wait_for_results(&study.study_uid, 1, LIMIT).remove(0);
+    assert_eq!(node.node().results(&study.study_uid).len(), 1);
     let score = segnode::eval::evaluate_file(&seg, &study.truth_path, 1).unwrap();
     assert!(score.dice >= 0.9, "Dice {:.4}", score.dice);
 
@@ -411,15 +344,12 @@ fn orthanc_to_segnode_and_back_the_seg_lands_once_in_the_same_study_without_a_lo
     // on a config naming a port chosen now, then Orthanc on that DICOM port.
     let dicom_port = common::free_port();
     let config = node_config(&tmp.path().join("node"), Some(dicom_port));
-    let results = config.results_dir();
-    let node = Node::start(config);
-    let orthanc = Orthanc::start_with_dicom_port(&orthanc_dir, node.port, dicom_port);
+    let node = BlockingNode::start(config);
+    let orthanc = Orthanc::start_with_dicom_port(&orthanc_dir, node.port(), dicom_port);
 
     let study_id = upload_study(&orthanc, &study);
     wait_routed(&orthanc);
-    let seg = orthanc.wait_for("segnode's SEG in its results folder", LIMIT, || {
-        seg_in_results(&results, &study.study_uid).pop()
-    });
+    let seg = node.wait_for_results(&study.study_uid, 1, LIMIT).remove(0);
     orthanc.wait_for("the SEG delivered into the Orthanc study", LIMIT, || {
         (!orthanc.series_with_modality(&study_id, "SEG").is_empty()).then_some(())
     });
@@ -446,9 +376,9 @@ fn an_ultrasound_image_in_orthanc_gets_its_seg_back_in_the_same_study() {
     let image = common::fetal::us_still(&tmp.path().join("us"), 43);
     let dicom_port = common::free_port();
     let config = node_config(&tmp.path().join("node"), Some(dicom_port));
-    let node = Node::start(config);
+    let node = BlockingNode::start(config);
     let orthanc =
-        Orthanc::start_with_dicom_port(&tmp.path().join("orthanc"), node.port, dicom_port);
+        Orthanc::start_with_dicom_port(&tmp.path().join("orthanc"), node.port(), dicom_port);
 
     let answer = orthanc.upload(&image.path);
     assert_eq!(answer["Status"], "Success", "{answer}");
@@ -544,10 +474,10 @@ fn seg_report_and_overlay_come_back_once(via_stow: bool) {
         Companions::ReportAndOverlay,
     );
     let results = config.results_dir();
-    let node = Node::start(config.clone());
+    let node = BlockingNode::start(config.clone());
     let orthanc = Orthanc::start_on_ports(
         &tmp.path().join("orthanc"),
-        node.port,
+        node.port(),
         dicom_port,
         http_port,
         &dicomweb_plugin(),
@@ -578,7 +508,7 @@ fn seg_report_and_overlay_come_back_once(via_stow: bool) {
     assert_seg_in_orthanc(&orthanc, &study_id, &study);
 
     // The SR in Orthanc carries the values segnode measured.
-    let local_sr = seg_in_results(&results, &study.study_uid)
+    let local_sr = results_of(&results, &study.study_uid)
         .into_iter()
         .find(|p| p.to_string_lossy().ends_with("-report.dcm"))
         .expect("the SR beside the SEG");
@@ -616,7 +546,7 @@ fn seg_report_and_overlay_come_back_once(via_stow: bool) {
         first.outbox.delivered, expected,
         "SEG + SR + overlay, once each"
     );
-    let again = Node::start(config);
+    let again = BlockingNode::start(config);
     std::thread::sleep(Duration::from_secs(3));
     let second = again.stop();
     assert_eq!(

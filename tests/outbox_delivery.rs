@@ -9,88 +9,44 @@
 
 mod common;
 
+use common::node::{dimse_destination, spawn_node};
 use common::storescp::Storescp;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dicom_dictionary_std::tags;
-use segnode::ae::{AeTitle, Peer};
 use segnode::config::Config;
-use segnode::serve::NodeSummary;
 use segnode::spool::{DeliveryState, OutboxRecord, Spool};
 use segnode::synth::{Orientation, SynthStudy};
 
-const NODE_AE: &str = "SEGNODE";
 /// Every wait is bounded by this.
 const LIMIT: Duration = Duration::from_secs(60);
+/// The node stops within this, because the outbox must never hold shutdown up.
+const STOP_LIMIT: Duration = Duration::from_secs(20);
 
-/// The node config: loopback, its own spool, the DCE pipeline with `min_slices` lowered to
-/// the test study and `output.destinations = ["store"]`, storescp on `store_port` as the
-/// destination, the given retry policy.
+/// The node config ([`common::node::node_config`]): the DCE pipeline with
+/// `output.destinations = ["store"]`, storescp on `store_port` as the destination, short
+/// network timeouts, the given retry policy.
 fn node_config(dir: &Path, store_port: u16, initial_delay: u64, max_attempts: u32) -> Config {
-    let definitions = common::dce::pipelines_dir(
+    let mut config = common::node::node_config(dir);
+    common::dce::pipelines_dir(
         dir,
         "dce_breast",
         &[("destinations = []", "destinations = [\"store\"]")],
     );
-    let models = common::dce::models_dir();
-    let text = format!(
-        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
-         [network]\nconnect_timeout_seconds = 5\nread_timeout_seconds = 10\n\
-         [storage]\nmin_free_disk_mb = 0\n\
-         [pipelines]\nenabled = ['dce_breast']\ndefinitions_dir = '{}'\nmodels_dir = '{}'\n\
-         [[destinations]]\nname = 'store'\nae_title = 'STORE'\nhost = '127.0.0.1'\nport = {store_port}\n\
-         [outbox]\ninitial_delay_seconds = {initial_delay}\nmax_delay_seconds = 2\n\
-         max_attempts = {max_attempts}\n",
-        dir.join("spool").display(),
-        definitions.display(),
-        models.display()
-    );
-    Config::from_toml(&text, "<test config>", None).unwrap()
+    config.network.connect_timeout_seconds = 5;
+    config.network.read_timeout_seconds = 10;
+    config
+        .destinations
+        .push(dimse_destination("store", "STORE", store_port));
+    config.outbox.initial_delay_seconds = initial_delay;
+    config.outbox.max_delay_seconds = 2;
+    config.outbox.max_attempts = max_attempts;
+    config
 }
 
 fn small_study(dir: &Path, seed: u64) -> SynthStudy {
     common::dce::small_study(dir, Orientation::Axial, seed, false)
-}
-
-/// The node running in-process on port 0.
-struct Node {
-    port: u16,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<NodeSummary, segnode::serve::ServeError>>,
-}
-
-impl Node {
-    async fn start(config: Config) -> Node {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(segnode::serve::run_on(listener, config, async move {
-            let _ = stop_rx.await;
-        }));
-        Node { port, stop, task }
-    }
-
-    async fn send(&self, study: &SynthStudy) {
-        let peer: Peer = format!("{NODE_AE}@127.0.0.1:{}", self.port)
-            .parse()
-            .unwrap();
-        let opts = segnode::scu::ScuOptions::new(AeTitle::parse("TESTSCU").unwrap());
-        let report = segnode::scu::send_files(&peer, &opts, &study.files)
-            .await
-            .unwrap();
-        assert_eq!((report.sent, report.failed), (study.files.len(), 0));
-    }
-
-    /// Stop it; bounded, because the outbox must never hold shutdown up.
-    async fn stop(self) -> NodeSummary {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("the node stops within 20 s")
-            .unwrap()
-            .unwrap()
-    }
 }
 
 /// The study's outbox rows, read beside the running node.
@@ -158,8 +114,8 @@ async fn the_seg_is_delivered_once() {
     let study = small_study(&tmp.path().join("study"), 31);
     let scp = Storescp::start_on(common::free_port(), "STORE", &["+uf"]);
     let spool_dir = tmp.path().join("spool");
-    let node = Node::start(node_config(tmp.path(), scp.port, 2, 10)).await;
-    node.send(&study).await;
+    let node = spawn_node(node_config(tmp.path(), scp.port, 2, 10)).await;
+    node.send(&study.files).await;
 
     let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
         r.state != DeliveryState::Pending
@@ -177,7 +133,7 @@ async fn the_seg_is_delivered_once() {
     );
     assert_arrived_once(&scp, &spool_dir, &study.study_uid);
 
-    let summary = node.stop().await;
+    let summary = node.stop_within(STOP_LIMIT).await;
     assert_eq!(summary.outbox.delivered, 1);
     assert_eq!(summary.outbox.dead, 0);
     assert_arrived_once(&scp, &spool_dir, &study.study_uid);
@@ -189,8 +145,8 @@ async fn a_destination_down_then_up_gets_the_seg_exactly_once() {
     let study = small_study(&tmp.path().join("study"), 32);
     let port = common::free_port();
     let spool_dir = tmp.path().join("spool");
-    let node = Node::start(node_config(tmp.path(), port, 1, 10)).await;
-    node.send(&study).await;
+    let node = spawn_node(node_config(tmp.path(), port, 1, 10)).await;
+    node.send(&study.files).await;
 
     // The SEG is queued and the first attempt fails: nothing listens.
     let row = wait_row(&spool_dir, &study.study_uid, "a failed attempt", |r| {
@@ -209,7 +165,7 @@ async fn a_destination_down_then_up_gets_the_seg_exactly_once() {
     assert_eq!(row.state, DeliveryState::Delivered, "{row:?}");
     assert!(row.attempts >= 2, "{row:?}");
     assert_arrived_once(&scp, &spool_dir, &study.study_uid);
-    let summary = node.stop().await;
+    let summary = node.stop_within(STOP_LIMIT).await;
     assert_eq!((summary.outbox.delivered, summary.outbox.dead), (1, 0));
     assert!(summary.outbox.retried >= 1);
     assert_arrived_once(&scp, &spool_dir, &study.study_uid);
@@ -220,8 +176,8 @@ async fn a_destination_that_never_answers_ends_in_a_visible_dead_letter() {
     let tmp = tempfile::tempdir().unwrap();
     let study = small_study(&tmp.path().join("study"), 33);
     let spool_dir = tmp.path().join("spool");
-    let node = Node::start(node_config(tmp.path(), common::free_port(), 1, 2)).await;
-    node.send(&study).await;
+    let node = spawn_node(node_config(tmp.path(), common::free_port(), 1, 2)).await;
+    node.send(&study.files).await;
 
     let row = wait_row(&spool_dir, &study.study_uid, "the dead letter", |r| {
         r.state != DeliveryState::Pending
@@ -248,7 +204,7 @@ async fn a_destination_that_never_answers_ends_in_a_visible_dead_letter() {
     // Dead means dead: no further attempts.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(outbox_rows(&spool_dir, &study.study_uid)[0].attempts, 2);
-    let summary = node.stop().await;
+    let summary = node.stop_within(STOP_LIMIT).await;
     assert_eq!((summary.outbox.delivered, summary.outbox.dead), (0, 1));
 }
 
@@ -260,14 +216,14 @@ async fn a_delivery_pending_at_shutdown_is_made_by_the_next_node() {
     let spool_dir = tmp.path().join("spool");
     let config = node_config(tmp.path(), port, 1, 10);
 
-    let node = Node::start(config.clone()).await;
-    node.send(&study).await;
+    let node = spawn_node(config.clone()).await;
+    node.send(&study.files).await;
     let row = wait_row(&spool_dir, &study.study_uid, "a failed attempt", |r| {
         r.attempts >= 1
     })
     .await;
     assert_eq!(row.state, DeliveryState::Pending);
-    let first = node.stop().await;
+    let first = node.stop_within(STOP_LIMIT).await;
     assert_eq!(first.pipelines.completed.len(), 1);
     assert_eq!(first.outbox.delivered, 0);
     assert_eq!(
@@ -277,7 +233,7 @@ async fn a_delivery_pending_at_shutdown_is_made_by_the_next_node() {
 
     // The destination comes up; a new node on the same data folder delivers, unprompted.
     let scp = Storescp::start_on(port, "STORE", &["+uf"]);
-    let node = Node::start(config).await;
+    let node = spawn_node(config).await;
     let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
         r.state != DeliveryState::Pending
     })
@@ -285,7 +241,7 @@ async fn a_delivery_pending_at_shutdown_is_made_by_the_next_node() {
     assert_eq!(row.state, DeliveryState::Delivered, "{row:?}");
     assert!(row.attempts >= 2, "{row:?}");
     assert_arrived_once(&scp, &spool_dir, &study.study_uid);
-    let second = node.stop().await;
+    let second = node.stop_within(STOP_LIMIT).await;
     assert_eq!(second.outbox.delivered, 1);
     assert!(second.pipelines.completed.is_empty(), "no second job");
 }
@@ -295,11 +251,7 @@ async fn a_pipeline_naming_an_unknown_destination_stops_the_node_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     let mut config = node_config(tmp.path(), common::free_port(), 1, 10);
     config.destinations.clear();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = segnode::serve::run_on(listener, config, std::future::pending())
-        .await
-        .expect_err("the node refuses to start")
-        .to_string();
+    let err = common::node::spawn_node_error(config).await.to_string();
     assert!(
         err.contains("dce_breast") && err.contains("\"store\"") && err.contains("[[destinations]]"),
         "{err}"
@@ -322,8 +274,8 @@ async fn the_seg_is_delivered_over_tls() {
     config.destinations[0].tls = Some(common::tls::client_config(Some("segnode")));
     config.audit.enabled = true;
     config.audit.file = Some(audit_file.clone());
-    let node = Node::start(config).await;
-    node.send(&study).await;
+    let node = spawn_node(config).await;
+    node.send(&study.files).await;
 
     let row = wait_row(&spool_dir, &study.study_uid, "delivery", |r| {
         r.state != DeliveryState::Pending
@@ -335,7 +287,7 @@ async fn the_seg_is_delivered_over_tls() {
         "{row:?}"
     );
     assert_arrived_once(&scp, &spool_dir, &study.study_uid);
-    let summary = node.stop().await;
+    let summary = node.stop_within(STOP_LIMIT).await;
     assert_eq!(summary.outbox.delivered, 1);
 
     let audit = std::fs::read_to_string(&audit_file).unwrap();

@@ -20,24 +20,15 @@ pub fn without_report(text: &str) -> String {
 }
 
 /// Write `<dir>/pipelines/<name>.toml`: the shipped pipeline `name` [`without_report`],
-/// with `min_slices` lowered to [`SLICES`] and each `(from, to)` edit applied. An edit that no longer finds
-/// its text fails the test, so a changed shipped file cannot silently void a test.
+/// with `min_slices` lowered to [`SLICES`] and each `(from, to)` edit applied (checked, as
+/// `node::write_pipeline` does). Returns the folder.
 pub fn pipelines_dir(dir: &Path, name: &str, edits: &[(&str, &str)]) -> PathBuf {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("conf/pipelines/{name}.toml"));
-    let mut text = without_report(&std::fs::read_to_string(&shipped).unwrap());
     let min = format!("min_slices = {SLICES}");
-    for (from, to) in [("min_slices = 96", min.as_str())].iter().chain(edits) {
-        assert!(
-            text.contains(from),
-            "{} no longer contains {from:?}",
-            shipped.display()
-        );
-        text = text.replace(from, to);
-    }
-    let definitions = dir.join("pipelines");
-    std::fs::create_dir_all(&definitions).unwrap();
-    std::fs::write(definitions.join(format!("{name}.toml")), text).unwrap();
-    definitions
+    let edits: Vec<(&str, &str)> = [("min_slices = 96", min.as_str())]
+        .into_iter()
+        .chain(edits.iter().copied())
+        .collect();
+    super::node::write_pipeline(dir, name, false, &edits)
 }
 
 /// The repository's models folder, which `make models` fills.

@@ -1,6 +1,8 @@
-//! Shared helpers for the integration tests: an in-process node on 127.0.0.1 port 0 with
-//! its own data folder ([`TestNode`]), DCMTK runners that fail loudly when a tool is
-//! missing ([`require_tool`]), DICOM fixtures (`fixtures`, `j2k`), a raw DIMSE
+//! Shared helpers for the integration tests: the whole node in-process for a test
+//! (`node::spawn_node`, on the config `node::node_config` builds; the same config runs the
+//! binary as a child in `child_node`), the SCP alone on 127.0.0.1 port 0 with its own data
+//! folder ([`TestNode`]), DCMTK runners that fail loudly when a tool is missing
+//! ([`require_tool`]), DICOM fixtures (`fixtures`, `j2k`), a raw DIMSE
 //! requestor for what DCMTK will not send (`raw_scu`), a real Orthanc (`orthanc`), DCMTK
 //! storescp as a destination (`storescp`), the DCE node fixtures (`dce`), the fetal
 //! ultrasound image (`fetal`), the project venv's Python (`python`) and OHIF's SEG code
@@ -15,6 +17,7 @@ pub mod dce;
 pub mod fetal;
 pub mod fixtures;
 pub mod j2k;
+pub mod node;
 pub mod ohif;
 pub mod orthanc;
 pub mod python;
@@ -56,16 +59,15 @@ pub fn init_logging() {
     });
 }
 
-/// A node config for tests: our AE title, loopback, `data_dir`, no disk floor, short
-/// timeouts, 1 MiB journal segments (so a test's few hundred instances roll through many). Tests change what they need in the tweak closure of [`TestNode::start`].
+/// A config for the SCP-only [`TestNode`]: [`node::loopback_config`] on `data_dir`, short
+/// timeouts, 1 MiB journal segments (so a test's few hundred instances roll through many).
+/// Tests change what they need in the tweak closure of [`TestNode::start`].
 pub fn test_config(data_dir: &Path) -> Config {
-    let text = format!(
-        "[node]\nae_title = '{NODE_AE}'\nbind = '127.0.0.1'\nport = 11112\ndata_dir = '{}'\n\
-         [network]\nread_timeout_seconds = 15\nwrite_timeout_seconds = 15\n\
-         [storage]\nmin_free_disk_mb = 0\njournal_segment_mb = 1\n",
-        data_dir.display()
-    );
-    Config::from_toml(&text, "<test config>", None).expect("the test config is valid")
+    let mut config = node::loopback_config(data_dir);
+    config.network.read_timeout_seconds = 15;
+    config.network.write_timeout_seconds = 15;
+    config.storage.journal_segment_mb = 1;
+    config
 }
 
 /// A running in-process node.
