@@ -11,6 +11,7 @@
 //! Submodules: [`windows`] (where windows go), [`blend`] (importance maps), [`device`]
 //! (device choice, bf16 autocast), [`model`] (loading and the sliding window itself).
 
+pub mod autocast;
 pub mod blend;
 pub mod device;
 pub mod model;
@@ -228,6 +229,16 @@ pub enum InferError {
         /// The configured device.
         requested: String,
         /// Why not.
+        reason: String,
+    },
+    /// bf16 was asked for on CUDA, and the loaded libtorch's autocast cannot be trusted.
+    #[error(
+        "precision = \"bf16\" cannot run here: {reason}; set precision = \"fp32\" in the \
+         pipeline's [model] table, or run on the torch=={} that scripts/setup.sh installs",
+        autocast::CHECKED_LIBTORCH
+    )]
+    Bf16Unavailable {
+        /// What the start-up check found.
         reason: String,
     },
     /// The settings are inconsistent.

@@ -1,5 +1,4 @@
-//! Which device a model runs on (`auto` / `cpu` / `cuda:N` in the pipeline config), and
-//! bf16 autocast on CUDA.
+//! Which device a model runs on (`auto` / `cpu` / `cuda:N` in the pipeline config).
 
 use std::fmt;
 use std::str::FromStr;
@@ -89,49 +88,6 @@ impl fmt::Display for DeviceChoice {
     }
 }
 
-// tch exposes autocast on/off but not its dtype, and CUDA autocast defaults to float16. The
-// dtype setter is a plain exported libtorch function (ATen/autocast_mode.h):
-//   void at::autocast::set_autocast_dtype(c10::DeviceType, c10::ScalarType);
-//   c10::ScalarType at::autocast::get_autocast_dtype(c10::DeviceType);
-// Both enums are `int8_t`-backed, so on the Itanium C++ ABI the calls are ABI-identical to
-// these C declarations. The symbols live in libtorch_cpu, which torch-sys links.
-unsafe extern "C" {
-    #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
-    fn at_set_autocast_dtype(device_type: i8, dtype: i8);
-    #[link_name = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"]
-    fn at_get_autocast_dtype(device_type: i8) -> i8;
-}
-
-/// `c10::DeviceType::CUDA`.
-const C10_DEVICE_CUDA: i8 = 1;
-/// `c10::ScalarType::BFloat16`.
-const C10_BFLOAT16: i8 = 15;
-
-/// The current thread's CUDA autocast dtype as a `c10::ScalarType` number.
-fn cuda_autocast_dtype() -> i8 {
-    // SAFETY: a getter of a thread-local value; the argument is a valid DeviceType.
-    unsafe { at_get_autocast_dtype(C10_DEVICE_CUDA) }
-}
-
-/// Restores the thread's previous CUDA autocast dtype, even if the closure panics.
-struct DtypeGuard(i8);
-
-impl Drop for DtypeGuard {
-    fn drop(&mut self) {
-        // SAFETY: restores a value previously read from the same getter.
-        unsafe { at_set_autocast_dtype(C10_DEVICE_CUDA, self.0) }
-    }
-}
-
-/// Run `f` under CUDA autocast with bfloat16 (what `torch.autocast("cuda",
-/// dtype=torch.bfloat16)` does). Autocast state is per thread; it is set and restored here.
-pub fn with_bf16_autocast<T>(f: impl FnOnce() -> T) -> T {
-    let _guard = DtypeGuard(cuda_autocast_dtype());
-    // SAFETY: valid DeviceType and ScalarType values; thread-local setter.
-    unsafe { at_set_autocast_dtype(C10_DEVICE_CUDA, C10_BFLOAT16) };
-    tch::autocast(true, f)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,14 +121,5 @@ mod tests {
             let err = DeviceChoice::Cuda(0).resolve().unwrap_err().to_string();
             assert!(err.contains("cuda:0") && err.contains("no CUDA"), "{err}");
         }
-    }
-
-    #[test]
-    fn bf16_autocast_sets_and_restores_the_dtype() {
-        // Runs on CPU too: the dtype is thread-local state, independent of a GPU being there.
-        let before = cuda_autocast_dtype();
-        let inside = with_bf16_autocast(cuda_autocast_dtype);
-        assert_eq!(inside, C10_BFLOAT16);
-        assert_eq!(cuda_autocast_dtype(), before);
     }
 }

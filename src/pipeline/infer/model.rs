@@ -13,8 +13,9 @@ use ndarray::Array4;
 use tch::{CModule, Device, Kind, Tensor};
 use tracing::{debug, info, warn};
 
+use super::autocast::Bf16Autocast;
 use super::windows::WindowPlan;
-use super::{InferError, InferSettings, blend, device};
+use super::{InferError, InferSettings, blend};
 
 /// A loaded, warmed-up TorchScript segmentation model and how to run it.
 #[derive(Debug)]
@@ -31,8 +32,9 @@ pub struct Model {
     in_channels: usize,
     /// Channels the model returns (K), learnt from the warm-up forward.
     out_channels: usize,
-    /// Whether forwards run under bf16 autocast (half precision asked for, on CUDA).
-    autocast: bool,
+    /// bf16 autocast for the forwards (half precision asked for, on CUDA), checked against
+    /// the loaded libtorch at load.
+    autocast: Option<&'static Bf16Autocast>,
 }
 
 impl Model {
@@ -57,10 +59,16 @@ impl Model {
         }
         let device = settings.device.resolve()?;
         let bf16 = settings.precision == super::Precision::Bf16;
-        let autocast = bf16 && device.is_cuda();
-        if bf16 && !autocast {
-            warn!(model = %path.display(), ?device, "precision = \"bf16\" is CUDA-only; running float32 on the CPU");
-        }
+        let autocast = if bf16 && device.is_cuda() {
+            let autocast = Bf16Autocast::checked()?;
+            info!(libtorch = autocast.version(), library = %autocast.library().display(), "bf16 autocast checked against the loaded libtorch");
+            Some(autocast)
+        } else {
+            if bf16 {
+                warn!(model = %path.display(), ?device, "precision = \"bf16\" is CUDA-only; running float32 on the CPU");
+            }
+            None
+        };
         let started = Instant::now();
         let mut module =
             CModule::load_on_device(path, device).map_err(|source| InferError::ModelLoad {
@@ -85,7 +93,7 @@ impl Model {
             in_channels,
             out_channels = model.out_channels,
             roi = ?settings.roi,
-            bf16 = autocast,
+            bf16 = autocast.is_some(),
             seconds = started.elapsed().as_secs_f32(),
             "model loaded"
         );
@@ -231,12 +239,9 @@ impl Model {
     /// returned as float32 `[N, K, D, H, W]`. A 2D model gets `[N, C, H, W]` (the windows
     /// are one slice deep) and its output gets the depth axis back.
     fn forward(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
-        let run = |x: &Tensor| {
-            if self.autocast {
-                device::with_bf16_autocast(|| self.module.forward_ts(&[x]))
-            } else {
-                self.module.forward_ts(&[x])
-            }
+        let run = |x: &Tensor| match self.autocast {
+            Some(autocast) => autocast.run(|| self.module.forward_ts(&[x])),
+            None => self.module.forward_ts(&[x]),
         };
         let y = if self.settings.image_model {
             run(&x.f_squeeze_dim(2)?)?.f_unsqueeze(2)?
