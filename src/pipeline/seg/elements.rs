@@ -1,10 +1,13 @@
 //! Small constructors and accessors for DICOM elements, so that the SEG modules read as
-//! lists of attributes rather than as dicom-rs plumbing.
+//! lists of attributes rather than as dicom-rs plumbing, and the value rules (LO, PN) that
+//! the header, the options and the segments share.
 
 use dicom_core::value::{DataSetSequence, PrimitiveValue};
 use dicom_core::{DataElement, Length, Tag, VR};
 use dicom_object::InMemDicomObject;
 use dicom_object::mem::InMemElement;
+
+use super::error::SegError;
 
 /// A single-valued text element (CS, LO, SH, UI, DA, TM, PN, DS, IS, ...).
 pub(crate) fn text(tag: Tag, vr: VR, value: &str) -> InMemElement {
@@ -100,4 +103,68 @@ pub(crate) fn get_u32s(ds: &InMemDicomObject, tag: Tag) -> Vec<u32> {
     ds.get(tag)
         .and_then(|e| e.to_multi_int::<u32>().ok())
         .unwrap_or_default()
+}
+
+/// Check a LO value: at most 64 characters, no backslash or control characters; non-empty
+/// when `required`.
+pub(crate) fn check_lo(field: &str, value: &str, required: bool) -> Result<(), SegError> {
+    if required && value.trim().is_empty() {
+        return Err(SegError::setting(
+            field,
+            "is empty but DICOM requires a value",
+        ));
+    }
+    if value.chars().count() > 64 {
+        return Err(SegError::setting(
+            field,
+            format!("{value:?} is longer than 64 characters"),
+        ));
+    }
+    if value.contains('\\') || value.chars().any(char::is_control) {
+        return Err(SegError::setting(
+            field,
+            format!("{value:?} contains a backslash or control character"),
+        ));
+    }
+    Ok(())
+}
+
+/// A person name in the current PN form: a bare name gets a trailing `^` (family name
+/// with an empty given name), which is what `dciodvfy` expects instead of the retired form.
+pub(crate) fn person_name(name: &str) -> String {
+    let name = name.trim();
+    if name.is_empty() || name.contains('^') || name.contains('=') {
+        name.to_string()
+    } else {
+        format!("{name}^")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn person_names_get_a_component_separator() {
+        assert_eq!(person_name("segnode"), "segnode^");
+        assert_eq!(person_name("Doe^John"), "Doe^John");
+        assert_eq!(person_name(""), "");
+    }
+
+    #[test]
+    fn lo_values_are_checked_for_length_backslash_and_presence() {
+        assert!(check_lo("label", "Tumour", true).is_ok());
+        assert!(check_lo("series_description", "", false).is_ok());
+        let empty = check_lo("label", " ", true).unwrap_err().to_string();
+        assert!(
+            empty.contains("label") && empty.contains("empty"),
+            "{empty}"
+        );
+        let long = check_lo("label", &"x".repeat(65), true)
+            .unwrap_err()
+            .to_string();
+        assert!(long.contains("64"), "{long}");
+        let multi = check_lo("label", "a\\b", true).unwrap_err().to_string();
+        assert!(multi.contains("backslash"), "{multi}");
+    }
 }

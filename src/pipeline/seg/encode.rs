@@ -11,16 +11,14 @@ use dicom_object::{FileDicomObject, InMemDicomObject};
 use ndarray::{Array3, Axis};
 
 use super::bits::BitPacker;
-use super::elements::{empty, seq, text, texts, us};
+use super::elements::{empty, person_name, seq, text, texts, us};
 use super::error::SegError;
 use super::frames::{
     PlannedFrame, per_frame_item, plan_frames, plan_label_frames, put_dimensions,
     referenced_series, shared_item,
 };
 use super::geometry::SourceGeometry;
-use super::header::{
-    copy_patient_and_study, now_utc, person_name, put_character_set, put_equipment,
-};
+use super::header::{copy_patient_and_study, now_utc, put_character_set, put_equipment};
 use super::labelmap::{bits_for, label_pixel_data};
 use super::options::{SegOptions, SegType};
 use super::related::related_series;

@@ -125,17 +125,6 @@ pub(crate) fn put_equipment(out: &mut InMemDicomObject, options: &SegOptions) {
     ));
 }
 
-/// A person name in the current PN form: a bare name gets a trailing `^` (family name
-/// with an empty given name), which is what `dciodvfy` expects instead of the retired form.
-pub(crate) fn person_name(name: &str) -> String {
-    let name = name.trim();
-    if name.is_empty() || name.contains('^') || name.contains('=') {
-        name.to_string()
-    } else {
-        format!("{name}^")
-    }
-}
-
 /// Set SpecificCharacterSet to UTF-8 (`ISO_IR 192`) when any text in `out` is not ASCII;
 /// otherwise leave it out (the default repertoire).
 pub(crate) fn put_character_set(out: &mut InMemDicomObject) {
@@ -199,13 +188,6 @@ mod tests {
         let (date, time) = now_utc();
         assert_eq!(date.len(), 8);
         assert_eq!(time.len(), 13);
-    }
-
-    #[test]
-    fn person_names_get_a_component_separator() {
-        assert_eq!(person_name("segnode"), "segnode^");
-        assert_eq!(person_name("Doe^John"), "Doe^John");
-        assert_eq!(person_name(""), "");
     }
 
     #[test]

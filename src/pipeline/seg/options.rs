@@ -1,9 +1,8 @@
 //! Per-pipeline settings of the SEG series (numbering, descriptive text, equipment identity,
 //! empty-frame policy), validated so that a bad value fails when the pipeline is loaded.
 
+use super::elements::{check_lo, person_name};
 use super::error::SegError;
-use super::header::person_name;
-use super::segments::lo;
 
 /// How the SEG series describes itself and which frames it keeps.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -103,11 +102,11 @@ impl SegOptions {
                 ),
             ));
         }
-        lo("series_description", &self.series_description, false)?;
-        lo("content_description", &self.content_description, false)?;
-        lo("manufacturer_model", &self.manufacturer_model, true)?;
-        lo("software_version", &self.software_version, true)?;
-        lo("device_serial", &self.device_serial, true)?;
+        check_lo("series_description", &self.series_description, false)?;
+        check_lo("content_description", &self.content_description, false)?;
+        check_lo("manufacturer_model", &self.manufacturer_model, true)?;
+        check_lo("software_version", &self.software_version, true)?;
+        check_lo("device_serial", &self.device_serial, true)?;
         let creator = person_name(&self.content_creator);
         if creator.split('=').any(|group| group.chars().count() > 64) || creator.contains('\\') {
             return Err(SegError::setting(

@@ -6,7 +6,7 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 
 use super::codes::{ARTIFICIAL_INTELLIGENCE, Code};
-use super::elements::{obj, seq, text, us};
+use super::elements::{check_lo, obj, seq, text, us};
 use super::error::SegError;
 
 /// Description of one segment; segment `s + 1` of the SEG is `segments[s]`.
@@ -31,9 +31,9 @@ impl SegmentSpec {
     /// Check that every value fits its VR; `index` is the 0-based position in the list.
     pub fn validate(&self, index: usize) -> Result<(), SegError> {
         let field = |name: &str| format!("segments[{index}].{name}");
-        lo(&field("label"), &self.label, true)?;
-        lo(&field("algorithm_name"), &self.algorithm_name, true)?;
-        lo(&field("algorithm_version"), &self.algorithm_version, true)?;
+        check_lo(&field("label"), &self.label, true)?;
+        check_lo(&field("algorithm_name"), &self.algorithm_name, true)?;
+        check_lo(&field("algorithm_version"), &self.algorithm_version, true)?;
         self.category.validate(&field("category"))?;
         self.property_type.validate(&field("property_type"))
     }
@@ -70,30 +70,6 @@ impl SegmentSpec {
         }
         item
     }
-}
-
-/// Check a LO value: at most 64 characters, no backslash or control characters; non-empty
-/// when `required`.
-pub(crate) fn lo(field: &str, value: &str, required: bool) -> Result<(), SegError> {
-    if required && value.trim().is_empty() {
-        return Err(SegError::setting(
-            field,
-            "is empty but DICOM requires a value",
-        ));
-    }
-    if value.chars().count() > 64 {
-        return Err(SegError::setting(
-            field,
-            format!("{value:?} is longer than 64 characters"),
-        ));
-    }
-    if value.contains('\\') || value.chars().any(char::is_control) {
-        return Err(SegError::setting(
-            field,
-            format!("{value:?} contains a backslash or control character"),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
