@@ -14,7 +14,8 @@ use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 use tracing::warn;
 
-use crate::ingest::{InstanceHeader, Origin};
+use crate::error_chain::error_chain;
+use crate::ingest::{HeaderError, InstanceHeader, Origin};
 use crate::pipeline::assembler::InstanceSeen;
 use crate::spool::{InstanceRecord, JobState, Spool, SpoolError};
 
@@ -77,7 +78,7 @@ pub fn recover(spool: &Spool, window: Duration) -> Result<Recovered, SpoolError>
                     Err(reason) => warn!(
                         study = %study.study_uid,
                         path = %instance.path.display(),
-                        reason = %reason,
+                        reason = %error_chain(&reason),
                         "stored instance unreadable at start-up; left out of its study"
                     ),
                 }
@@ -104,7 +105,7 @@ pub fn missed_instances(
             Ok(seen) => out.push(seen),
             Err(reason) => warn!(
                 path = %instance.path.display(),
-                reason = %reason,
+                reason = %error_chain(&reason),
                 "stored instance unreadable; left out of its study"
             ),
         }
@@ -112,18 +113,27 @@ pub fn missed_instances(
     Ok(out)
 }
 
+/// Why a stored instance could not be read back (it is logged and left out of its study;
+/// the file stays in the spool for the operator).
+#[derive(Debug, thiserror::Error)]
+enum ReadBackError {
+    #[error("cannot read the stored file: {0}")]
+    Open(#[from] dicom_object::ReadError),
+    #[error("its header lacks what the assembler needs: {0}")]
+    Header(#[from] HeaderError),
+}
+
 /// Instances read back at most per reconciliation.
 pub const MAX_MISSED: usize = 100_000;
 
 /// A stored instance as the assembler sees it: its header read back from the file, its
 /// AE titles from the index (no association: it completes by its pipeline's stable time).
-fn read_back(instance: &InstanceRecord) -> Result<InstanceSeen, String> {
+fn read_back(instance: &InstanceRecord) -> Result<InstanceSeen, ReadBackError> {
     let obj = OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
-        .open_file(&instance.path)
-        .map_err(|e| e.to_string())?;
+        .open_file(&instance.path)?;
     Ok(InstanceSeen {
-        header: InstanceHeader::from_object(&obj).map_err(|e| e.to_string())?,
+        header: InstanceHeader::from_object(&obj)?,
         origin: Origin {
             association_id: None,
             calling_ae: instance.calling_ae.clone(),
