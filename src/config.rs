@@ -371,8 +371,13 @@ impl Default for PipelinesConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
-    /// Our AE title; associations must call it when `access.check_called_ae` is on.
+    /// Our AE title; associations must call it (or one of `ae_titles`) when
+    /// `access.check_called_ae` is on. The node also presents it when it sends.
     pub ae_title: AeTitle,
+    /// Further titles the node answers to, one per pipeline that senders address by title
+    /// (`applies_to.called_ae_titles`); with `access.check_called_ae` on, any other called
+    /// title is rejected.
+    pub ae_titles: Vec<AeTitle>,
     /// Address to bind the DICOM listener to.
     pub bind: IpAddr,
     /// DICOM port (104 and 11112 are customary).
@@ -382,11 +387,31 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
 }
 
+impl NodeConfig {
+    /// Whether an association calling `called_ae` calls this node: `ae_title` or one of
+    /// `ae_titles` (AE titles compare without their padding spaces, case-sensitively).
+    pub fn answers_to(&self, called_ae: &str) -> bool {
+        let called_ae = called_ae.trim();
+        std::iter::once(&self.ae_title)
+            .chain(&self.ae_titles)
+            .any(|title| title.as_str() == called_ae)
+    }
+
+    /// Every title the node answers to, `ae_title` first, for messages.
+    pub fn titles(&self) -> Vec<&str> {
+        std::iter::once(&self.ae_title)
+            .chain(&self.ae_titles)
+            .map(AeTitle::as_str)
+            .collect()
+    }
+}
+
 impl Default for NodeConfig {
     /// README's documented defaults, as the embedded `conf/segnode.toml` spells them out.
     fn default() -> Self {
         Self {
             ae_title: AeTitle::parse("SEGNODE").expect("a valid AE title"),
+            ae_titles: Vec::new(),
             bind: default_bind(),
             port: 11112,
             data_dir: PathBuf::from("segnode-data"),
@@ -522,7 +547,8 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessConfig {
-    /// Reject associations whose called AE title is not ours.
+    /// Reject associations whose called AE title is not ours (`node.ae_title` or one of
+    /// `node.ae_titles`).
     pub check_called_ae: bool,
     /// Calling AEs allowed to associate. Empty: any calling AE (logged as a warning).
     pub allow: Vec<AllowedPeer>,

@@ -28,6 +28,15 @@ pub enum LoadError {
         destination: String,
         configured: String,
     },
+    #[error(
+        "pipeline {pipeline}: applies_to.called_ae_titles names {title:?}, but the node rejects \
+         associations calling it (it answers to {answers_to}); add {title:?} to node.ae_titles"
+    )]
+    UnansweredCalledAe {
+        pipeline: String,
+        title: String,
+        answers_to: String,
+    },
 }
 
 /// The enabled pipelines, loaded: what the node's worker runs and the dashboard shows.
@@ -170,6 +179,21 @@ fn checked_definition(config: &Config, name: &str) -> Result<PipelineDefinition,
             } else {
                 names.join(", ")
             },
+        });
+    }
+    // A title the SCP rejects would leave the pipeline waiting for studies that can never
+    // reach it.
+    if config.access.check_called_ae
+        && let Some(title) = definition
+            .applies_to
+            .called_ae_titles
+            .iter()
+            .find(|t| !config.node.answers_to(t))
+    {
+        return Err(LoadError::UnansweredCalledAe {
+            pipeline: definition.name.clone(),
+            title: title.clone(),
+            answers_to: config.node.titles().join(", "),
         });
     }
     Ok(definition)

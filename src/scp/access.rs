@@ -1,4 +1,5 @@
-//! Who may associate: the called AE title must be ours (when `access.check_called_ae`),
+//! Who may associate: the called AE title must be ours, `node.ae_title` or one of
+//! `node.ae_titles` (when `access.check_called_ae`),
 //! and the calling AE title must be on `access.allow` (when the list is not empty),
 //! connecting from the listed host when one is given.
 //!
@@ -13,20 +14,23 @@ use dicom_ul::association::server::AccessControl;
 use dicom_ul::pdu::{AssociationRJServiceUserReason, UserIdentity};
 use tracing::warn;
 
-use crate::config::{AccessConfig, AllowedPeer};
+use crate::config::{AccessConfig, AllowedPeer, NodeConfig};
 
 /// The access rules of the node, shared by all connections.
 #[derive(Debug)]
 pub(crate) struct AccessPolicy {
     check_called_ae: bool,
+    /// The node's identity: the titles a peer may call.
+    node: NodeConfig,
     allow: Vec<AllowedPeer>,
 }
 
 impl AccessPolicy {
-    /// Rules from the `[access]` config section.
-    pub(crate) fn from_config(access: &AccessConfig) -> Self {
+    /// Rules from the `[access]` config section and the node's titles.
+    pub(crate) fn from_config(node: &NodeConfig, access: &AccessConfig) -> Self {
         Self {
             check_called_ae: access.check_called_ae,
+            node: node.clone(),
             allow: access.allow.clone(),
         }
     }
@@ -45,14 +49,8 @@ impl AccessPolicy {
         }
     }
 
-    fn check(
-        &self,
-        our_ae: &str,
-        calling_ae: &str,
-        called_ae: &str,
-        peer: IpAddr,
-    ) -> Result<(), Refusal> {
-        if self.check_called_ae && called_ae != our_ae {
+    fn check(&self, calling_ae: &str, called_ae: &str, peer: IpAddr) -> Result<(), Refusal> {
+        if self.check_called_ae && !self.node.answers_to(called_ae) {
             return Err(Refusal::CalledAe);
         }
         if self.allow.is_empty() {
@@ -120,19 +118,19 @@ impl PeerAccess {
 impl AccessControl for PeerAccess {
     fn check_access(
         &self,
-        this_ae_title: &str,
+        // dicom-ul passes `node.ae_title`; the node's other titles are the policy's to know.
+        _this_ae_title: &str,
         calling_ae_title: &str,
         called_ae_title: &str,
         _user_identity: Option<&UserIdentity>,
     ) -> Result<(), AssociationRJServiceUserReason> {
-        let refusal =
-            match self
-                .policy
-                .check(this_ae_title, calling_ae_title, called_ae_title, self.peer)
-            {
-                Ok(()) => return Ok(()),
-                Err(refusal) => refusal,
-            };
+        let refusal = match self
+            .policy
+            .check(calling_ae_title, called_ae_title, self.peer)
+        {
+            Ok(()) => return Ok(()),
+            Err(refusal) => refusal,
+        };
         let _ = self.refusal.0.set(RefusedTitles {
             calling_ae: calling_ae_title.to_string(),
             called_ae: called_ae_title.to_string(),
@@ -140,11 +138,12 @@ impl AccessControl for PeerAccess {
         let (calling, called, peer) = (calling_ae_title, called_ae_title, self.peer);
         match refusal {
             Refusal::CalledAe => {
+                let ours = self.policy.node.titles().join(", ");
                 warn!(
                     calling_ae = calling,
                     called_ae = called,
-                    our_ae = this_ae_title,
-                    "association rejected: called AE title is not ours (configure the peer to call {this_ae_title}, or set access.check_called_ae = false)"
+                    our_titles = %ours,
+                    "association rejected: called AE title is not ours (configure the peer to call one of {ours}, add its title to node.ae_titles, or set access.check_called_ae = false)"
                 );
                 Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized)
             }
@@ -170,6 +169,7 @@ mod tests {
     fn policy(check_called_ae: bool, allow: &[(&str, Option<&str>)]) -> AccessPolicy {
         AccessPolicy {
             check_called_ae,
+            node: NodeConfig::default(),
             allow: allow
                 .iter()
                 .map(|(ae, host)| AllowedPeer {
@@ -185,33 +185,46 @@ mod tests {
     #[test]
     fn called_ae_is_checked_only_when_configured() {
         assert_eq!(
-            policy(true, &[]).check("SEGNODE", "ANY", "OTHER", LOCAL),
+            policy(true, &[]).check("ANY", "OTHER", LOCAL),
             Err(Refusal::CalledAe)
         );
-        assert_eq!(
-            policy(false, &[]).check("SEGNODE", "ANY", "OTHER", LOCAL),
-            Ok(())
-        );
-        assert_eq!(
-            policy(true, &[]).check("SEGNODE", "ANY", "SEGNODE", LOCAL),
-            Ok(())
-        );
+        assert_eq!(policy(false, &[]).check("ANY", "OTHER", LOCAL), Ok(()));
+        assert_eq!(policy(true, &[]).check("ANY", "SEGNODE", LOCAL), Ok(()));
+    }
+
+    #[test]
+    fn the_node_answers_to_each_of_its_titles_and_no_other() {
+        let mut p = policy(true, &[]);
+        p.node.ae_titles = vec![
+            AeTitle::parse("SEG_LEFT").unwrap(),
+            AeTitle::parse("SEG_RIGHT").unwrap(),
+        ];
+        for called in ["SEGNODE", "SEG_LEFT", "SEG_RIGHT", "SEG_LEFT  "] {
+            assert_eq!(p.check("ANY", called, LOCAL), Ok(()), "{called:?}");
+        }
+        for called in ["SEG_MIDDLE", "seg_left", ""] {
+            assert_eq!(
+                p.check("ANY", called, LOCAL),
+                Err(Refusal::CalledAe),
+                "{called:?}"
+            );
+        }
     }
 
     #[test]
     fn allow_list_matches_ae_and_host() {
         let p = policy(true, &[("ORTHANC", Some("127.0.0.1")), ("PACS", None)]);
-        assert_eq!(p.check("SEGNODE", "ORTHANC", "SEGNODE", LOCAL), Ok(()));
+        assert_eq!(p.check("ORTHANC", "SEGNODE", LOCAL), Ok(()));
         assert_eq!(
-            p.check("SEGNODE", "PACS", "SEGNODE", "10.0.0.7".parse().unwrap()),
+            p.check("PACS", "SEGNODE", "10.0.0.7".parse().unwrap()),
             Ok(())
         );
         assert_eq!(
-            p.check("SEGNODE", "ORTHANC", "SEGNODE", "10.0.0.7".parse().unwrap()),
+            p.check("ORTHANC", "SEGNODE", "10.0.0.7".parse().unwrap()),
             Err(Refusal::WrongHost)
         );
         assert_eq!(
-            p.check("SEGNODE", "STRANGER", "SEGNODE", LOCAL),
+            p.check("STRANGER", "SEGNODE", LOCAL),
             Err(Refusal::UnknownCallingAe)
         );
     }

@@ -56,7 +56,10 @@ impl Shared {
     pub(crate) fn new(ctx: ScpContext) -> Self {
         Self {
             options: negotiation::server_options(&ctx.config),
-            access: Arc::new(AccessPolicy::from_config(&ctx.config.access)),
+            access: Arc::new(AccessPolicy::from_config(
+                &ctx.config.node,
+                &ctx.config.access,
+            )),
             accepted_classes: ctx.config.accepted_sop_classes(),
             totals: Totals::default(),
             body_limits: BodyLimits {

@@ -142,7 +142,7 @@ pub async fn run(
     let mut backoff = ACCEPT_BACKOFF.0;
     info!(
         addr = %local_addr,
-        ae_title = %config.node.ae_title,
+        ae_titles = %config.node.titles().join(", "),
         max_associations = config.network.max_associations,
         max_pending = config.network.max_pending_associations,
         max_pending_per_host = config.network.max_pending_per_host,
