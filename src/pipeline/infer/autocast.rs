@@ -156,6 +156,7 @@ fn lookup(symbol: &CStr) -> Result<*mut c_void, String> {
 
 /// The file of the shared library that holds `address`.
 fn library_of(address: *mut c_void) -> Option<PathBuf> {
+    // SAFETY: Dl_info is plain pointers; all-zero is a valid (empty) value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid out-parameter; dladdr only reads the address.
     let found = unsafe { libc::dladdr(address, &mut info) };
